@@ -1,0 +1,221 @@
+"""A columnar rolling window of rows with offsets.
+
+:class:`ColumnWindow` keeps the last ``max_rows`` rows of a topic in one
+preallocated numpy array per column. Appending a batch copies its columns into
+the arrays (amortised O(rows): the arrays hold up to twice the window, and the
+retained tail is moved to the front only when they are full); reading the window
+builds a DataFrame from array slices. There is no ``pd.concat`` per batch.
+
+It is used on both sides of the wire: the server keeps each topic's retained
+history in one, and every client subscription keeps its live window in one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .schema import (
+    MASKED_TYPES,
+    STRING_DTYPE,
+    Schema,
+    datetime_parts,
+    is_datetime_type,
+)
+
+_MIN_CAPACITY = 1024
+
+
+class _Column:
+    """Storage of one column in a growable numpy array."""
+
+    def __init__(self, type_: str, capacity: int) -> None:
+        self.type = type_
+        self.mask: np.ndarray | None = None
+        self.categories: list[str] | None = None
+        self._cat_index: dict[str, int] | None = None
+        self.ordered = False
+        if type_ == "string":
+            self.data = np.empty(capacity, dtype=object)
+        elif type_ == "category":
+            self.data = np.empty(capacity, dtype=np.int32)
+            self.categories = []
+            self._cat_index = {}
+        elif is_datetime_type(type_):
+            self.unit, self.tz = datetime_parts(type_)
+            self.data = np.empty(capacity, dtype=np.int64)
+        elif type_ in MASKED_TYPES:
+            self.np_dtype = np.dtype("bool" if type_ == "boolean" else type_.lower())
+            self.data = np.empty(capacity, dtype=self.np_dtype)
+            self.mask = np.empty(capacity, dtype=bool)
+        else:
+            self.data = np.empty(capacity, dtype=np.dtype(type_))
+
+    def resize(self, capacity: int, lo: int, hi: int) -> None:
+        """Reallocate to ``capacity`` moving rows [lo, hi) to the front."""
+        new = np.empty(capacity, dtype=self.data.dtype)
+        new[: hi - lo] = self.data[lo:hi]
+        self.data = new
+        if self.mask is not None:
+            m = np.empty(capacity, dtype=bool)
+            m[: hi - lo] = self.mask[lo:hi]
+            self.mask = m
+
+    def move_to_front(self, lo: int, hi: int) -> None:
+        n = hi - lo
+        self.data[:n] = self.data[lo:hi]
+        if self.mask is not None:
+            self.mask[:n] = self.mask[lo:hi]
+        if self.type == "string":  # release references held past the end
+            self.data[n:hi] = None
+
+    def write(self, pos: int | np.ndarray, s: pd.Series) -> None:
+        """Write ``s`` at row ``pos`` onwards, or at the row positions of an index array."""
+        sel = slice(pos, pos + len(s)) if isinstance(pos, int) else pos
+        t = self.type
+        if t == "string":
+            self.data[sel] = s.to_numpy(dtype=object)
+        elif t == "category":
+            cat = s.cat
+            if not self.categories and cat.ordered:
+                self.ordered = True
+            index = self._cat_index
+            assert index is not None and self.categories is not None
+            mapping = np.empty(len(cat.categories) + 1, dtype=np.int32)
+            for i, c in enumerate(cat.categories):
+                code = index.get(c)
+                if code is None:
+                    code = index[c] = len(self.categories)
+                    self.categories.append(c)
+                mapping[i] = code
+            mapping[-1] = -1  # code -1 (missing) maps to itself
+            self.data[sel] = mapping[cat.codes.to_numpy()]
+        elif is_datetime_type(t):
+            self.data[sel] = s.array.asi8
+        elif self.mask is not None:
+            self.data[sel] = s.to_numpy(dtype=self.np_dtype, na_value=0)
+            self.mask[sel] = s.isna().to_numpy()
+        else:
+            self.data[sel] = s.to_numpy()
+
+    def read(self, lo: int, hi: int) -> pd.api.extensions.ExtensionArray | np.ndarray:
+        t = self.type
+        data = self.data[lo:hi].copy()
+        if t == "string":
+            return pd.array(data, dtype=STRING_DTYPE)
+        if t == "category":
+            return pd.Categorical.from_codes(data, categories=self.categories, ordered=self.ordered)
+        if is_datetime_type(t):
+            idx = pd.DatetimeIndex(data.view(f"M8[{self.unit}]"))
+            if self.tz is not None:
+                idx = idx.tz_localize("UTC").tz_convert(self.tz)
+            return idx.array
+        if self.mask is not None:
+            mask = self.mask[lo:hi].copy()
+            if t == "boolean":
+                return pd.arrays.BooleanArray(data, mask)
+            if t.startswith("Float"):
+                return pd.arrays.FloatingArray(data, mask)
+            return pd.arrays.IntegerArray(data, mask)
+        return data
+
+
+class ColumnWindow:
+    """The last ``max_rows`` rows of a schema'd table, with their offsets.
+
+    ``start_offset`` is the offset of the oldest retained row, ``end_offset`` the
+    offset the next appended row will get. ``max_rows=None`` keeps everything.
+    """
+
+    def __init__(self, schema: Schema, max_rows: int | None = None, start_offset: int = 0):
+        if max_rows is not None and max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        self.schema = schema
+        self.max_rows = max_rows
+        cap = _MIN_CAPACITY if max_rows is None else min(_MIN_CAPACITY, 2 * max_rows)
+        self._cap = cap
+        self._cols = {f.name: _Column(f.type, cap) for f in schema}
+        self._lo = 0
+        self._hi = 0
+        self.end_offset = start_offset
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @property
+    def start_offset(self) -> int:
+        return self.end_offset - len(self)
+
+    def append(self, df: pd.DataFrame) -> None:
+        """Append a batch already conformed to the schema (see ``Schema.conform``)."""
+        n = len(df)
+        if n == 0:
+            return
+        cols = self._cols
+        max_rows = self.max_rows
+        if max_rows is not None and n >= max_rows:
+            tail = df.iloc[n - max_rows :]
+            if self._cap < max_rows:
+                for c in cols.values():
+                    c.resize(max_rows, 0, 0)
+                self._cap = max_rows
+            for name, c in cols.items():
+                c.write(0, tail[name])
+            self._lo, self._hi = 0, max_rows
+            self.end_offset += n
+            return
+        if self._hi + n > self._cap:
+            keep = len(self) if max_rows is None else min(len(self), max_rows - n)
+            need = keep + n
+            if need > self._cap:
+                new_cap = max(need, 2 * self._cap)
+                if max_rows is not None:
+                    new_cap = min(new_cap, 2 * max_rows)
+                for c in cols.values():
+                    c.resize(new_cap, self._hi - keep, self._hi)
+                self._cap = new_cap
+            else:
+                for c in cols.values():
+                    c.move_to_front(self._hi - keep, self._hi)
+            self._lo, self._hi = 0, keep
+        pos = self._hi
+        for name, c in cols.items():
+            c.write(pos, df[name])
+        self._hi += n
+        self.end_offset += n
+        if max_rows is not None and len(self) > max_rows:
+            self._lo = self._hi - max_rows
+
+    def overwrite(self, positions: np.ndarray, df: pd.DataFrame) -> None:
+        """Overwrite rows at window-relative ``positions`` with the rows of ``df``."""
+        idx = np.asarray(positions, dtype=np.intp) + self._lo
+        for name, c in self._cols.items():
+            c.write(idx, df[name])
+
+    def drop_before(self, offset: int) -> None:
+        """Forget rows with offsets below ``offset``."""
+        cut = min(max(offset - self.start_offset, 0), len(self))
+        self._lo += cut
+
+    def reset(self, start_offset: int) -> None:
+        """Drop every row; the next appended row gets ``start_offset``."""
+        self._lo = self._hi = 0
+        self.end_offset = start_offset
+
+    def to_frame(self, from_offset: int | None = None, to_offset: int | None = None) -> pd.DataFrame:
+        """The retained rows in [from_offset, to_offset) as a new DataFrame."""
+        lo, hi = self._lo, self._hi
+        if from_offset is not None:
+            lo = min(hi, lo + max(0, from_offset - self.start_offset))
+        if to_offset is not None:
+            hi = max(lo, min(hi, self._hi - (self.end_offset - to_offset)))
+        data = {name: c.read(lo, hi) for name, c in self._cols.items()}
+        return pd.DataFrame(data, index=pd.RangeIndex(hi - lo), copy=False)
+
+    def column(self, name: str) -> pd.Series:
+        """One retained column as a Series (a copy)."""
+        return pd.Series(self._cols[name].read(self._lo, self._hi), name=name)
+
+    def tail(self, n: int) -> pd.DataFrame:
+        """The newest ``n`` rows."""
+        return self.to_frame(from_offset=max(self.start_offset, self.end_offset - n))

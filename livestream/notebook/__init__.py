@@ -1,0 +1,1 @@
+"""Live views in Jupyter: Bokeh charts, tables, ticker cards, controls and status widgets."""

@@ -1,0 +1,318 @@
+"""Encoding and decoding of livestream frames. Pure: bytes in, bytes out.
+
+Two encodings, chosen per connection (``docs/protocol.md``):
+
+``json``
+    every message is one JSON text frame. Rows travel column-wise in
+    ``"columns": {name: [values...]}``; see :func:`encode_columns_json` for the
+    per-type value rules.
+``arrow``
+    control messages stay JSON text frames; messages that carry rows are binary
+    frames: a 4-byte big-endian header length, that many bytes of UTF-8 JSON
+    header (the same fields as the JSON message, without ``columns``), then one
+    Arrow IPC stream holding the rows.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+from pandas.api import types as pdt
+
+from ..core.schema import (
+    MASKED_TYPES,
+    NUMPY_TYPES,
+    STRING_DTYPE,
+    Schema,
+    datetime_parts,
+    is_datetime_type,
+)
+from ..errors import ProtocolError, SchemaError
+
+PROTOCOL_VERSION = 1
+ENCODINGS = ("json", "arrow")
+_HEADER = struct.Struct(">I")
+_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise a message to JSON bytes (numpy arrays allowed)."""
+    return orjson.dumps(obj, option=_JSON_OPTS)
+
+
+def loads(data: str | bytes) -> Any:
+    """Parse JSON, raising :class:`ProtocolError` ``bad_json`` on failure."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
+
+
+def _float_values(arr: np.ndarray) -> Any:
+    if arr.dtype.kind == "f" and np.isinf(arr).any():
+        out: list = arr.astype(object).tolist()
+        for i, v in enumerate(out):
+            if isinstance(v, float) and math.isinf(v):
+                out[i] = "Infinity" if v > 0 else "-Infinity"
+            elif isinstance(v, float) and math.isnan(v):
+                out[i] = None
+        return out
+    return arr
+
+
+def encode_columns_json(frame: pd.DataFrame, schema: Schema) -> tuple[dict, dict]:
+    """Column-wise JSON values of ``frame``, and the categories of category columns.
+
+    Rules: numbers as JSON numbers (NaN → ``null``, ±inf → ``"Infinity"`` /
+    ``"-Infinity"``); bools as booleans; strings and category values as strings;
+    missing values as ``null``; datetimes as integers counting the column's unit
+    (``s``/``ms``/``us``/``ns``) since 1970-01-01T00:00:00Z.
+    """
+    cols: dict[str, Any] = {}
+    cats: dict[str, list] = {}
+    for f in schema:
+        s = frame[f.name]
+        t = f.type
+        if t in NUMPY_TYPES:
+            cols[f.name] = _float_values(s.to_numpy())
+        elif t in MASKED_TYPES:
+            vals = s.to_numpy(dtype=object, na_value=None)
+            if t.startswith("Float"):
+                vals = np.array(
+                    [
+                        v if v is None or math.isfinite(v)
+                        else ("Infinity" if v > 0 else "-Infinity") if math.isinf(v)
+                        else None
+                        for v in vals
+                    ],
+                    dtype=object,
+                )
+            cols[f.name] = vals.tolist()
+        elif t == "string":
+            cols[f.name] = s.to_numpy(dtype=object, na_value=None).tolist()
+        elif t == "category":
+            cats[f.name] = s.cat.categories.tolist()
+            cols[f.name] = s.astype(object).where(s.notna(), None).tolist()
+        elif is_datetime_type(t):
+            ints = s.array.asi8
+            na = s.isna().to_numpy()
+            if na.any():
+                vals = ints.astype(object)
+                vals[na] = None
+                cols[f.name] = vals.tolist()
+            else:
+                cols[f.name] = ints
+        else:  # pragma: no cover - schema guarantees the type is known
+            raise SchemaError(f"cannot encode type {t}", column=f.name)
+    return cols, cats
+
+
+def decode_columns_json(
+    columns: Any, schema: Schema, categories: Mapping[str, list] | None = None
+) -> pd.DataFrame:
+    """Build a DataFrame of ``schema`` from column-wise JSON values.
+
+    Raises :class:`SchemaError` naming the column when a column is missing,
+    extra, of another length, or holds values its type cannot take.
+    """
+    if not isinstance(columns, dict):
+        raise ProtocolError("bad_message", "'columns' must be an object of column arrays")
+    names = schema.names
+    for n in columns:
+        if n not in names:
+            raise SchemaError(f"column {n!r} is not in the topic's schema {names}", column=n)
+    out: dict[str, Any] = {}
+    length = None
+    for f in schema:
+        if f.name not in columns:
+            raise SchemaError(f"column {f.name!r} is missing", column=f.name)
+        vals = columns[f.name]
+        if not isinstance(vals, list):
+            raise SchemaError(f"column {f.name!r} must be an array", column=f.name)
+        if length is None:
+            length = len(vals)
+        elif len(vals) != length:
+            raise SchemaError(
+                f"column {f.name!r} has {len(vals)} values, others have {length}", column=f.name
+            )
+        try:
+            out[f.name] = _decode_json_column(vals, f.type, (categories or {}).get(f.name))
+        except SchemaError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(
+                f"column {f.name!r} has values that are not {f.type}: {exc}", column=f.name
+            ) from None
+    return pd.DataFrame(out, index=pd.RangeIndex(length or 0), copy=False)
+
+
+def _unjson_floats(vals: list) -> list:
+    if any(isinstance(v, str) for v in vals):
+        conv = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+        vals = [conv[v] if isinstance(v, str) else v for v in vals]
+    return vals
+
+
+def _decode_json_column(vals: list, t: str, cats: list | None):
+    if t in NUMPY_TYPES:
+        if t.startswith("float"):
+            return np.array(_unjson_floats(vals), dtype=t)
+        if any(v is None for v in vals):
+            raise SchemaError("null in a column whose type has no missing values")
+        if t == "bool":
+            if not all(isinstance(v, bool) for v in vals):
+                raise ValueError("expected true/false")
+            return np.array(vals, dtype=bool)
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in vals):
+            raise ValueError("expected integers")
+        arr = np.array(vals)
+        if arr.dtype.kind == "f":
+            if not np.all(np.mod(arr, 1) == 0):
+                raise ValueError("expected integers")
+        info = np.iinfo(t)
+        if len(arr) and (arr.min() < info.min or arr.max() > info.max):
+            raise ValueError(f"out of range for {t}")
+        return arr.astype(t)
+    if t in MASKED_TYPES:
+        if t.startswith("Float"):
+            vals = _unjson_floats(vals)
+        elif t == "boolean":
+            if not all(v is None or isinstance(v, bool) for v in vals):
+                raise ValueError("expected true/false/null")
+        elif any(isinstance(v, bool) or not (v is None or isinstance(v, int | float)) for v in vals):
+            raise ValueError("expected integers or null")
+        return pd.array(vals, dtype=t)
+    if t == "string":
+        if pdt.infer_dtype(vals, skipna=True) not in ("string", "empty"):
+            raise ValueError("expected strings or null")
+        return pd.array(vals, dtype=STRING_DTYPE)
+    if t == "category":
+        if pdt.infer_dtype(vals, skipna=True) not in ("string", "empty"):
+            raise ValueError("expected strings or null")
+        if cats is not None:
+            cat = pd.Categorical(vals, categories=cats)
+            if len(vals) and cat.isna().sum() != sum(v is None for v in vals):
+                raise ValueError("value not among the message's categories")
+            return cat
+        return pd.Categorical(vals)
+    if is_datetime_type(t):
+        unit, tz = datetime_parts(t)
+        if any(isinstance(v, str) for v in vals):  # ISO-8601 strings, accepted on publish
+            idx = pd.to_datetime(vals, utc=tz is not None, format="ISO8601")
+            if tz is not None:
+                idx = idx.tz_convert(tz)
+            return pd.array(idx.as_unit(unit))
+        if any(isinstance(v, bool) or not (v is None or isinstance(v, int)) for v in vals):
+            raise ValueError("expected integer timestamps, ISO-8601 strings or null")
+        ints = np.array([np.iinfo(np.int64).min if v is None else v for v in vals], dtype=np.int64)
+        idx = pd.DatetimeIndex(ints.view(f"M8[{unit}]"))
+        if tz is not None:
+            idx = idx.tz_localize("UTC").tz_convert(tz)
+        return idx.array
+    raise SchemaError(f"unsupported type {t}")
+
+
+# -- Arrow ---------------------------------------------------------------------------------
+
+
+def frame_to_arrow(frame: pd.DataFrame) -> bytes:
+    """One Arrow IPC stream holding ``frame`` (with pandas metadata for exact dtypes)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def arrow_to_frame(data: bytes | memoryview) -> pd.DataFrame:
+    """Read an Arrow IPC stream back into a DataFrame."""
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(data))
+        table = reader.read_all()
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise ProtocolError("bad_frame", f"not an Arrow IPC stream: {exc}") from None
+    frame = table.to_pandas()
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
+
+
+def pack_binary(header: dict, payload: bytes = b"") -> bytes:
+    """A binary frame: header length, JSON header, Arrow IPC payload."""
+    h = dumps(header)
+    return _HEADER.pack(len(h)) + h + payload
+
+
+def unpack_binary(data: bytes) -> tuple[dict, memoryview]:
+    """Split a binary frame into its header (a dict) and the Arrow payload."""
+    if len(data) < 4:
+        raise ProtocolError("bad_frame", "binary frame shorter than its 4-byte header length")
+    (n,) = _HEADER.unpack_from(data, 0)
+    if n > len(data) - 4:
+        raise ProtocolError("bad_frame", "binary frame header length exceeds the frame")
+    header = loads(bytes(data[4 : 4 + n]))
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_frame", "binary frame header must be a JSON object")
+    return header, memoryview(data)[4 + n :]
+
+
+# -- data messages -------------------------------------------------------------------------
+
+
+def data_header(
+    kind: str,
+    topic: str,
+    epoch: str,
+    offset: int,
+    next_: int,
+    rows: int,
+    ts: float,
+    schema: Schema | None = None,
+) -> dict:
+    """The fields every row-carrying message has (see ``docs/protocol.md``)."""
+    h = {
+        "type": kind,
+        "topic": topic,
+        "epoch": epoch,
+        "offset": offset,
+        "next": next_,
+        "rows": rows,
+        "ts": round(ts * 1000.0, 3),
+    }
+    if schema is not None:
+        h["schema"] = schema.to_json()
+    return h
+
+
+def encode_data(header: dict, frame: pd.DataFrame, schema: Schema, encoding: str) -> bytes:
+    """Encode a row-carrying message. JSON returns the text frame's UTF-8 bytes."""
+    if encoding == "json":
+        cols, cats = encode_columns_json(frame, schema)
+        msg = dict(header)
+        if cats:
+            msg["categories"] = cats
+        msg["columns"] = cols
+        return dumps(msg)
+    if encoding == "arrow":
+        return pack_binary(header, frame_to_arrow(frame))
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def decode_data(header: dict, schema: Schema | None, payload: memoryview | None = None) -> pd.DataFrame:
+    """The rows of a decoded message (JSON: from ``header['columns']``; Arrow: payload)."""
+    if payload is not None:
+        if len(payload) == 0:
+            return schema.empty_frame() if schema is not None else pd.DataFrame()
+        return arrow_to_frame(payload)
+    if schema is None:
+        raise ProtocolError("bad_message", "rows arrived before the topic's schema")
+    return decode_columns_json(header.get("columns", {}), schema, header.get("categories"))
