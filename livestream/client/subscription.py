@@ -29,7 +29,7 @@ from ..errors import ConnectionClosed, LivestreamError
 from ..notebook.mixin import ViewsMixin
 
 if TYPE_CHECKING:
-    from ..core.topic import Gap
+    pass
 
 log = logging.getLogger("livestream.client")
 

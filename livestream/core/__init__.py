@@ -9,8 +9,8 @@ from .window import ColumnWindow
 __all__ = [
     "DEFAULT_RETENTION_ROWS",
     "ColumnWindow",
-    "DeriveError",
     "Derivation",
+    "DeriveError",
     "Field",
     "Gap",
     "KeyedTable",

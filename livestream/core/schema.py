@@ -260,9 +260,8 @@ def _conform_numeric(values: pd.Series, f: Field, got: str) -> pd.Series:
     if not src_is_numeric:
         raise _bad(f, got)
     src_kind = "b" if got.lower().startswith("bool") else np.dtype(got.lower()).kind
-    if target_kind == "b" or src_kind == "b":
-        if target_kind != src_kind:
-            raise _bad(f, got)
+    if (target_kind == "b" or src_kind == "b") and target_kind != src_kind:
+        raise _bad(f, got)
     if target_kind in "iu" and src_kind == "f":
         # floats holding whole numbers (e.g. parsed from JSON) are fine
         arr = values.to_numpy(dtype="float64", na_value=np.nan)

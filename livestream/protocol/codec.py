@@ -176,9 +176,8 @@ def _decode_json_column(vals: list, t: str, cats: list | None):
         if any(isinstance(v, bool) or not isinstance(v, int | float) for v in vals):
             raise ValueError("expected integers")
         arr = np.array(vals)
-        if arr.dtype.kind == "f":
-            if not np.all(np.mod(arr, 1) == 0):
-                raise ValueError("expected integers")
+        if arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0):
+            raise ValueError("expected integers")
         info = np.iinfo(t)
         if len(arr) and (arr.min() < info.min or arr.max() > info.max):
             raise ValueError(f"out of range for {t}")

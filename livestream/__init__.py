@@ -1,0 +1,76 @@
+"""livestream: live data in Jupyter.
+
+A Tornado WebSocket server of named topics fed with pandas DataFrames, a client
+that turns subscriptions into live pandas windows on the notebook's own event
+loop, and live Bokeh views of them::
+
+    import livestream as ls
+    srv = ls.serve(port=8765)
+    srv.publish("trades", df)
+    conn = ls.connect("ws://localhost:8765/ws")
+    trades = conn.subscribe("trades", window=50_000)
+    trades.df
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import Any
+
+from .client.connection import Connection, ConnectionStats
+from .client.subscription import Subscription, SubscriptionStats
+from .core import Schema, Topic, Update
+from .errors import (
+    AuthError,
+    ConnectionClosed,
+    LimitError,
+    LivestreamError,
+    ProtocolError,
+    RemoteError,
+    SchemaError,
+    TopicError,
+)
+from .server.app import Server, serve
+from .server.config import ServerConfig
+
+
+def connect(url: str, *, protocol: str = "livestream", **options: Any) -> Any:
+    """Open a non-blocking client connection; returns at once.
+
+    ``protocol="livestream"`` (default) connects to a livestream server and
+    returns a :class:`Connection`; ``conn.subscribe(topic)`` gives live
+    :class:`Subscription` windows. ``protocol="json"`` connects to any outside
+    JSON WebSocket feed (see ``docs/feeds.md``).
+    """
+    if protocol == "livestream":
+        return Connection(url, **options)
+    if protocol == "json":
+        from .client.feed import open_feed
+
+        return open_feed(url, **options)
+    raise ValueError(f"protocol must be 'livestream' or 'json', got {protocol!r}")
+
+
+__all__ = [
+    "AuthError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionStats",
+    "LimitError",
+    "LivestreamError",
+    "ProtocolError",
+    "RemoteError",
+    "Schema",
+    "SchemaError",
+    "Server",
+    "ServerConfig",
+    "Subscription",
+    "SubscriptionStats",
+    "Topic",
+    "TopicError",
+    "Update",
+    "__version__",
+    "connect",
+    "serve",
+]

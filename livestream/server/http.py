@@ -1,0 +1,154 @@
+"""HTTP endpoints: topics, one-time snapshots, publishing, health and metrics.
+
+- ``GET /health`` → ``{"status": "ok", ...}``
+- ``GET /metrics`` → Prometheus text format
+- ``GET /topics`` → every topic's name, mode, key, schema, rows and offsets
+- ``GET /topics/{name}?format=json|arrow|csv`` → the current snapshot
+- ``POST /topics/{name}`` → publish rows (JSON ``{"columns": …}`` / ``{"rows": […]}`` /
+  a JSON array of row objects, or an Arrow IPC stream with content type
+  ``application/vnd.apache.arrow.stream``); needs the publish token if one is set
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+
+from ..errors import AuthError, LimitError, LivestreamError, ProtocolError, SchemaError, TopicError
+from ..protocol import data_header, dumps, encode_data, frame_to_arrow, loads
+
+if TYPE_CHECKING:
+    from .app import LivestreamServer
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+_STATUS = {
+    "unknown_topic": 404,
+    "bad_topic_name": 400,
+    "unauthorized": 401,
+    "schema_mismatch": 422,
+    "too_many_rows": 413,
+    "limit_exceeded": 413,
+    "derived_topic": 409,
+    "topic_exists": 409,
+}
+
+
+class _Base(tornado.web.RequestHandler):
+    def initialize(self, server: LivestreamServer) -> None:
+        self.server = server
+
+    def write_json(self, obj: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps(obj))
+
+    def fail(self, code: str, message: str, status: int | None = None, **extra: Any) -> None:
+        self.server.metrics.errors[code] += 1
+        self.write_json({"type": "error", "code": code, "message": message, **extra},
+                        status or _STATUS.get(code, 400))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.write_json({"type": "error", "code": "http_error", "message": self._reason},
+                        status_code)
+
+    def token(self) -> str | None:
+        auth = self.request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return self.get_query_argument("token", None)
+
+
+class HealthHandler(_Base):
+    def get(self) -> None:
+        s = self.server
+        self.write_json({
+            "status": "ok",
+            "topics": len(s.backplane.names()),
+            "connections": s.metrics.connections,
+            "uptime": round(time.time() - s.started, 3),
+        })
+
+
+class MetricsHandler(_Base):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.server.metrics.render(len(self.server.backplane.names())))
+
+
+class TopicsHandler(_Base):
+    def get(self) -> None:
+        bp = self.server.backplane
+        if self.server.config.subscribe_token is not None and \
+                self.token() != self.server.config.subscribe_token:
+            return self.fail("unauthorized", "a valid subscribe token is required")
+        self.write_json({"topics": [bp.get(n).info() for n in bp.names()]})  # type: ignore[union-attr]
+
+
+class TopicHandler(_Base):
+    def get(self, name: str) -> None:
+        cfg = self.server.config
+        if cfg.subscribe_token is not None and self.token() != cfg.subscribe_token:
+            return self.fail("unauthorized", "a valid subscribe token is required")
+        topic = self.server.backplane.get(name)
+        if topic is None:
+            return self.fail("unknown_topic", f"unknown topic {name!r}")
+        fmt = self.get_query_argument("format", "json")
+        snap = topic.snapshot()
+        if fmt == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            return self.finish(snap.frame.to_csv(index=False))
+        if topic.schema is None:
+            return self.write_json({"topic": name, "rows": 0, "schema": None})
+        if fmt == "arrow":
+            self.set_header("Content-Type", ARROW_STREAM)
+            self.set_header("X-Livestream-Epoch", snap.epoch)
+            self.set_header("X-Livestream-Offset", str(snap.offset))
+            self.set_header("X-Livestream-Next", str(snap.next))
+            return self.finish(frame_to_arrow(snap.frame))
+        if fmt != "json":
+            return self.fail("bad_message", "format must be json, arrow or csv")
+        header = data_header("snapshot", name, snap.epoch, snap.offset, snap.next, snap.rows,
+                             snap.ts, topic.schema)
+        self.set_header("Content-Type", "application/json")
+        self.finish(encode_data(header, snap.frame, topic.schema, "json"))
+
+    def post(self, name: str) -> None:
+        s = self.server
+        cfg = s.config
+        try:
+            if cfg.publish_token is not None and self.token() != cfg.publish_token:
+                raise AuthError("a valid publish token is required")
+            ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip()
+            if ctype == ARROW_STREAM:
+                df = s.frame_from_message(name, {}, memoryview(self.request.body))
+            else:
+                body = loads(self.request.body)
+                if isinstance(body, list):
+                    body = {"rows": body}
+                if not isinstance(body, dict):
+                    raise ProtocolError("bad_message", "the body must be a JSON object or array")
+                df = s.frame_from_message(name, body, None)
+            update = s.publish(name, df)
+        except SchemaError as exc:
+            return self.fail(exc.code, str(exc), column=exc.column)
+        except (ProtocolError, TopicError, AuthError) as exc:
+            return self.fail(exc.code, str(exc))
+        except LimitError as exc:
+            return self.fail("too_many_rows", str(exc))
+        except LivestreamError as exc:
+            return self.fail(exc.code, str(exc))
+        self.write_json({"type": "ack", "topic": name, "offset": update.offset,
+                         "next": update.next, "rows": update.rows})
+
+
+def routes(server: LivestreamServer) -> list:
+    args = {"server": server}
+    return [
+        (r"/health", HealthHandler, args),
+        (r"/metrics", MetricsHandler, args),
+        (r"/topics", TopicsHandler, args),
+        (r"/topics/([^?]+)", TopicHandler, args),
+    ]

@@ -1,0 +1,278 @@
+"""The ``/ws`` endpoint: one :class:`ClientHandler` per WebSocket connection.
+
+The handler is thin: it parses frames with :mod:`livestream.protocol`, asks the
+:class:`~livestream.server.app.LivestreamServer` to act, and writes frames. All
+of it runs on the server's loop. Bytes written but not yet flushed are counted
+per client (``queued``) so that a client that stops reading is dealt with by the
+slow-consumer policy instead of growing the server's memory without end.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import struct
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketHandler
+
+from ..core.topic import Gap, Update
+from ..errors import LimitError, LivestreamError, ProtocolError, SchemaError, TopicError
+from ..protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    Hello,
+    Ping,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    dumps,
+    error_message,
+    loads,
+    parse_client_message,
+    unpack_binary,
+)
+
+if TYPE_CHECKING:
+    from .app import LivestreamServer
+
+log = logging.getLogger("livestream.server")
+
+
+def origin_allowed(origin: str, host_header: str, allowed: list[str]) -> bool:
+    """The origin rule: same host as the request, localhost, or the allowlist."""
+    if "*" in allowed:
+        return True
+    parsed = urlparse(origin)
+    o_host = (parsed.hostname or "").lower()
+    if origin in allowed or o_host in (a.lower() for a in allowed):
+        return True
+    req_host = urlparse("//" + host_header).hostname or ""
+    if o_host and o_host == req_host.lower():
+        return True
+    return o_host in ("localhost", "127.0.0.1", "::1")
+
+
+class ClientHandler(WebSocketHandler):
+    """One client connection."""
+
+    server: LivestreamServer
+
+    def initialize(self, server: LivestreamServer) -> None:
+        self.server = server
+        self.session = secrets.token_hex(6)
+        self.encoding = "json"
+        self.token: str | None = None
+        self.topics: dict[str, str] = {}  # topic -> "live" | "pending"
+        self.queued = 0  # bytes written, not yet flushed
+        self.stalled = False  # conflating: updates dropped until the queue drains
+        self.errors_in_row = 0
+        self.close_reason_tag = "client"
+
+    # -- tornado hooks ------------------------------------------------------------------
+
+    def check_origin(self, origin: str) -> bool:
+        ok = origin_allowed(origin, self.request.host, self.server.config.allowed_origins)
+        if not ok:
+            log.warning("livestream: refused WebSocket origin %s", origin)
+            self.server.metrics.disconnects["origin_refused"] += 1
+        return ok
+
+    def get_compression_options(self) -> None:
+        return None  # frames are encoded once; per-client compression would re-encode
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.token = self.get_query_argument("token", None) or _bearer(self.request)
+        enc = self.get_query_argument("encoding", None)
+        if enc in ("json", "arrow"):
+            self.encoding = enc
+        self.set_nodelay(True)
+        self.server._client_opened(self)
+
+    def on_close(self) -> None:
+        reason = self.close_reason_tag
+        if reason == "client" and self.close_code is None:
+            reason = "dropped"
+        self.server._client_closed(self, reason)
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            if isinstance(message, bytes):
+                header, payload = unpack_binary(message)
+                if header.get("type") != "publish":
+                    raise ProtocolError(
+                        "bad_frame", "binary frames from clients must be publish frames"
+                    )
+                msg = parse_client_message(header)
+                assert isinstance(msg, Publish)
+                self._publish(msg, payload)
+            else:
+                msg = parse_client_message(loads(message))
+                self._dispatch(msg)
+            self.errors_in_row = 0
+        except ProtocolError as exc:
+            self._fail(exc.code, str(exc), exc.id, exc.topic)
+        except SchemaError as exc:
+            self._fail(exc.code, str(exc), getattr(exc, "id", None), getattr(exc, "topic", None),
+                       column=exc.column)
+        except LivestreamError as exc:
+            self._fail(exc.code, str(exc), getattr(exc, "id", None), getattr(exc, "topic", None))
+        except Exception:
+            log.exception("livestream: internal error handling a client message")
+            self._fail("internal", "the server failed while handling this message", None, None)
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def _dispatch(self, msg: Any) -> None:
+        if isinstance(msg, Hello):
+            if msg.v != PROTOCOL_VERSION:
+                self.send_json(error_message(
+                    "unsupported_version",
+                    f"protocol version {msg.v} unsupported; this server speaks {PROTOCOL_VERSION}",
+                ))
+                self.close_reason_tag = "unsupported_version"
+                self.close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
+                return
+            self.encoding = msg.encoding
+            if msg.token is not None:
+                self.token = msg.token
+            self.send_json(self.server.welcome(self))
+        elif isinstance(msg, Subscribe):
+            self.server.subscribe(self, msg)
+        elif isinstance(msg, Unsubscribe):
+            self.server.unsubscribe(self, msg)
+        elif isinstance(msg, Publish):
+            self._publish(msg, None)
+        elif isinstance(msg, Ping):
+            out: dict[str, Any] = {"type": "pong", "server_t": self.server.now_ms()}
+            if msg.id is not None:
+                out["id"] = msg.id
+            if msg.t is not None:
+                out["t"] = msg.t
+            self.send_json(out)
+
+    def _publish(self, msg: Publish, payload: Any) -> None:
+        try:
+            update = self.server.publish_message(self, msg, payload)
+        except (SchemaError, TopicError, LimitError, ProtocolError) as exc:
+            exc.id = msg.id  # type: ignore[attr-defined]
+            exc.topic = msg.topic  # type: ignore[attr-defined]
+            raise
+        ack: dict[str, Any] = {"type": "ack", "topic": msg.topic, "offset": update.offset,
+                               "next": update.next, "rows": update.rows}
+        if msg.id is not None:
+            ack["id"] = msg.id
+        self.send_json(ack)
+
+    def _fail(self, code: str, message: str, id: Any, topic: str | None, column: str | None = None
+              ) -> None:
+        self.server.metrics.errors[code] += 1
+        frame = error_message(code, message, id=id, topic=topic)
+        if column is not None:
+            frame["column"] = column
+        self.send_json(frame)
+        self.errors_in_row += 1
+        if self.errors_in_row >= self.server.config.max_errors:
+            self.close_reason_tag = "too_many_errors"
+            self.close(CloseCode.TOO_MANY_ERRORS, "too many malformed messages")
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_json(self, obj: dict) -> None:
+        """Send a control frame (always JSON text)."""
+        self.send_frame(dumps(obj), binary=False, size=None)
+
+    def send_frame(self, data: bytes, *, binary: bool, size: int | None,
+                   rows: int = 0) -> bool:
+        """Write one frame; False if the client is gone or was just dropped as slow.
+
+        Writes straight to the connection's stream (frame header, then the shared
+        payload bytes, which the stream keeps by reference), and reads the
+        stream's unflushed byte count for the slow-consumer check: no task or
+        callback per frame per client (see docs/decisions.md).
+        """
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            return False
+        stream = conn.stream
+        n = len(data)
+        queued = getattr(stream, "_write_buffer_size", 0) or 0
+        self.queued = queued
+        if queued + n > self.server.config.send_queue_bytes and queued > 0:
+            return self._over_limit()
+        try:
+            stream.write(_frame_header(0x2 if binary else 0x1, n))
+            stream.write(data)
+        except StreamClosedError:
+            return False
+        m = self.server.metrics
+        m.messages_sent += 1
+        m.bytes_sent += n
+        m.rows_sent += rows
+        return True
+
+    def queue_drained(self) -> bool:
+        """Whether a stalled (conflating) client has flushed below half its limit."""
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            return False
+        queued = getattr(conn.stream, "_write_buffer_size", 0) or 0
+        self.queued = queued
+        return queued <= self.server.config.send_queue_bytes // 2
+
+    def _over_limit(self) -> bool:
+        cfg = self.server.config
+        if cfg.slow_consumer == "conflate":
+            if not self.stalled:
+                log.info("livestream: client %s is slow; conflating", self.session)
+            self.stalled = True
+            self.server.metrics.queue_drops += 1
+            return False
+        log.warning("livestream: closing slow client %s (%d bytes queued)", self.session,
+                    self.queued)
+        self.close_reason_tag = "slow_consumer"
+        self.close(CloseCode.SLOW_CONSUMER, f"slow consumer: send queue over {cfg.send_queue_bytes} bytes")
+        # A client that does not read will not answer the close handshake either:
+        # drop the TCP connection now so its buffer is freed at once.
+        stream = self.ws_connection.stream if self.ws_connection is not None else None
+        if stream is not None:
+            stream.close()
+        return False
+
+    def send_update(self, update: Update, frame: bytes, binary: bool) -> None:
+        """Send an already encoded update (the same bytes go to every subscriber)."""
+        if self.stalled:
+            self.server.metrics.queue_drops += 1
+            return
+        # bytes with binary=False go out as a text frame without re-encoding
+        self.send_frame(frame, binary=binary, size=len(frame), rows=update.rows)
+
+    def send_gap(self, gap: Gap) -> None:
+        self.send_json({
+            "type": "gap",
+            "topic": gap.topic,
+            "epoch": gap.epoch,
+            "offset": gap.offset,
+            "new_epoch": gap.new_epoch,
+            "until": gap.until,
+            "reason": gap.reason,
+        })
+
+
+def _bearer(request: Any) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+def _frame_header(opcode: int, n: int) -> bytes:
+    """An unmasked, final WebSocket frame header (RFC 6455 §5.2) for ``n`` payload bytes."""
+    first = 0x80 | opcode
+    if n < 126:
+        return struct.pack("BB", first, n)
+    if n <= 0xFFFF:
+        return struct.pack("!BBH", first, 126, n)
+    return struct.pack("!BBQ", first, 127, n)
