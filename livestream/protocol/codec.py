@@ -199,7 +199,7 @@ def _decode_json_column(vals: list, t: str, cats: list | None):
         if pdt.infer_dtype(vals, skipna=True) not in ("string", "empty"):
             raise ValueError("expected strings or null")
         if cats is not None:
-            cat = pd.Categorical(vals, categories=cats)
+            cat = pd.Categorical(vals, categories=pd.Index(cats, dtype=STRING_DTYPE))
             if len(vals) and cat.isna().sum() != sum(v is None for v in vals):
                 raise ValueError("value not among the message's categories")
             return cat
@@ -242,6 +242,11 @@ def arrow_to_frame(data: bytes | memoryview) -> pd.DataFrame:
         raise ProtocolError("bad_frame", f"not an Arrow IPC stream: {exc}") from None
     frame = table.to_pandas()
     frame.index = pd.RangeIndex(len(frame))
+    for name in frame.columns:  # category labels are strings, even with no labels at all
+        dtype = frame[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype) and dtype.categories.dtype != STRING_DTYPE:
+            frame[name] = frame[name].cat.set_categories(
+                pd.Index(dtype.categories, dtype=STRING_DTYPE), ordered=dtype.ordered)
     return frame
 
 

@@ -187,13 +187,19 @@ class LivestreamServer:
         topic = self.backplane.get(update.topic)
         assert topic is not None and topic.schema is not None
         frames: dict[str, bytes] = {}
+        snapshots: dict[str, bytes] = {}
+        snap: Update | None = None
         for h in list(subs):
-            state = h.topics.get(update.topic)
-            if state == "pending":  # topic just appeared: start this client with a snapshot
-                h.topics[update.topic] = "live"
-                self._send_snapshot(h, topic, topic.snapshot())
-                continue
             enc = h.encoding
+            if h.topics.get(update.topic) == "pending":
+                # the topic just got its schema: start this client with a snapshot
+                h.topics[update.topic] = "live"
+                data = snapshots.get(enc)
+                if data is None:
+                    snap = snap or topic.snapshot()
+                    data = snapshots[enc] = self.encode(snap, topic.schema, enc)
+                h.send_update(snap or update, data, enc == "arrow")
+                continue
             data = frames.get(enc)
             if data is None:
                 data = self.encode(update, topic.schema, enc)

@@ -1,0 +1,108 @@
+"""Helpers for the streaming-spine tests: run a scenario on one asyncio loop, poll with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tornado.websocket import websocket_connect
+
+import livestream as ls
+from livestream.protocol import dumps, loads, unpack_binary
+
+SYMBOLS = [f"S{i:02d}" for i in range(50)]
+
+
+def async_test(timeout: float = 60.0) -> Callable:
+    """Run an ``async def`` test on a fresh event loop, bounded by ``timeout``."""
+
+    def deco(fn: Callable[..., Coroutine]) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), timeout))
+
+        return wrapper
+
+    return deco
+
+
+async def until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``pred`` on the loop until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def trades(n: int, start: int = 0, seed: int = 0) -> pd.DataFrame:
+    """A trades batch whose ``seq`` column numbers rows globally from ``start``."""
+    rng = np.random.default_rng(seed + start)
+    return pd.DataFrame({
+        "seq": np.arange(start, start + n, dtype=np.int64),
+        "ts": pd.Timestamp("2024-01-02", tz="UTC") + pd.to_timedelta(np.arange(start, start + n),
+                                                                     "ms"),
+        "symbol": rng.choice(SYMBOLS, n),
+        "price": rng.normal(100, 1, n),
+        "size": rng.integers(1, 1000, n, dtype=np.int64),
+    })
+
+
+class RawClient:
+    """A bare WebSocket client speaking the protocol by hand (for bad-input tests)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, url: str, **kw: Any) -> RawClient:
+        return cls(await websocket_connect(url, **kw))
+
+    async def send(self, msg: Any) -> None:
+        if isinstance(msg, dict | list):
+            msg = dumps(msg).decode()
+        await self.ws.write_message(msg, binary=isinstance(msg, bytes))
+
+    async def recv(self, timeout: float = 5.0) -> dict | None:
+        raw = await asyncio.wait_for(self.ws.read_message(), timeout)
+        if raw is None:
+            return None
+        if isinstance(raw, bytes):
+            header, payload = unpack_binary(raw)
+            header["_payload"] = bytes(payload)
+            return header
+        return loads(raw)
+
+    async def recv_type(self, mtype: str, timeout: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.recv(max(0.01, deadline - time.monotonic()))
+            if msg is None:
+                raise AssertionError(f"connection closed while waiting for {mtype}")
+            if msg.get("type") == mtype:
+                return msg
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def cut(conn: ls.Connection) -> bool:
+    """Abruptly kill a client's TCP connection (no close frame). False if not connected."""
+    ws = conn._ws
+    if ws is None or ws.protocol is None or ws.protocol.stream is None:
+        return False
+    sock = ws.protocol.stream.socket
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False
+    return True
