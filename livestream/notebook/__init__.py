@@ -1,1 +1,54 @@
-"""Live views in Jupyter: Bokeh charts, tables, ticker cards, controls and status widgets."""
+"""Live views in Jupyter: Bokeh charts, tables, ticker cards, controls and status widgets.
+
+Everything here runs on the kernel's event loop and coalesces updates to a few
+frames a second, whatever the input rate (see ``chart.py`` for how a chart keeps
+its comm traffic bounded). BokehJS is loaded inline, automatically.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .loader import bokehjs_loaded, load_bokehjs
+
+if TYPE_CHECKING:
+    from .chart import LiveChart
+    from .widgets import ConnectionStatus, Controls, LiveTable, Ticker
+
+__all__ = [
+    "ConnectionStatus",
+    "Controls",
+    "LiveChart",
+    "LiveTable",
+    "Ticker",
+    "bokehjs_loaded",
+    "live_views",
+    "load_bokehjs",
+    "status_widget",
+]
+
+
+def status_widget(connection: Any) -> ConnectionStatus:
+    """The live status widget of a connection (see :func:`widgets.status_widget`)."""
+    from .widgets import status_widget as _status_widget
+
+    return _status_widget(connection)
+
+
+def live_views() -> list[Any]:
+    """Every live view that is still open in this kernel."""
+    from ._runtime import live_views as _live_views
+
+    return _live_views()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LiveChart":
+        from .chart import LiveChart
+
+        return LiveChart
+    if name in ("ConnectionStatus", "Controls", "LiveTable", "Ticker"):
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(name)
