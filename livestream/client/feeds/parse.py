@@ -1,0 +1,762 @@
+"""Messages to typed columns: the sans-I/O half of outside feeds.
+
+Nothing here touches a socket or an event loop. A :class:`RowParser` is built
+from a stream's ``select=``, ``path=`` and ``columns=``; it turns one decoded
+JSON message into zero or more row tuples (:meth:`RowParser.rows`), and a batch
+of collected rows into a typed pandas DataFrame (:meth:`RowParser.to_frame`),
+reporting every row that does not fit with a reason instead of raising.
+
+Per message the work is a selector test, a path walk and one
+``operator.itemgetter`` call per record; type coercion happens once per batch
+with numpy (a fallback loop over single values runs only for a batch that holds
+a bad value, to find which rows to dead-letter).
+
+Column types (``columns={"name": type}``):
+
+========================================  ================================================
+``float`` / ``"float64"`` / ``"float32"``  numbers and numeric strings; missing → NaN
+``int`` / ``"Int64"`` (nullable)           whole numbers (also ``"42"``, ``42.0``); missing → <NA>
+``"int64"`` … (numpy ints)                 as above, but a missing value dead-letters the row
+``bool`` / ``"boolean"`` (nullable)        true/false, 1/0, "true"/"false"; ``"bool"`` strict
+``str`` / ``"string"``                     text; numbers, objects become their JSON text
+``"category"``                             text stored as a category
+``"datetime"`` / ``"datetime64[ns, UTC]"`` epoch s/ms/µs/ns (numbers or numeric strings;
+                                           the unit is read from the magnitude unless
+                                           ``Column(unit=…)`` says) and ISO-8601 strings;
+                                           ``"datetime64[ns]"`` gives naive UTC times
+``"auto"``                                 the type of the first value seen (number → float64,
+                                           bool → boolean, text → string)
+========================================  ================================================
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from ...core.schema import (
+    MASKED_TYPES,
+    NUMPY_TYPES,
+    STRING_DTYPE,
+    Field,
+    Schema,
+    datetime_parts,
+    is_datetime_type,
+)
+
+TypeSpec = type | str | None
+Selector = Callable[[Any], bool] | Mapping[str, Any] | None
+PathSpec = str | Sequence[str | int] | Callable[[Any], Any] | None
+
+_EPOCH_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "µs": 1_000, "ns": 1}
+_NAT = np.iinfo(np.int64).min
+_I64_MAX = float(np.iinfo(np.int64).max)
+
+
+class RowError(ValueError):
+    """A value or record that cannot become a row; the message is the dead-letter reason."""
+
+    def __init__(self, reason: str, kind: str = "bad_value") -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column of a feed stream.
+
+    ``source`` is where the value sits in a record: a key, a dotted path
+    (``"k.c"``) or a list index for records that are arrays (``0``); by default
+    the column's own name. ``type`` is one of the types in this module's table.
+    ``required=True`` dead-letters records where the value is missing or null.
+    ``unit`` fixes the epoch unit (``"s"``, ``"ms"``, ``"us"``, ``"ns"``) of a
+    datetime column instead of guessing it from the magnitude.
+    """
+
+    source: str | int | None = None
+    type: TypeSpec = "auto"
+    required: bool = False
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit is not None and self.unit not in _EPOCH_UNITS:
+            raise ValueError(f"Column unit must be one of s, ms, us, ns; got {self.unit!r}")
+
+
+# -- types -------------------------------------------------------------------------------
+
+_PY_TYPES: dict[Any, str] = {
+    float: "float64",
+    int: "Int64",
+    bool: "boolean",
+    str: "string",
+    _dt.datetime: "datetime64[ns, UTC]",
+    pd.Timestamp: "datetime64[ns, UTC]",
+}
+_ALIASES = {
+    "float": "float64",
+    "double": "float64",
+    "int": "Int64",
+    "integer": "Int64",
+    "str": "string",
+    "text": "string",
+    "datetime": "datetime64[ns, UTC]",
+    "timestamp": "datetime64[ns, UTC]",
+    "time": "datetime64[ns, UTC]",
+    "auto": "auto",
+}
+
+
+def resolve_type(spec: TypeSpec, column: str = "?") -> str:
+    """A column type spec (python type or name) → a livestream logical type or ``"auto"``."""
+    if spec is None:
+        return "auto"
+    if isinstance(spec, type) or spec in _PY_TYPES:
+        t = _PY_TYPES.get(spec)
+        if t is None:
+            raise TypeError(
+                f"column {column!r}: unsupported type {spec!r}; use float, int, bool, str, "
+                "'category', 'datetime' or a livestream type name such as 'float64'"
+            )
+        return t
+    if not isinstance(spec, str):
+        raise TypeError(f"column {column!r}: a type must be a python type or a name, got {spec!r}")
+    t = _ALIASES.get(spec, spec)
+    if t == "auto" or t in NUMPY_TYPES or t in MASKED_TYPES or t in ("string", "category"):
+        return t
+    if is_datetime_type(t):
+        return t
+    raise ValueError(
+        f"column {column!r}: unknown type {spec!r}; use float, int, bool, str, 'category', "
+        "'datetime', 'datetime64[ns]', 'datetime64[ns, UTC]' or a livestream type name"
+    )
+
+
+def infer_type(value: Any) -> str | None:
+    """The type an ``"auto"`` column gets from its first non-null value (None: undecided)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "float64"
+    return "string"
+
+
+# -- selecting and walking ---------------------------------------------------------------
+
+
+def compile_selector(select: Selector) -> Callable[[Any], bool] | None:
+    """``None`` (every message), a predicate, or a field match such as ``{"type": "ticker"}``.
+
+    Keys of a field match may be dotted (``{"arg.channel": "trades"}``); a value
+    may be a set/tuple/list of accepted values.
+    """
+    if select is None:
+        return None
+    if callable(select):
+        return select
+    if not isinstance(select, Mapping) or not select:
+        raise TypeError(
+            "select must be a predicate (a function of the message) or a non-empty dict "
+            f"of field values such as {{'type': 'ticker'}}, got {select!r}"
+        )
+    items = []
+    for k, v in select.items():
+        if not isinstance(k, str):
+            raise TypeError(f"select keys must be strings, got {k!r}")
+        getter = _compile_get(k)
+        if isinstance(v, (set, frozenset, tuple, list)):
+            items.append((getter, frozenset(v), True))
+        else:
+            items.append((getter, v, False))
+    if len(items) == 1 and "." not in next(iter(select)):
+        (key, want), = select.items()
+        if not isinstance(want, (set, frozenset, tuple, list)):
+            def match_one(m: Any) -> bool:
+                return type(m) is dict and m.get(key, _MISSING) == want
+            return match_one
+
+    def match(m: Any) -> bool:
+        for getter, want, many in items:
+            v = getter(m)
+            if many:
+                try:
+                    if v not in want:
+                        return False
+                except TypeError:  # unhashable
+                    return False
+            elif v is _MISSING or v != want:
+                return False
+        return True
+
+    return match
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+def _split_path(path: str | int | Sequence[str | int]) -> list[str | int]:
+    if isinstance(path, int):
+        return [path]
+    if isinstance(path, str):
+        if not path:
+            raise ValueError("a path must not be empty")
+        return [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
+    return list(path)
+
+
+def _compile_get(path: str | int | Sequence[str | int]) -> Callable[[Any], Any]:
+    """A function returning the value at ``path`` or ``_MISSING``."""
+    parts = _split_path(path)
+
+    def get(obj: Any) -> Any:
+        for p in parts:
+            if isinstance(p, int):
+                if type(obj) is list and -len(obj) <= p < len(obj):
+                    obj = obj[p]
+                else:
+                    return _MISSING
+            elif type(obj) is dict:
+                obj = obj.get(p, _MISSING)
+                if obj is _MISSING:
+                    return obj
+            else:
+                return _MISSING
+        return obj
+
+    return get
+
+
+# -- the parser --------------------------------------------------------------------------
+
+
+@dataclass
+class _Col:
+    name: str
+    source: str | int
+    type: str
+    required: bool
+    unit: str | None
+    nested: bool
+
+
+class RowParser:
+    """Turns decoded messages into rows and rows into typed frames for one stream.
+
+    ``columns`` may be ``None`` (every top-level scalar field of the first record,
+    types inferred), a list of field names (types inferred), or a dict of output
+    name → type, ``(source, type)`` or :class:`Column`. ``required`` lists
+    column names whose absence dead-letters a record.
+    """
+
+    def __init__(
+        self,
+        *,
+        select: Selector = None,
+        path: PathSpec = None,
+        columns: Mapping[str, Any] | Sequence[str] | None = None,
+        required: Sequence[str] = (),
+    ) -> None:
+        self.select = compile_selector(select)
+        if path is None:
+            self.path: Callable[[Any], Any] | None = None
+            self.path_text = None
+        elif callable(path):
+            self.path = path
+            self.path_text = getattr(path, "__name__", "path function")
+        elif isinstance(path, (str, list, tuple)):
+            self.path = _compile_get(path)
+            self.path_text = path if isinstance(path, str) else ".".join(map(str, path))
+        else:
+            raise TypeError(
+                f"path must be a dotted string such as 'data.trades', a list of keys, or a "
+                f"function of the message; got {path!r}"
+            )
+        self.cols: list[_Col] | None = None
+        self._auto_all = columns is None
+        if columns is not None:
+            self._set_columns(columns)
+        if required:
+            names = set(self.names) if self.cols is not None else None
+            for r in required:
+                if names is not None and r not in names:
+                    raise ValueError(f"required column {r!r} is not one of the columns {sorted(names)}")
+        self._required_names = tuple(required)
+        if self.cols is not None:
+            self._apply_required()
+        self._schema: Schema | None = None
+
+    # -- column setup --------------------------------------------------------------------
+
+    def _set_columns(self, columns: Mapping[str, Any] | Sequence[str]) -> None:
+        cols: list[_Col] = []
+        if isinstance(columns, Mapping):
+            items = list(columns.items())
+        elif isinstance(columns, (list, tuple)):
+            items = [(c, "auto") for c in columns]
+        else:
+            raise TypeError(
+                "columns must be a dict of name → type (or Column), a list of field names, "
+                f"or None; got {type(columns).__name__}"
+            )
+        if not items:
+            raise ValueError("columns must name at least one column")
+        for name, spec in items:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"column names must be non-empty strings, got {name!r}")
+            if isinstance(spec, Column):
+                c = spec
+            elif isinstance(spec, tuple):
+                if len(spec) != 2:
+                    raise TypeError(
+                        f"column {name!r}: a tuple must be (source, type), got {spec!r}"
+                    )
+                c = Column(source=spec[0], type=spec[1])
+            else:
+                c = Column(type=spec)
+            source = name if c.source is None else c.source
+            if not isinstance(source, (str, int)) or isinstance(source, bool):
+                raise TypeError(f"column {name!r}: source must be a key or an index, got {source!r}")
+            nested = isinstance(source, str) and "." in source
+            cols.append(_Col(name, source, resolve_type(c.type, name), c.required, c.unit, nested))
+        self.cols = cols
+        self._build_getters()
+
+    def _apply_required(self) -> None:
+        assert self.cols is not None
+        names = {c.name for c in self.cols}
+        for r in self._required_names:
+            if r not in names:
+                raise ValueError(f"required column {r!r} is not one of the columns {sorted(names)}")
+        for c in self.cols:
+            if c.name in self._required_names:
+                c.required = True
+
+    def _build_getters(self) -> None:
+        assert self.cols is not None
+        sources = [c.source for c in self.cols]
+        self._slow = [
+            _compile_get(c.source) if c.nested else _plain_get(c.source) for c in self.cols
+        ]
+        if any(c.nested for c in self.cols):
+            self._fast: Callable[[Any], tuple] | None = None
+        elif len(sources) == 1:
+            s0 = sources[0]
+            self._fast = lambda r: (r[s0],)
+        else:
+            self._fast = operator.itemgetter(*sources)
+
+    @property
+    def names(self) -> list[str]:
+        """Output column names (empty until inferred when ``columns`` was None)."""
+        return [c.name for c in self.cols] if self.cols is not None else []
+
+    def _infer_columns(self, record: Any) -> None:
+        if type(record) is not dict:
+            raise RowError(
+                f"cannot infer columns from a record of type {type(record).__name__}; "
+                "pass columns=", "bad_record",
+            )
+        names = [k for k, v in record.items() if not isinstance(v, (dict, list))]
+        if not names:
+            raise RowError("cannot infer columns: the record has no scalar fields", "bad_record")
+        self._set_columns(names)
+        self._apply_required()
+
+    # -- per message ---------------------------------------------------------------------
+
+    def records(self, msg: Any) -> Any:
+        """The record(s) a selected message holds: a dict, a list of them, or raise RowError."""
+        if self.path is None:
+            return msg
+        try:
+            recs = self.path(msg)
+        except Exception as exc:
+            raise RowError(f"path {self.path_text!r} raised {exc!r}", "bad_path") from exc
+        if recs is _MISSING or recs is None:
+            raise RowError(f"path {self.path_text!r} not found in the message", "bad_path")
+        return recs
+
+    def extract(self, rec: Any, out: list) -> None:
+        """Append the row tuple of one record to ``out`` (raise RowError if it is not a record)."""
+        if self.cols is None:
+            self._infer_columns(rec)
+        fast = self._fast
+        if fast is not None:
+            try:
+                out.append(fast(rec))
+                return
+            except (KeyError, IndexError, TypeError):
+                pass
+        if not isinstance(rec, (dict, list)):
+            raise RowError(
+                f"a record must be an object or an array, got {type(rec).__name__}: "
+                f"{_short(rec)}", "bad_record",
+            )
+        vals = []
+        for getter in self._slow:
+            v = getter(rec)
+            vals.append(None if v is _MISSING else v)
+        out.append(tuple(vals))
+
+    # -- per batch -----------------------------------------------------------------------
+
+    @property
+    def schema(self) -> Schema | None:
+        """The stream's schema once every column's type is known."""
+        return self._schema
+
+    def to_frame(self, rows: list[tuple]) -> tuple[pd.DataFrame | None, dict[int, str]]:
+        """Typed DataFrame of ``rows`` and ``{row index: reason}`` for rows left out."""
+        assert self.cols is not None
+        n = len(rows)
+        bad: dict[int, str] = {}
+        cols_vals = list(zip(*rows, strict=False)) if n else [() for _ in self.cols]
+        # an "auto" column takes the type of its first non-null value; a column
+        # that is null throughout the first batch becomes a string column
+        for c, vals in zip(self.cols, cols_vals, strict=False):
+            if c.type == "auto" and n:
+                c.type = next((t for t in map(infer_type, vals) if t is not None), "string")
+        converted = []
+        for c, vals in zip(self.cols, cols_vals, strict=False):
+            converted.append(_convert(vals, c, bad))
+        if self._schema is None and all(c.type != "auto" for c in self.cols):
+            self._schema = Schema(tuple(Field(c.name, c.type) for c in self.cols))
+        if n == 0:
+            return None, bad
+        if bad:
+            keep = np.ones(n, dtype=bool)
+            keep[list(bad)] = False
+            if not keep.any():
+                return None, bad
+            data = {c.name: _take(arr, keep) for c, arr in zip(self.cols, converted, strict=False)}
+            m = int(keep.sum())
+        else:
+            data = {c.name: arr for c, arr in zip(self.cols, converted, strict=False)}
+            m = n
+        return pd.DataFrame(data, index=pd.RangeIndex(m), copy=False), bad
+
+
+def _plain_get(source: str | int) -> Callable[[Any], Any]:
+    if isinstance(source, int):
+        def get_index(r: Any) -> Any:
+            if type(r) is list and -len(r) <= source < len(r):
+                return r[source]
+            return _MISSING
+        return get_index
+
+    def get_key(r: Any) -> Any:
+        return r.get(source, _MISSING) if type(r) is dict else _MISSING
+
+    return get_key
+
+
+def _short(v: Any, n: int = 80) -> str:
+    try:
+        s = orjson.dumps(v).decode()
+    except TypeError:
+        s = repr(v)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _take(arr: Any, keep: np.ndarray) -> Any:
+    if isinstance(arr, pd.Series):
+        return arr[keep].reset_index(drop=True)
+    return arr[keep]
+
+
+# -- coercion ----------------------------------------------------------------------------
+
+
+def _convert(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
+    """Convert one column of a batch; rows that fail are added to ``bad``."""
+    t = c.type
+    if c.required:
+        for i, v in enumerate(vals):
+            if v is None and i not in bad:
+                bad[i] = f"missing required field {c.source!r} (column {c.name!r})"
+    if t == "float64" or t == "float32" or t == "Float64" or t == "Float32":
+        return _to_float(vals, c, bad)
+    if t in ("Int64", "Int32", "Int16", "Int8", "UInt64", "UInt32", "UInt16", "UInt8") or (
+        t in NUMPY_TYPES and t[0] in "iu"
+    ):
+        return _to_int(vals, c, bad)
+    if t == "boolean" or t == "bool":
+        return _to_bool(vals, c, bad)
+    if t == "string" or t == "category":
+        return _to_str(vals, c, bad)
+    if is_datetime_type(t):
+        return _to_datetime(vals, c, bad)
+    if t == "auto":  # only for an empty batch
+        return np.empty(0, dtype=np.float64)
+    raise ValueError(f"column {c.name!r}: type {t!r} is not supported by feed streams")
+
+
+def _fallback(vals: Sequence[Any], c: _Col, bad: dict[int, str], one: Callable[[Any], Any],
+              fill: Any) -> list:
+    out = []
+    for i, v in enumerate(vals):
+        if v is None:
+            out.append(fill)
+            continue
+        try:
+            out.append(one(v))
+        except (ValueError, TypeError, OverflowError) as exc:
+            if i not in bad:
+                bad[i] = f"column {c.name!r}: cannot convert {_short(v)} to {c.type} ({exc})"
+            out.append(fill)
+    return out
+
+
+def _float_one(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise TypeError(f"a {type(v).__name__} is not a number")
+    return float(v)
+
+
+def _to_float(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> np.ndarray:
+    dtype = np.float32 if c.type.lower() == "float32" else np.float64
+    try:
+        arr = np.array(vals, dtype=np.float64)
+        if any(type(v) is bool for v in vals):
+            raise TypeError("bool")
+    except (ValueError, TypeError):
+        arr = np.array(_fallback(vals, c, bad, _float_one, math.nan), dtype=np.float64)
+    arr = arr.astype(dtype, copy=False)
+    if c.type[0] == "F":
+        return pd.array(arr, dtype=c.type)  # type: ignore[return-value]
+    return arr
+
+
+def _int_one(v: Any) -> int:
+    if isinstance(v, bool):
+        raise TypeError("a bool is not an integer")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError("not a whole number")
+        return int(v)
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return int(s)
+        except ValueError:
+            f = float(s)
+            if not f.is_integer():
+                raise ValueError("not a whole number") from None
+            return int(f)
+    raise TypeError(f"a {type(v).__name__} is not an integer")
+
+
+def _to_int(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
+    t = c.type
+    np_t = np.dtype(t.lower())
+    info = np.iinfo(np_t)
+    nullable = t in MASKED_TYPES
+    has_null = False
+    fast = True
+    for v in vals:
+        tv = type(v)
+        if tv is not int:
+            if v is None:
+                has_null = True
+            else:
+                fast = False
+                break
+    if fast and not has_null:
+        try:
+            data = np.array(vals, dtype=np_t)
+            return pd.array(data, dtype=t) if nullable else data
+        except OverflowError:
+            pass
+
+    def one(v: Any) -> int:
+        x = _int_one(v)
+        if x < info.min or x > info.max:
+            raise OverflowError(f"outside the range of {t}")
+        return x
+
+    out = _fallback(vals, c, bad, one, None)
+    mask = np.array([v is None for v in out], dtype=bool)
+    if mask.any() and not nullable:
+        for i in np.flatnonzero(mask):
+            if int(i) not in bad:
+                bad[int(i)] = (
+                    f"column {c.name!r}: missing value, and {t} cannot hold nulls "
+                    f"(use int or 'Int64' for a nullable column)"
+                )
+    data = np.array([0 if v is None else v for v in out], dtype=np_t)
+    if nullable:
+        return pd.arrays.IntegerArray(data, mask)
+    return data
+
+
+_TRUE = frozenset(["true", "1", "yes", "t", "y"])
+_FALSE = frozenset(["false", "0", "no", "f", "n"])
+
+
+def _bool_one(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    raise ValueError("not a boolean")
+
+
+def _to_bool(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
+    out = _fallback(vals, c, bad, _bool_one, None)
+    mask = np.array([v is None for v in out], dtype=bool)
+    data = np.array([bool(v) for v in out], dtype=bool)
+    if c.type == "bool":
+        for i in np.flatnonzero(mask):
+            if int(i) not in bad:
+                bad[int(i)] = f"column {c.name!r}: missing value, and bool cannot hold nulls"
+        return data
+    return pd.arrays.BooleanArray(data, mask)
+
+
+def _str_one(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    return orjson.dumps(v).decode()
+
+
+def _to_str(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
+    arr = np.empty(len(vals), dtype=object)
+    if all(type(v) is str for v in vals):
+        arr[:] = vals
+    else:
+        arr[:] = _fallback(vals, c, bad, _str_one, None)
+    if c.type == "category":
+        return pd.Categorical(arr)
+    return pd.Series(arr, dtype=STRING_DTYPE, copy=False)
+
+
+def _epoch_to_ns(x: np.ndarray, unit: str | None) -> np.ndarray:
+    """Epoch numbers (float64) → int64 ns; unit from magnitude when ``unit`` is None."""
+    if unit is not None:
+        mult = np.full(x.shape, float(_EPOCH_UNITS[unit]))
+    else:
+        a = np.abs(x)
+        mult = np.where(a < 1e11, 1e9, np.where(a < 1e14, 1e6, np.where(a < 1e17, 1e3, 1.0)))
+    return x * mult  # float64 ns; range checked by the caller
+
+
+def _ints_to_ns(x: np.ndarray, unit: str | None) -> np.ndarray:
+    if unit is not None:
+        mult = np.full(x.shape, _EPOCH_UNITS[unit], dtype=np.int64)
+    else:
+        a = np.abs(x)
+        mult = np.where(
+            a < 10**11, 10**9, np.where(a < 10**14, 10**6, np.where(a < 10**17, 10**3, 1))
+        ).astype(np.int64)
+    with np.errstate(over="ignore"):
+        out = x * mult
+    # overflow check: dividing back must give the input
+    ok = (out // mult) == x
+    if not ok.all():
+        raise OverflowError("epoch value out of range")
+    return out
+
+
+def _dt_one(v: Any, unit: str | None) -> int:
+    if isinstance(v, bool):
+        raise TypeError("a bool is not a time")
+    if isinstance(v, int):
+        return int(_ints_to_ns(np.array([v], dtype=np.int64), unit)[0])
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError("not a finite number")
+        ns = float(_epoch_to_ns(np.array([v]), unit)[0])
+        if abs(ns) >= _I64_MAX:
+            raise OverflowError("epoch value out of range")
+        return int(ns)
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            num: int | float = int(s)
+        except ValueError:
+            try:
+                num = float(s)
+            except ValueError:
+                num = None  # type: ignore[assignment]
+        if num is not None and not (isinstance(num, float) and not math.isfinite(num)):
+            return _dt_one(num, unit)
+        ts = pd.Timestamp(s)
+        if ts is pd.NaT:
+            raise ValueError("not a time")
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return int(ts.as_unit("ns")._value)
+    raise TypeError(f"a {type(v).__name__} is not a time")
+
+
+def _strings_to_ns(vals: Sequence[Any], unit: str | None, has_null: bool) -> np.ndarray:
+    """Vectorized: ISO-8601 strings, else numeric epoch strings; raises if neither fits all."""
+    try:
+        idx = pd.to_datetime(pd.Index(vals, dtype=object), utc=True, format="ISO8601")
+        return idx.as_unit("ns").asi8
+    except (ValueError, TypeError):
+        pass
+    if not has_null:
+        try:
+            return _ints_to_ns(np.array(vals, dtype=np.int64), unit)
+        except (ValueError, TypeError):
+            pass
+    x = np.array(vals, dtype=np.float64)
+    f = _epoch_to_ns(x, unit)
+    if np.any(np.abs(f[~np.isnan(f)]) >= _I64_MAX):
+        raise OverflowError("epoch value out of range")
+    return np.where(np.isnan(f), _NAT, np.nan_to_num(f)).astype(np.int64)
+
+
+def _to_datetime(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
+    unit, tz = datetime_parts(c.type)
+    ns: np.ndarray | None = None
+    kinds = {type(v) for v in vals}
+    try:
+        if kinds <= {int}:
+            ns = _ints_to_ns(np.array(vals, dtype=np.int64), c.unit)
+        elif kinds <= {int, float, type(None)}:
+            x = np.array(vals, dtype=np.float64)
+            f = _epoch_to_ns(x, c.unit)
+            if np.any(np.abs(f[~np.isnan(f)]) >= _I64_MAX):
+                raise OverflowError("epoch value out of range")
+            ns = np.where(np.isnan(f), _NAT, np.nan_to_num(f)).astype(np.int64)
+        elif kinds <= {str, type(None)}:
+            ns = _strings_to_ns(vals, c.unit, None in kinds)
+    except (ValueError, TypeError, OverflowError):
+        ns = None
+    if ns is None:
+        out = _fallback(vals, c, bad, lambda v: _dt_one(v, c.unit), _NAT)
+        ns = np.array(out, dtype=np.int64)
+    s = pd.Series(ns.view("M8[ns]"))
+    if tz is not None:
+        s = s.dt.tz_localize("UTC")
+        if tz != "UTC":
+            s = s.dt.tz_convert(tz)
+    if unit != "ns":
+        s = s.astype(f"datetime64[{unit}, {tz}]" if tz else f"datetime64[{unit}]")
+    return s

@@ -1,0 +1,315 @@
+"""A feed stream: a :class:`~livestream.client.subscription.Subscription` fed by an outside feed.
+
+The connection hands every decoded message to each of its streams
+(:meth:`FeedStream._feed`, on the loop); the stream picks its messages, collects
+row tuples, and at the end of each batch of messages read from the socket turns
+them into one typed frame (:meth:`FeedStream._flush`) appended to the window.
+Anything that does not fit is counted and kept in :attr:`FeedStream.dead_letters`;
+nothing stops the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ..loop import call_in_loop, on_loop_thread
+from ..subscription import DEFAULT_WINDOW, Subscription
+from .parse import RowError, RowParser
+
+if TYPE_CHECKING:
+    from ..feed import FeedConnection
+
+log = logging.getLogger("livestream.feeds")
+
+#: Longest message text kept in a dead letter (characters).
+DEAD_LETTER_TEXT = 4096
+
+#: Counters of ``stream.stats.extra``: one per dead-letter kind, plus paused drops.
+DEAD_LETTER_KINDS = ("not_json", "select_error", "bad_path", "bad_record", "missing_field",
+                     "bad_value", "internal")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message (or one record of it) that could not become a row."""
+
+    time: float  #: ``time.time()`` when it was rejected
+    kind: str  #: one of :data:`DEAD_LETTER_KINDS`
+    reason: str  #: what was wrong, naming the field or column
+    message: str  #: the raw message text (cut to :data:`DEAD_LETTER_TEXT` characters)
+
+
+@dataclass
+class RelayStats:
+    """Counters of one :meth:`FeedStream.publish_to` relay."""
+
+    batches: int = 0
+    rows: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    held: int = 0  #: rows waiting for the target connection to be live
+
+
+class Relay:
+    """Publishes every update of a stream into a livestream topic. Stop with :meth:`stop`."""
+
+    def __init__(self, stream: FeedStream, target: Any, topic: str, owns_target: bool,
+                 max_held_rows: int) -> None:
+        self.stream = stream
+        self.target = target
+        self.topic = topic
+        self.stats = RelayStats()
+        self._owns = owns_target
+        self._held: list[pd.DataFrame] = []
+        self._max_held = max_held_rows
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return f"<Relay {self.stream.name!r} → {self.topic!r} rows={s.rows} errors={s.errors}>"
+
+    def _target_live(self) -> bool:
+        state = getattr(self.target, "state", None)
+        return state is None or state == "live"
+
+    def _on_update(self, sub: Subscription, frame: pd.DataFrame, kind: str) -> None:
+        if self._stopped or len(frame) == 0:
+            return
+        if not self._target_live():
+            self._held.append(frame)
+            self.stats.held += len(frame)
+            while self.stats.held > self._max_held and self._held:
+                dropped = self._held.pop(0)
+                self.stats.held -= len(dropped)
+                self.stats.errors += 1
+                self.stats.last_error = (
+                    f"target not live: dropped {len(dropped)} held rows (limit {self._max_held})"
+                )
+            return
+        if self._held:
+            frames, self._held = [*self._held, frame], []
+            self.stats.held = 0
+            frame = pd.concat(frames, ignore_index=True)
+        self._publish(frame)
+
+    def _publish(self, frame: pd.DataFrame) -> None:
+        try:
+            result = self.target.publish(self.topic, frame)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self.stats.batches += 1
+        self.stats.rows += len(frame)
+        add_done = getattr(result, "add_done_callback", None)
+        if add_done is not None:
+            def done(fut: Any) -> None:
+                try:
+                    exc = fut.exception()
+                except BaseException as e:  # cancelled
+                    exc = e
+                if exc is not None:
+                    self._failed(exc)
+            add_done(done)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("livestream: relay of %r to topic %r failed: %s",
+                    self.stream.name, self.topic, exc)
+
+    def stop(self) -> None:
+        """Stop relaying (closing the target connection if the relay opened it)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stream.remove_callback(self._on_update)
+        if self._owns:
+            close = getattr(self.target, "close", None)
+            if close is not None:
+                close()
+
+
+class FeedStream(Subscription):
+    """The live window of messages from an outside feed. Create with :meth:`FeedConnection.stream`.
+
+    Everything a :class:`Subscription` has (``.df``, ``.on_update``, ``.chart()``,
+    ``.table()``, ``.stats``, ``.pause()``, ``.close()``), plus
+    :attr:`dead_letters` and :meth:`publish_to`. ``stats.extra`` counts dead
+    letters by kind (see :data:`DEAD_LETTER_KINDS`); ``stats.errors`` counts every
+    dead letter and every failed callback, ``stats.last_error`` names the latest;
+    ``stats.dropped`` counts records received while paused; ``stats.messages``
+    counts the messages this stream selected.
+
+    While paused, the stream ignores its messages (an outside feed cannot replay
+    them): :meth:`resume` continues with what arrives from then on.
+    """
+
+    def __init__(
+        self,
+        feed: FeedConnection,
+        parser: RowParser,
+        *,
+        name: str,
+        window: int | None = DEFAULT_WINDOW,
+        dead_letter_limit: int = 1000,
+    ) -> None:
+        super().__init__(name, window=window, source=feed, loop=feed.loop)
+        if dead_letter_limit < 0:
+            raise ValueError("dead_letter_limit must be >= 0")
+        self.feed = feed
+        self.parser = parser
+        #: The newest rejected messages, oldest first (bounded: ``dead_letter_limit``).
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=dead_letter_limit)
+        self._pending_rows: list[tuple] = []
+        self._raws: list[str] = []
+        self._selected = 0
+        self._select = parser.select
+        self._has_path = parser.path is not None
+        self._relays: list[Relay] = []
+        self.stats_data.extra.update({k: 0 for k in DEAD_LETTER_KINDS})
+        self.stats_data.extra["dead_letters"] = 0
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (
+            f"<FeedStream {self.name!r} of {self.feed.url} {s.state} rows={len(self)} "
+            f"dead_letters={s.extra.get('dead_letters', 0)}>"
+        )
+
+    # -- hot path (on the loop) -----------------------------------------------------------
+
+    def _feed(self, msg: Any, raw: str | bytes) -> None:
+        """Take one decoded message: select it, collect its rows, or dead-letter it."""
+        select = self._select
+        if select is not None:
+            try:
+                if not select(msg):
+                    return
+            except Exception as exc:
+                self._dead(raw, f"select raised {exc!r}", "select_error")
+                return
+        self._selected += 1
+        parser = self.parser
+        if self.paused:
+            self.stats_data.dropped += 1
+            return
+        try:
+            recs = parser.records(msg) if self._has_path else msg
+        except RowError as exc:
+            self._dead(raw, str(exc), exc.kind)
+            return
+        pending = self._pending_rows
+        if type(recs) is list:
+            if recs and type(recs[0]) not in (dict, list):
+                # one array record such as [price, qty, time]
+                recs = [recs]
+            for rec in recs:
+                try:
+                    parser.extract(rec, pending)
+                except RowError as exc:
+                    self._dead(raw, str(exc), exc.kind)
+                    continue
+                self._raws.append(raw)
+        else:
+            try:
+                parser.extract(recs, pending)
+            except RowError as exc:
+                self._dead(raw, str(exc), exc.kind)
+                return
+            self._raws.append(raw)
+
+    def _not_json(self, raw: str | bytes, exc: Exception) -> None:
+        self._dead(raw, f"not JSON: {exc}", "not_json")
+
+    def _dead(self, raw: str | bytes, reason: str, kind: str) -> None:
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            text = bytes(raw[:DEAD_LETTER_TEXT]).decode("utf-8", "replace")
+        else:
+            text = raw[:DEAD_LETTER_TEXT]
+        self.dead_letters.append(DeadLetter(time.time(), kind, reason, text))
+        extra = self.stats_data.extra
+        extra[kind] = extra.get(kind, 0) + 1
+        extra["dead_letters"] += 1
+        self._error(reason)
+
+    def _flush(self) -> None:
+        """Turn the pending rows into one typed frame and append it (end of a batch)."""
+        pending = self._pending_rows
+        if not pending:
+            return
+        raws = self._raws
+        self._pending_rows = []
+        self._raws = []
+        if self._closed:
+            return
+        try:
+            frame, bad = self.parser.to_frame(pending)
+        except Exception as exc:  # a bug must not stop the stream
+            log.exception("livestream: feed stream %r could not build a batch", self.name)
+            for raw in dict.fromkeys(raws):
+                self._dead(raw, f"internal error building the batch: {exc!r}", "internal")
+            return
+        for i, reason in bad.items():
+            kind = "missing_field" if "missing" in reason else "bad_value"
+            self._dead(raws[i], reason, kind)
+        if frame is not None:
+            self._apply("append", frame, schema=self.parser.schema)
+        self.stats_data.messages = self._selected
+
+    # -- relay ----------------------------------------------------------------------------
+
+    def publish_to(self, target: Any, topic: str, *, max_held_rows: int = 100_000) -> Relay:
+        """Publish this stream's rows into ``topic`` of a livestream server.
+
+        ``target`` is a server handle from :func:`livestream.serve` or a livestream
+        :class:`~livestream.client.connection.Connection` (anything with
+        ``publish(topic, df)``), or a ``ws://``/``wss://`` URL of a livestream server,
+        which is connected to for the relay (and closed with it). The rows already in
+        the window are published first, then every update. While a target
+        connection is not live, up to ``max_held_rows`` rows wait for it (older
+        ones are dropped and counted in ``relay.stats.errors``).
+        """
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a non-empty string, got {topic!r}")
+        owns = False
+        if isinstance(target, str):
+            if not target.startswith(("ws://", "wss://")):
+                raise ValueError(f"a livestream server URL starts with ws:// or wss://, got {target!r}")
+            import livestream
+
+            target = livestream.connect(target)
+            owns = True
+        if not callable(getattr(target, "publish", None)):
+            raise TypeError(
+                "publish_to needs a livestream server (livestream.serve()), a livestream "
+                f"Connection or a ws:// URL; got {type(target).__name__}"
+            )
+        relay = Relay(self, target, topic, owns, max_held_rows)
+        self._relays.append(relay)
+
+        def start() -> None:
+            if len(self):
+                relay._on_update(self, self.df, "append")
+            self.on_update(relay._on_update)
+
+        if on_loop_thread(self.feed.loop):
+            start()
+        else:
+            call_in_loop(self.feed.loop, start)
+        return relay
+
+    @property
+    def relays(self) -> list[Relay]:
+        """The relays started with :meth:`publish_to`."""
+        return list(self._relays)
+
+    def _mark_closed(self) -> None:
+        super()._mark_closed()
+        for r in self._relays:
+            r.stop()
