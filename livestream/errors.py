@@ -40,6 +40,11 @@ class LimitError(LivestreamError):
 
     code = "limit_exceeded"
 
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
 
 class ProtocolError(LivestreamError):
     """A message that does not follow the livestream protocol.

@@ -104,7 +104,8 @@ class LivestreamServer:
                              code="derived_topic")
         if len(df) > self.config.max_rows_per_publish:
             raise LimitError(
-                f"{len(df)} rows in one publish; the limit is {self.config.max_rows_per_publish}"
+                f"{len(df)} rows in one publish; the limit is {self.config.max_rows_per_publish}",
+                code="too_many_rows",
             )
         if self.backplane.get(name) is None:
             self.topic(name)
@@ -342,7 +343,7 @@ class LivestreamServer:
                 raise ProtocolError("bad_message", "'rows' must be an array of objects")
             if len(rows) > self.config.max_rows_per_publish:
                 raise LimitError(f"{len(rows)} rows in one publish; the limit is "
-                                 f"{self.config.max_rows_per_publish}")
+                                 f"{self.config.max_rows_per_publish}", code="too_many_rows")
             columns: dict[str, list] = {}
             names = schema.names if schema is not None else list(dict.fromkeys(
                 k for r in rows for k in r))

@@ -198,8 +198,7 @@ class ClientHandler(WebSocketHandler):
             return False
         stream = conn.stream
         n = len(data)
-        queued = getattr(stream, "_write_buffer_size", 0) or 0
-        self.queued = queued
+        queued = self.queued = unflushed(stream)
         if queued + n > self.server.config.send_queue_bytes and queued > 0:
             return self._over_limit()
         try:
@@ -218,8 +217,7 @@ class ClientHandler(WebSocketHandler):
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return False
-        queued = getattr(conn.stream, "_write_buffer_size", 0) or 0
-        self.queued = queued
+        queued = self.queued = unflushed(conn.stream)
         return queued <= self.server.config.send_queue_bytes // 2
 
     def _over_limit(self) -> bool:
@@ -234,11 +232,9 @@ class ClientHandler(WebSocketHandler):
                     self.queued)
         self.close_reason_tag = "slow_consumer"
         self.close(CloseCode.SLOW_CONSUMER, f"slow consumer: send queue over {cfg.send_queue_bytes} bytes")
-        # A client that does not read will not answer the close handshake either:
-        # drop the TCP connection now so its buffer is freed at once.
-        stream = self.ws_connection.stream if self.ws_connection is not None else None
-        if stream is not None:
-            stream.close()
+        # Nothing more is queued for it (is_closing() is now true): its memory stays
+        # bounded by the limit plus one frame, and Tornado aborts the TCP connection if
+        # the close handshake does not complete within 5 seconds.
         return False
 
     def send_update(self, update: Update, frame: bytes, binary: bool) -> None:
@@ -266,6 +262,12 @@ def _bearer(request: Any) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return None
+
+
+def unflushed(stream: Any) -> int:
+    """Bytes written to a Tornado IOStream and not yet accepted by the socket."""
+    buf = getattr(stream, "_write_buffer", None)
+    return len(buf) if buf is not None else 0
 
 
 def _frame_header(opcode: int, n: int) -> bytes:

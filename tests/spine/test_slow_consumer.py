@@ -1,0 +1,156 @@
+"""A client that stops reading is handled by the policy; others are not slowed; memory stays bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+
+import orjson
+from spine_util import async_test, trades, until
+
+import livestream as ls
+from livestream.protocol import CloseCode
+from livestream.server.websocket import unflushed
+
+
+class StalledSocket:
+    """A raw WebSocket client on a blocking socket with a tiny receive buffer.
+
+    It subscribes, then reads only when told to, so the server sees real TCP backpressure.
+    """
+
+    def __init__(self, port: int, topic: str) -> None:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(1024)
+        assert b" 101 " in buf.split(b"\r\n")[0]
+        self.buf = buf.split(b"\r\n\r\n", 1)[1]
+        self.sock = s
+        self.send_text(orjson.dumps({"type": "subscribe", "topic": topic}))
+
+    def send_text(self, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        assert len(payload) < 126
+        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+
+    def read_frames(self, timeout: float = 5.0) -> list[tuple[int, bytes]]:
+        """Drain the socket; return complete (opcode, payload) frames read so far."""
+        self.sock.settimeout(timeout)
+        frames = []
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                self.buf += chunk
+                while True:
+                    f = self._frame()
+                    if f is None:
+                        break
+                    frames.append(f)
+                    if f[0] == 0x8:
+                        return frames
+                self.sock.settimeout(0.5)
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return frames
+
+    def _frame(self) -> tuple[int, bytes] | None:
+        b = self.buf
+        if len(b) < 2:
+            return None
+        op, n, pos = b[0] & 0x0F, b[1] & 0x7F, 2
+        if n == 126:
+            if len(b) < 4:
+                return None
+            n, pos = struct.unpack("!H", b[2:4])[0], 4
+        elif n == 127:
+            if len(b) < 10:
+                return None
+            n, pos = struct.unpack("!Q", b[2:10])[0], 10
+        if len(b) < pos + n:
+            return None
+        self.buf = b[pos + n:]
+        return op, b[pos:pos + n]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _queued(srv: ls.Server) -> int:
+    return max((unflushed(h.ws_connection.stream)
+                for h in srv.core.clients if h.ws_connection is not None), default=0)
+
+
+@async_test(timeout=120)
+async def test_slow_client_is_closed_with_4000_while_others_get_everything():
+    limit = 256 * 1024
+    srv = ls.serve(port=0, send_queue_bytes=limit)
+    srv.publish("trades", trades(10))
+    good = ls.connect(srv.url)
+    sub = good.subscribe("trades", window=None)
+    await sub.wait_async(rows=10)
+    slow = await asyncio.to_thread(StalledSocket, srv.port, "trades")
+    await until(lambda: len(srv.core.subscribers["trades"]) == 2, what="slow subscribed")
+    total, peak, frame_size = 10, 0, 0
+    for _ in range(400):
+        u = srv.publish("trades", trades(1000, total))
+        total += u.rows
+        frame_size = max(frame_size, len(srv.core.encode(u, srv.core.backplane.get("trades").schema,
+                                                          "json")))
+        peak = max(peak, _queued(srv))
+        await asyncio.sleep(0)  # let the loop flush to the good client
+        if any(h.close_reason_tag == "slow_consumer" for h in srv.core.clients):
+            break
+    assert peak <= limit + frame_size  # bounded: never more than the limit plus one frame
+    # the client reads again: behind its backlog it finds the close frame with 4000
+    frames = await asyncio.to_thread(slow.read_frames)
+    await until(lambda: srv.metrics.disconnects["slow_consumer"] == 1, what="slow client dropped")
+    close = [p for op, p in frames if op == 0x8]
+    assert close and struct.unpack("!H", close[0][:2])[0] == CloseCode.SLOW_CONSUMER
+    await sub.wait_async(rows=total, timeout=30)
+    assert sub.df["seq"].tolist() == list(range(total))
+    slow.close()
+    good.close()
+    await srv.aclose()
+
+
+@async_test(timeout=120)
+async def test_conflate_policy_drops_then_resyncs_with_gap_and_snapshot():
+    limit = 128 * 1024
+    srv = ls.serve(port=0, send_queue_bytes=limit, slow_consumer="conflate", retention_rows=500)
+    srv.publish("trades", trades(10))
+    slow = await asyncio.to_thread(StalledSocket, srv.port, "trades")
+    await until(lambda: len(srv.core.subscribers.get("trades", ())) == 1, what="subscribed")
+    total = 10
+    for _ in range(300):
+        u = srv.publish("trades", trades(1000, total))
+        total += u.rows
+        await asyncio.sleep(0)
+        if srv.metrics.queue_drops > 3:
+            break
+    assert srv.metrics.queue_drops > 3
+    assert srv.metrics.disconnects["slow_consumer"] == 0
+    # the client reads again: once drained it gets a gap and a fresh snapshot
+    frames = await asyncio.to_thread(slow.read_frames, 5.0)
+    texts = [orjson.loads(p) for op, p in frames if op == 0x1]
+    kinds = [m["type"] for m in texts]
+    assert "gap" in kinds
+    gap = texts[kinds.index("gap")]
+    assert gap["reason"] == "slow_consumer"
+    snap = texts[kinds.index("gap") + 1]
+    assert snap["type"] == "snapshot" and snap["next"] == total
+    assert snap["columns"]["seq"] == list(range(total - 500, total))
+    slow.close()
+    await srv.aclose()
