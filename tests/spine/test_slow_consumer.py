@@ -154,3 +154,27 @@ async def test_conflate_policy_drops_then_resyncs_with_gap_and_snapshot():
     assert snap["columns"]["seq"] == list(range(total - 500, total))
     slow.close()
     await srv.aclose()
+
+
+@async_test()
+async def test_client_that_never_answers_pings_is_disconnected():
+    srv = ls.serve(port=0, ping_interval=0.1, ping_timeout=0.3)
+    srv.publish("trades", trades(1))
+    slow = await asyncio.to_thread(StalledSocket, srv.port, "trades")
+    await until(lambda: srv.metrics.connections == 1, what="connected")
+    await until(lambda: srv.metrics.connections == 0, what="ping timeout")
+    slow.close()
+    await srv.aclose()
+
+
+@async_test()
+async def test_shutdown_sends_going_away_1001():
+    srv = ls.serve(port=0)
+    srv.publish("trades", trades(1))
+    conn = ls.connect(srv.url, reconnect=False)
+    sub = conn.subscribe("trades")
+    await sub.wait_async(rows=1)
+    await srv.aclose()
+    await until(lambda: conn.state == "closed", what="client closed")
+    assert "1001" in conn.stats.last_error
+    assert srv.metrics.disconnects["shutdown"] == 1
