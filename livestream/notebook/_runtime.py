@@ -98,8 +98,8 @@ def _guarded(fn: Callable[..., Any], *args: Any) -> None:
 class FrameTimer:
     """Call ``fn()`` on ``loop`` about ``fps`` times a second until stopped.
 
-    Frames are scheduled at a fixed cadence (``loop.call_at``); a frame that
-    overruns is followed by the next one as soon as possible, never by a burst.
+    Frames are scheduled at a fixed cadence (``loop.call_at``) and start at least
+    one interval apart, so a late frame is never followed by a burst.
     Exceptions are passed to ``on_error`` and do not stop the timer.
     """
 
@@ -154,6 +154,8 @@ class FrameTimer:
     def _tick(self) -> None:
         if not self._running:
             return
+        assert self.loop is not None
+        started = self.loop.time()
         try:
             self.fn()
         except Exception as exc:
@@ -166,11 +168,10 @@ class FrameTimer:
                 log.exception("livestream: frame failed")
         if not self._running:
             return
-        loop = self.loop
-        assert loop is not None
-        now = loop.time()
-        self._next = max(self._next + self.interval, now + 0.001)
-        self._handle = loop.call_at(self._next, self._tick)
+        # never two frames closer than one interval: a late frame is not followed by a
+        # burst of catch-up frames, so any one-second span holds at most fps + 1 frames
+        self._next = max(self._next + self.interval, started + self.interval)
+        self._handle = self.loop.call_at(self._next, self._tick)
 
 
 # -- cell tracking ----------------------------------------------------------------------

@@ -419,12 +419,16 @@ class ConnectionStatus(_HTMLView):
         state = getattr(conn, "state", None) or getattr(stats, "state", None) or "unknown"
         subs = _subscriptions(conn)
         errors = int(getattr(stats, "errors", 0) or 0)
-        last_error = getattr(stats, "last_error", None)
+        messages = []
+        if getattr(stats, "last_error", None):
+            messages.append(str(stats.last_error))
         for s in subs:
             ss = getattr(s, "stats_data", None) or getattr(s, "stats", None)
             if ss is not None and getattr(ss, "errors", 0):
                 errors += int(ss.errors)
-                last_error = ss.last_error or last_error
+                if ss.last_error:
+                    messages.append(f"{getattr(s, 'name', '?')}: {ss.last_error}")
+        last_error = " | ".join(messages) if messages else None
 
         def num(name: str, default: float | None = 0.0) -> float | None:
             v = getattr(stats, name, default)
@@ -455,7 +459,7 @@ class ConnectionStatus(_HTMLView):
         if snap["errors"]:
             err = (f"<span class='ls-err' title='{html.escape(str(snap['last_error']))}'>"
                    f"⚠ {snap['errors']} error{'s' if snap['errors'] != 1 else ''}: "
-                   f"{html.escape(str(snap['last_error'])[:160])}</span>")
+                   f"{html.escape(str(snap['last_error'])[:400])}</span>")
         body = (
             f"{_CSS}<div class='ls-status' data-state='{html.escape(snap['state'])}'>"
             f"<span class='ls-pill' style='background:{color}'>{html.escape(snap['state'])}</span>"
