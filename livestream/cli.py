@@ -18,7 +18,6 @@ Extra commands plug in from optional modules (see :data:`PLUGIN_COMMANDS`):
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import importlib
 import logging
@@ -29,7 +28,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,21 +66,15 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _sigterm_as_interrupt() -> None:
     """Turn SIGTERM into KeyboardInterrupt so ``kill`` shuts down as cleanly as Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
-        yield
         return
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -197,17 +190,16 @@ def _print_urls(console: Any, srv: Any, title: str) -> None:
 def _wait(srv: Any, duration: float | None, tick: Any = None, every: float = 0.5) -> None:
     """Block until Ctrl-C / SIGTERM / ``duration`` / the server closing."""
     end = None if duration is None else time.monotonic() + duration
-    with _sigterm_as_interrupt():
-        try:
-            while not srv.closed:
-                left = every if end is None else min(every, end - time.monotonic())
-                if left <= 0:
-                    break
-                time.sleep(left)
-                if tick is not None:
-                    tick()
-        except KeyboardInterrupt:
-            pass
+    try:
+        while not srv.closed:
+            left = every if end is None else min(every, end - time.monotonic())
+            if left <= 0:
+                break
+            time.sleep(left)
+            if tick is not None:
+                tick()
+    except KeyboardInterrupt:
+        pass
 
 
 # -- the group --------------------------------------------------------------------------------
@@ -454,18 +446,21 @@ def read_table(path: str, fmt: str | None = None, parse_dates: tuple[str, ...] =
             raise click.BadParameter(f"cannot tell the format of {p.name!r}; pass --format",
                                      param_hint="'FILE'")
     try:
-        if fmt == "parquet":
-            df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p, parse_dates=list(parse_dates) or False)
+        df = pd.read_parquet(p) if fmt == "parquet" else pd.read_csv(p)
     except (OSError, ValueError, ImportError) as exc:
         raise CLIError(f"cannot read {p.name} as {fmt}: {exc}") from None
     except Exception as exc:  # pyarrow / parser errors
         raise CLIError(f"cannot read {p.name} as {fmt}: {type(exc).__name__}: {exc}") from None
-    missing = [c for c in parse_dates if c not in df.columns]
-    if missing:
-        raise click.BadParameter(f"no column {missing[0]!r} in {p.name}",
-                                 param_hint="'--parse-dates'")
+    for c in parse_dates:
+        if c not in df.columns:
+            raise click.BadParameter(f"no column {c!r} in {p.name}", param_hint="'--parse-dates'")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                df[c] = pd.to_datetime(df[c])
+        except (ValueError, TypeError) as exc:
+            raise click.BadParameter(f"column {c!r} does not hold dates: {exc}",
+                                     param_hint="'--parse-dates'") from None
     df.index = pd.RangeIndex(len(df))
     return df
 
@@ -583,10 +578,12 @@ def replay(file: str, topic: str, url: str, token: str | None, fmt: str | None,
             param_hint="'--time-column'")
     col = df[time_column]
     try:
-        if pd.api.types.is_numeric_dtype(col):
-            times = pd.to_datetime(col, unit=time_unit, utc=True)
-        else:
-            times = pd.to_datetime(col, utc=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "could not infer format": we report errors
+            if pd.api.types.is_numeric_dtype(col):
+                times = pd.to_datetime(col, unit=time_unit, utc=True)
+            else:
+                times = pd.to_datetime(col, utc=True)
     except (ValueError, TypeError, OverflowError) as exc:
         raise click.BadParameter(f"column {time_column!r} does not hold times: {exc}",
                                  param_hint="'--time-column'") from None
@@ -607,7 +604,7 @@ def replay(file: str, topic: str, url: str, token: str | None, fmt: str | None,
     last_pub = -tick
     t0 = time.monotonic()
     try:
-        with _sigterm_as_interrupt(), Progress(
+        with Progress(
             TextColumn(f"replay → {topic}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("rows"), TimeRemainingColumn(), console=console,
         ) as progress:
@@ -673,6 +670,7 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs :data:`cli`; errors end as one ``Error:`` line."""
     debug = os.environ.get("LIVESTREAM_DEBUG", "") not in ("", "0")
+    _sigterm_as_interrupt()
     try:
         rv = cli.main(args=argv, prog_name="livestream", standalone_mode=False)
     except click.UsageError as exc:

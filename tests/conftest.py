@@ -1,0 +1,273 @@
+"""Shared pytest setup: markers, heavy-test gating, and fixtures for every test directory.
+
+Markers (declared in ``pyproject.toml``):
+
+- ``soak``: skipped unless ``--run-slow`` is given or ``CI`` is set.
+- ``browser``: needs Debian's Chromium (``/usr/bin/chromium``); skipped when it is
+  missing, except under ``CI`` where a missing browser **fails** the test.
+- ``redis``: needs a ``redis-server`` binary; same rule as ``browser``.
+
+Fixtures: ``free_port``, ``server`` / ``make_server`` (in-process servers on the
+``livestream-io`` thread, closed after the test), ``run_async`` (run a coroutine
+on a fresh event loop with a timeout), ``chromium_path`` / ``chromium_args``,
+``redis_server`` (a real ``redis-server`` on a free loopback port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def in_ci() -> bool:
+    """Whether the tests run under CI (``CI`` set to anything but empty/0/false/no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+IN_CI = in_ci()
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+#: Flags for headless Chromium here: as root it needs --no-sandbox, and with no
+#: internet its background networking only produces refused connections.
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+def find_chromium() -> str | None:
+    """Debian's Chromium, or ``$LIVESTREAM_CHROMIUM``; ``None`` when not installed."""
+    env = os.environ.get("LIVESTREAM_CHROMIUM")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    for path in CHROMIUM_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("chromium")
+
+
+def find_redis_server() -> str | None:
+    """The ``redis-server`` binary, or ``None``."""
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None)
+
+
+def _missing(what: str) -> None:
+    """Skip locally; fail under CI (a CI run must not skip what it is there to run)."""
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI (scripts/test installs it)", pytrace=False)
+    pytest.skip(f"{what} is not installed")
+
+
+# -- options and markers ------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="run tests marked soak (always run when CI is set)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # markers are declared in pyproject.toml; repeat them so a bare `pytest tests/x.py`
+    # from another rootdir still knows them
+    for line in ("browser: drives a real Chromium", "soak: long or heavy tests",
+                 "redis: needs a redis-server binary"):
+        config.addinivalue_line("markers", line)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("soak") and not (item.config.getoption("--run-slow") or IN_CI):
+        pytest.skip("soak test: run with --run-slow (always runs under CI)")
+    if item.get_closest_marker("browser") and find_chromium() is None:
+        _missing("Chromium (/usr/bin/chromium, Debian package chromium)")
+    if item.get_closest_marker("redis") and find_redis_server() is None:
+        _missing("redis-server (Debian package redis-server)")
+
+
+# -- generic fixtures ---------------------------------------------------------------------------
+
+
+def get_free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free loopback TCP port (prefer ``port=0`` where the code under test allows it)."""
+    return get_free_port()
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., Any]]:
+    """A factory: ``make_server(**ServerConfig fields)`` → a running ``ls.Server`` on a free
+    loopback port (``livestream-io`` thread). Every server made is closed after the test."""
+    import livestream as ls
+
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("port", 0)
+        host, port = options.pop("host"), options.pop("port")
+        srv = ls.serve(host, port, **options)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        with contextlib.suppress(Exception):
+            srv.close()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., Any]) -> Any:
+    """An in-process ``ls.serve(port=0)`` with default settings, closed after the test."""
+    return make_server()
+
+
+@pytest.fixture
+def run_async() -> Callable[..., Any]:
+    """``run_async(coro, timeout=60)``: run a coroutine on a fresh event loop, bounded."""
+
+    def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    return run
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+             what: str = "condition") -> Any:
+    """Poll ``pred()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def poll() -> Callable[..., Any]:
+    """``poll(pred, timeout=10, what=...)``: wait for ``pred()`` to be truthy (a deadline,
+    never a fixed sleep) and return its value."""
+    return wait_for
+
+
+# -- Chromium -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Path of Debian's Chromium. Skips when missing; fails under CI."""
+    path = find_chromium()
+    if path is None:
+        _missing("Chromium (/usr/bin/chromium, Debian package chromium)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium_args() -> list[str]:
+    """Launch flags for headless Chromium on this machine (root, no internet)."""
+    return list(CHROMIUM_ARGS)
+
+
+# -- Redis --------------------------------------------------------------------------------------
+
+
+def _redis_ping(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` process on a loopback port; ``stop()``/``start()`` to restart it."""
+
+    binary: str
+    port: int
+    workdir: Path
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+             "--protected-mode", "yes"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while not _redis_ping(self.port):
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {err}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer PING within {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        finally:
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+    def ping(self) -> bool:
+        return _redis_ping(self.port)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh ``redis-server --save '' --appendonly no`` on a free loopback port.
+
+    ``.url`` is ``redis://127.0.0.1:<port>/0``. Skips when redis-server is missing
+    (fails under CI). Stopped after the test."""
+    binary = find_redis_server()
+    if binary is None:
+        _missing("redis-server (Debian package redis-server)")
+    assert binary is not None
+    server = RedisServer(binary, get_free_port(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
