@@ -183,6 +183,8 @@ def _describe(exc: BaseException) -> str:
         return "connect timed out"
     if isinstance(exc, FeedError):
         return str(exc)
+    if isinstance(exc, OSError):
+        return f"connect failed: {exc.strerror or exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -766,6 +768,8 @@ class FeedConnection:
         fut = self._closed_fut
         if fut is not None and not fut.done() and reason is not None:
             fut.set_result(reason)
+            if not self._closing:
+                self._set_state("reconnecting")
         if ws is not None:
             proto = ws.protocol
             with contextlib.suppress(Exception):

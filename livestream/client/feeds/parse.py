@@ -58,7 +58,6 @@ PathSpec = str | Sequence[str | int] | Callable[[Any], Any] | None
 
 _EPOCH_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "µs": 1_000, "ns": 1}
 _NAT = np.iinfo(np.int64).min
-_I64_MAX = float(np.iinfo(np.int64).max)
 
 
 class RowError(ValueError):
@@ -289,6 +288,7 @@ class RowParser:
                 f"function of the message; got {path!r}"
             )
         self.cols: list[_Col] | None = None
+        self.positional = False  # records are arrays, columns pick by index
         self._auto_all = columns is None
         if columns is not None:
             self._set_columns(columns)
@@ -351,6 +351,7 @@ class RowParser:
     def _build_getters(self) -> None:
         assert self.cols is not None
         sources = [c.source for c in self.cols]
+        self.positional = any(isinstance(src, int) for src in sources)
         self._slow = [
             _compile_get(c.source) if c.nested else _plain_get(c.source) for c in self.cols
         ]
@@ -404,10 +405,11 @@ class RowParser:
                 return
             except (KeyError, IndexError, TypeError):
                 pass
-        if not isinstance(rec, (dict, list)):
+        if type(rec) is not dict and not (type(rec) is list and self.positional):
+            want = "an object or an array" if self.positional else "an object"
             raise RowError(
-                f"a record must be an object or an array, got {type(rec).__name__}: "
-                f"{_short(rec)}", "bad_record",
+                f"a record must be {want}, got {type(rec).__name__}: {_short(rec)}",
+                "bad_record",
             )
         vals = []
         for getter in self._slow:
@@ -655,14 +657,27 @@ def _to_str(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
     return pd.Series(arr, dtype=STRING_DTYPE, copy=False)
 
 
-def _epoch_to_ns(x: np.ndarray, unit: str | None) -> np.ndarray:
-    """Epoch numbers (float64) → int64 ns; unit from magnitude when ``unit`` is None."""
+def _floats_to_ns(x: np.ndarray, unit: str | None) -> np.ndarray:
+    """Epoch numbers as float64 (NaN = null) → int64 ns (NaT for null).
+
+    The unit comes from the magnitude when ``unit`` is None. Seconds and
+    milliseconds are rounded to whole microseconds (a float64 holds no more), so
+    ``1534614057.321`` s is exactly ``…57.321``. Raises OverflowError out of range.
+    """
+    nan = np.isnan(x)
+    xs = np.where(nan, 0.0, x)
     if unit is not None:
-        mult = np.full(x.shape, float(_EPOCH_UNITS[unit]))
+        per_us = np.full(xs.shape, 1e6 / (_EPOCH_UNITS[unit] / 1e3))
     else:
-        a = np.abs(x)
-        mult = np.where(a < 1e11, 1e9, np.where(a < 1e14, 1e6, np.where(a < 1e17, 1e3, 1.0)))
-    return x * mult  # float64 ns; range checked by the caller
+        a = np.abs(xs)
+        per_us = np.where(a < 1e11, 1e6, np.where(a < 1e14, 1e3, np.where(a < 1e17, 1.0, 1e-3)))
+    is_ns = per_us < 1.0
+    us = np.round(xs * np.where(is_ns, 1.0, per_us))
+    if np.any(np.abs(np.where(is_ns, us / 1000.0, us)) >= 9.2e15) or not np.isfinite(us).all():
+        raise OverflowError("epoch value out of range")
+    out = np.where(is_ns, us.astype(np.int64), us.astype(np.int64) * 1000)
+    out[nan] = _NAT
+    return out
 
 
 def _ints_to_ns(x: np.ndarray, unit: str | None) -> np.ndarray:
@@ -690,10 +705,7 @@ def _dt_one(v: Any, unit: str | None) -> int:
     if isinstance(v, float):
         if not math.isfinite(v):
             raise ValueError("not a finite number")
-        ns = float(_epoch_to_ns(np.array([v]), unit)[0])
-        if abs(ns) >= _I64_MAX:
-            raise OverflowError("epoch value out of range")
-        return int(ns)
+        return int(_floats_to_ns(np.array([v]), unit)[0])
     if isinstance(v, str):
         s = v.strip()
         try:
@@ -725,11 +737,7 @@ def _strings_to_ns(vals: Sequence[Any], unit: str | None, has_null: bool) -> np.
             return _ints_to_ns(np.array(vals, dtype=np.int64), unit)
         except (ValueError, TypeError):
             pass
-    x = np.array(vals, dtype=np.float64)
-    f = _epoch_to_ns(x, unit)
-    if np.any(np.abs(f[~np.isnan(f)]) >= _I64_MAX):
-        raise OverflowError("epoch value out of range")
-    return np.where(np.isnan(f), _NAT, np.nan_to_num(f)).astype(np.int64)
+    return _floats_to_ns(np.array(vals, dtype=np.float64), unit)
 
 
 def _to_datetime(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
@@ -740,11 +748,7 @@ def _to_datetime(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
         if kinds <= {int}:
             ns = _ints_to_ns(np.array(vals, dtype=np.int64), c.unit)
         elif kinds <= {int, float, type(None)}:
-            x = np.array(vals, dtype=np.float64)
-            f = _epoch_to_ns(x, c.unit)
-            if np.any(np.abs(f[~np.isnan(f)]) >= _I64_MAX):
-                raise OverflowError("epoch value out of range")
-            ns = np.where(np.isnan(f), _NAT, np.nan_to_num(f)).astype(np.int64)
+            ns = _floats_to_ns(np.array(vals, dtype=np.float64), c.unit)
         elif kinds <= {str, type(None)}:
             ns = _strings_to_ns(vals, c.unit, None in kinds)
     except (ValueError, TypeError, OverflowError):

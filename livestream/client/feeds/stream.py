@@ -206,7 +206,7 @@ class FeedStream(Subscription):
             return
         pending = self._pending_rows
         if type(recs) is list:
-            if recs and type(recs[0]) not in (dict, list):
+            if parser.positional and recs and type(recs[0]) not in (dict, list):
                 # one array record such as [price, qty, time]
                 recs = [recs]
             for rec in recs:
