@@ -59,3 +59,27 @@ def __getattr__(name: str) -> Any:
 import logging as _logging  # noqa: E402
 
 _logging.getLogger("livestream").addHandler(_logging.NullHandler())
+
+
+def _connection_mimebundle(conn: Any, include: Any = None, exclude: Any = None) -> Any:
+    return status_widget(conn)._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def register_display() -> None:
+    """Make IPython show a ``Connection`` as its live status widget.
+
+    Registered on import inside IPython; a ``Connection._repr_mimebundle_`` calling
+    :func:`status_widget` does the same thing and would make this unnecessary.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None or getattr(ip, "kernel", None) is None:
+        return
+    fmt = ip.display_formatter.mimebundle_formatter
+    fmt.for_type_by_name("livestream.client.connection", "Connection", _connection_mimebundle)
+
+
+register_display()

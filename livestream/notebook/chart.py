@@ -135,6 +135,7 @@ class LiveChart(BokehModel, LiveView):
         line_width: float = 2,
         color: str | None = None,
         tooltips: bool = True,
+        where: dict[str, Any] | None = None,
         start: bool = True,
         **figure_kw: Any,
     ) -> None:
@@ -156,6 +157,10 @@ class LiveChart(BokehModel, LiveView):
                 raise ValueError("use either by= or several y columns, not both")
         self.x = x
         self.ys = ys
+        self.where = {
+            k: {str(v)} if isinstance(v, str) or not hasattr(v, "__iter__") else {str(i) for i in v}
+            for k, v in (where or {}).items()
+        }
         self.by = by
         self.kind = kind
         self.agg = agg
@@ -398,7 +403,7 @@ class LiveChart(BokehModel, LiveView):
     # -- drawing ------------------------------------------------------------------------
 
     def _filtered(self, df: pd.DataFrame) -> pd.DataFrame:
-        filters = getattr(self.sub, "_ls_filters", None)
+        filters = {**(getattr(self.sub, "_ls_filters", None) or {}), **self.where}
         if not filters or len(df) == 0:
             return df
         mask = np.ones(len(df), dtype=bool)

@@ -44,7 +44,7 @@ class ViewsMixin:
         by a column (legend, stable colours). ``window`` bounds the points kept
         per series (default: the subscription's window). Updates are coalesced to
         at most ``fps`` frames a second. ``x=None`` plots against the row offset.
-        Other keywords: ``title``, ``height``, ``width``, ``bar_width``, ``size``,
+        ``where={"symbol": "AAPL"}`` draws only matching rows. Other keywords: ``title``, ``height``, ``width``, ``bar_width``, ``size``,
         ``line_width``, ``color``, ``tooltips`` and any ``bokeh.plotting.figure``
         argument.
         """

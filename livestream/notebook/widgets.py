@@ -132,6 +132,12 @@ class _HTMLView(W.HTML, LiveView):
         self._stop_view()
         super().close()
 
+    def __repr__(self) -> str:
+        what = getattr(self.sub, "name", None) or getattr(getattr(self, "connection", None),
+                                                           "url", "")
+        state = "closed" if self.closed else ("paused" if self.paused else "live")
+        return f"<{type(self).__name__} {what!r} {state}>"
+
 
 class LiveTable(_HTMLView):
     """The latest rows of a subscription (newest first), or a keyed topic's table."""
