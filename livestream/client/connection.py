@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -456,13 +457,14 @@ class Connection:
                 sub._gap({"type": "gap", "topic": sub.name, "epoch": epoch,
                           "offset": sub.offset, "new_epoch": epoch, "until": offset,
                           "reason": "hole"})
-        frame = decode_data(msg, schema, payload)
+        fast = kind == "append" and payload is not None
+        frame = decode_data(msg, schema, payload, as_table=fast, trusted=True)
         if kind in ("append", "upsert") and sub.offset is not None and epoch == sub.epoch \
                 and isinstance(offset, int) and offset < sub.offset:
-            frame = frame.iloc[sub.offset - offset:].reset_index(drop=True)
+            skip = sub.offset - offset
+            frame = frame.slice(skip) if isinstance(frame, pa.Table) else \
+                frame.iloc[skip:].reset_index(drop=True)
             offset = sub.offset
-        if schema is not None and kind != "replace":
-            frame = schema.conform(frame) if list(frame.columns) != schema.names else frame
         sub._apply(kind, frame, schema=schema, epoch=epoch, offset=offset, next_offset=nxt,
                    ts=msg.get("ts"), mode=msg.get("mode"))
         self.stats_data.rows += len(frame)

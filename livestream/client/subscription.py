@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
+import pyarrow as pa
 
 from ..core.keyed import KeyedTable
 from ..core.schema import Schema
 from ..core.window import ColumnWindow
 from ..errors import ConnectionClosed, LivestreamError
 from ..notebook.mixin import ViewsMixin
+from ..protocol.codec import table_to_frame
 
 if TYPE_CHECKING:
     pass
@@ -302,9 +304,17 @@ class Subscription(ViewsMixin):
         mode: str | None = None,
         key: Sequence[str] | None = None,
     ) -> None:
-        """Apply one update. ``kind`` is snapshot, append, upsert or replace."""
+        """Apply one update. ``kind`` is snapshot, append, upsert or replace.
+
+        ``frame`` may be an Arrow table for appends to a rolling window: its columns
+        are copied into the window without a DataFrame being built (one is built for
+        ``on_update`` callbacks only if there are any).
+        """
         if self._closed:
             return
+        if isinstance(frame, pa.Table) and (kind != "append" or self._table is not None
+                                            or self._rows is None):
+            frame = table_to_frame(frame, schema or self.schema)
         with self._cond:
             if mode is not None:
                 self.mode = mode
@@ -363,7 +373,10 @@ class Subscription(ViewsMixin):
             if ts is not None:
                 s.lag_ms = max(0.0, time.time() * 1000.0 - ts)
             self._cond.notify_all()
-        self._run_callbacks(self._update_cbs, frame, kind)
+        if self._update_cbs:
+            if isinstance(frame, pa.Table):
+                frame = table_to_frame(frame, self.schema)
+            self._run_callbacks(self._update_cbs, frame, kind)
 
     def _gap(self, gap: dict) -> None:
         """Record a gap event (rows lost); the snapshot that follows resets the window."""

@@ -12,8 +12,11 @@ history in one, and every client subscription keeps its live window in one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .schema import (
     MASKED_TYPES,
@@ -24,6 +27,7 @@ from .schema import (
 )
 
 _MIN_CAPACITY = 1024
+_NAT = np.iinfo(np.int64).min
 
 
 class _Column:
@@ -69,27 +73,19 @@ class _Column:
         if self.type == "string":  # release references held past the end
             self.data[n:hi] = None
 
-    def write(self, pos: int | np.ndarray, s: pd.Series) -> None:
-        """Write ``s`` at row ``pos`` onwards, or at the row positions of an index array."""
+    def write(self, pos: int | np.ndarray, s: pd.Series | pa.Array | pa.ChunkedArray) -> None:
+        """Write a pandas Series or an Arrow array at row ``pos`` onwards, or at the row
+        positions of an index array. Arrow input goes straight to numpy (no pandas)."""
         sel = slice(pos, pos + len(s)) if isinstance(pos, int) else pos
+        if isinstance(s, pa.ChunkedArray | pa.Array):
+            self._write_arrow(sel, s)
+            return
         t = self.type
         if t == "string":
             self.data[sel] = s.to_numpy(dtype=object)
         elif t == "category":
             cat = s.cat
-            if not self.categories and cat.ordered:
-                self.ordered = True
-            index = self._cat_index
-            assert index is not None and self.categories is not None
-            mapping = np.empty(len(cat.categories) + 1, dtype=np.int32)
-            for i, c in enumerate(cat.categories):
-                code = index.get(c)
-                if code is None:
-                    code = index[c] = len(self.categories)
-                    self.categories.append(c)
-                mapping[i] = code
-            mapping[-1] = -1  # code -1 (missing) maps to itself
-            self.data[sel] = mapping[cat.codes.to_numpy()]
+            self._write_codes(sel, cat.categories, cat.codes.to_numpy(), cat.ordered)
         elif is_datetime_type(t):
             self.data[sel] = s.array.asi8
         elif self.mask is not None:
@@ -98,13 +94,52 @@ class _Column:
         else:
             self.data[sel] = s.to_numpy()
 
+    def _write_codes(self, sel: slice | np.ndarray, categories: Any, codes: np.ndarray,
+                     ordered: bool) -> None:
+        """Map a batch's own category codes onto this column's growing category list."""
+        if not self.categories and ordered:
+            self.ordered = True
+        index = self._cat_index
+        assert index is not None and self.categories is not None
+        mapping = np.empty(len(categories) + 1, dtype=np.int32)
+        for i, c in enumerate(categories):
+            code = index.get(c)
+            if code is None:
+                code = index[c] = len(self.categories)
+                self.categories.append(c)
+            mapping[i] = code
+        mapping[-1] = -1  # code -1 (missing) maps to itself
+        self.data[sel] = mapping[codes]
+
+    def _write_arrow(self, sel: slice | np.ndarray, arr: pa.Array | pa.ChunkedArray) -> None:
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+        t = self.type
+        if t == "string":
+            self.data[sel] = arr.to_numpy(zero_copy_only=False)
+        elif t == "category":
+            if not pa.types.is_dictionary(arr.type):
+                arr = arr.dictionary_encode()
+            codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            self._write_codes(sel, arr.dictionary.to_pylist(), codes, arr.type.ordered)
+        elif is_datetime_type(t):
+            self.data[sel] = arr.view(pa.int64()).fill_null(_NAT).to_numpy(zero_copy_only=False)
+        elif self.mask is not None:
+            fill = False if t == "boolean" else 0
+            self.data[sel] = arr.fill_null(fill).to_numpy(zero_copy_only=False)
+            self.mask[sel] = arr.is_null().to_numpy(zero_copy_only=False)
+        else:
+            self.data[sel] = arr.to_numpy(zero_copy_only=False)
+
     def read(self, lo: int, hi: int) -> pd.api.extensions.ExtensionArray | np.ndarray:
         t = self.type
         data = self.data[lo:hi].copy()
         if t == "string":
             return pd.array(data, dtype=STRING_DTYPE)
         if t == "category":
-            return pd.Categorical.from_codes(data, categories=self.categories, ordered=self.ordered)
+            return pd.Categorical.from_codes(
+                data, categories=pd.Index(self.categories, dtype=STRING_DTYPE),
+                ordered=self.ordered)
         if is_datetime_type(t):
             idx = pd.DatetimeIndex(data.view(f"M8[{self.unit}]"))
             if self.tz is not None:
@@ -146,15 +181,19 @@ class ColumnWindow:
     def start_offset(self) -> int:
         return self.end_offset - len(self)
 
-    def append(self, df: pd.DataFrame) -> None:
-        """Append a batch already conformed to the schema (see ``Schema.conform``)."""
+    def append(self, df: pd.DataFrame | pa.Table) -> None:
+        """Append a batch already conformed to the schema (see ``Schema.conform``).
+
+        ``df`` may also be an Arrow table with the schema's columns (what a client
+        decodes from a binary frame): its columns are copied without pandas.
+        """
         n = len(df)
         if n == 0:
             return
         cols = self._cols
         max_rows = self.max_rows
         if max_rows is not None and n >= max_rows:
-            tail = df.iloc[n - max_rows :]
+            tail = df.slice(n - max_rows) if isinstance(df, pa.Table) else df.iloc[n - max_rows :]
             if self._cap < max_rows:
                 for c in cols.values():
                     c.resize(max_rows, 0, 0)

@@ -15,6 +15,7 @@ Two encodings, chosen per connection (``docs/protocol.md``):
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Mapping
@@ -118,12 +119,18 @@ def encode_columns_json(frame: pd.DataFrame, schema: Schema) -> tuple[dict, dict
 
 
 def decode_columns_json(
-    columns: Any, schema: Schema, categories: Mapping[str, list] | None = None
+    columns: Any,
+    schema: Schema,
+    categories: Mapping[str, list] | None = None,
+    *,
+    trusted: bool = False,
 ) -> pd.DataFrame:
     """Build a DataFrame of ``schema`` from column-wise JSON values.
 
     Raises :class:`SchemaError` naming the column when a column is missing,
-    extra, of another length, or holds values its type cannot take.
+    extra, of another length, or holds values its type cannot take. ``trusted``
+    (a client decoding its server's frames) skips the per-value checks that guard
+    the server against bad publishes.
     """
     if not isinstance(columns, dict):
         raise ProtocolError("bad_message", "'columns' must be an object of column arrays")
@@ -146,7 +153,10 @@ def decode_columns_json(
                 f"column {f.name!r} has {len(vals)} values, others have {length}", column=f.name
             )
         try:
-            out[f.name] = _decode_json_column(vals, f.type, (categories or {}).get(f.name))
+            if trusted and f.type in NUMPY_TYPES:
+                out[f.name] = np.array(vals, dtype=f.type)  # null→NaN, "Infinity"→inf
+            else:
+                out[f.name] = _decode_json_column(vals, f.type, (categories or {}).get(f.name))
         except SchemaError:
             raise
         except (TypeError, ValueError, OverflowError) as exc:
@@ -233,13 +243,86 @@ def frame_to_arrow(frame: pd.DataFrame) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def arrow_to_frame(data: bytes | memoryview) -> pd.DataFrame:
-    """Read an Arrow IPC stream back into a DataFrame."""
+_ARROW_TYPES = {
+    "bool": pa.bool_(), "boolean": pa.bool_(),
+    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+    "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
+    "float32": pa.float32(), "float64": pa.float64(),
+    "string": pa.large_string(),
+    "category": pa.dictionary(pa.int32(), pa.large_string()),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def arrow_schema(schema: Schema) -> pa.Schema:
+    """The Arrow schema of a livestream schema's binary frames (no pandas metadata)."""
+    fields = []
+    for f in schema:
+        t = f.type
+        if is_datetime_type(t):
+            unit, tz = datetime_parts(t)
+            at = pa.timestamp(unit, tz=tz)
+        else:
+            at = _ARROW_TYPES.get(t) or _ARROW_TYPES[t.lower()]
+        fields.append(pa.field(f.name, at, nullable=True))
+    return pa.schema(fields)
+
+
+def _series_to_arrow(s: pd.Series, t: str, at: pa.DataType) -> pa.Array:
+    if t in NUMPY_TYPES:
+        return pa.array(s.to_numpy(), type=at)
+    if t == "category":
+        codes = s.cat.codes.to_numpy().astype(np.int32, copy=False)
+        indices = pa.array(codes, mask=codes < 0, type=pa.int32())
+        dictionary = pa.array(s.cat.categories.to_numpy(dtype=object), type=pa.large_string())
+        return pa.DictionaryArray.from_arrays(indices, dictionary)
+    if is_datetime_type(t):
+        ints = s.array.asi8
+        return pa.array(ints, type=pa.int64(), mask=s.isna().to_numpy()).view(at)
+    arr = pa.array(s.array, type=at, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr
+
+
+def encode_arrow(frame: pd.DataFrame, schema: Schema) -> bytes:
+    """The rows of ``frame`` as one Arrow IPC stream of ``arrow_schema(schema)``.
+
+    Built column by column from numpy (no pandas metadata): this is the hot path of
+    every binary update. Decode it with :func:`table_to_frame` and the schema.
+    """
+    aschema = arrow_schema(schema)
+    arrays = [_series_to_arrow(frame[f.name], f.type, af.type)
+              for f, af in zip(schema, aschema, strict=True)]
+    batch = pa.RecordBatch.from_arrays(arrays, schema=aschema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, aschema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def read_arrow(data: bytes | memoryview) -> pa.Table:
+    """Read an Arrow IPC stream into an Arrow table."""
     try:
-        reader = pa.ipc.open_stream(pa.py_buffer(data))
-        table = reader.read_all()
+        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         raise ProtocolError("bad_frame", f"not an Arrow IPC stream: {exc}") from None
+
+
+def table_to_frame(table: pa.Table, schema: Schema | None = None) -> pd.DataFrame:
+    """An Arrow table as a DataFrame with livestream's dtypes.
+
+    With the livestream ``schema`` (binary frames carry no pandas metadata) the
+    columns go through a :class:`~livestream.core.window.ColumnWindow`, the same
+    conversion a subscription's window uses; without it, pandas metadata in the
+    stream (HTTP snapshots, publishes) is honoured.
+    """
+    if schema is not None:
+        from ..core.window import ColumnWindow
+
+        window = ColumnWindow(schema, max_rows=None)
+        window.append(table)
+        return window.to_frame()
     frame = table.to_pandas()
     frame.index = pd.RangeIndex(len(frame))
     for name in frame.columns:  # category labels are strings, even with no labels at all
@@ -248,6 +331,11 @@ def arrow_to_frame(data: bytes | memoryview) -> pd.DataFrame:
             frame[name] = frame[name].cat.set_categories(
                 pd.Index(dtype.categories, dtype=STRING_DTYPE), ordered=dtype.ordered)
     return frame
+
+
+def arrow_to_frame(data: bytes | memoryview) -> pd.DataFrame:
+    """Read an Arrow IPC stream back into a DataFrame."""
+    return table_to_frame(read_arrow(data))
 
 
 def pack_binary(header: dict, payload: bytes = b"") -> bytes:
@@ -307,16 +395,25 @@ def encode_data(header: dict, frame: pd.DataFrame, schema: Schema, encoding: str
         msg["columns"] = cols
         return dumps(msg)
     if encoding == "arrow":
-        return pack_binary(header, frame_to_arrow(frame))
+        return pack_binary(header, encode_arrow(frame, schema))
     raise ValueError(f"unknown encoding {encoding!r}")
 
 
-def decode_data(header: dict, schema: Schema | None, payload: memoryview | None = None) -> pd.DataFrame:
-    """The rows of a decoded message (JSON: from ``header['columns']``; Arrow: payload)."""
+def decode_data(
+    header: dict, schema: Schema | None, payload: memoryview | None = None, *,
+    as_table: bool = False, trusted: bool = False,
+) -> pd.DataFrame | pa.Table:
+    """The rows of a decoded message (JSON: from ``header['columns']``; Arrow: payload).
+
+    ``as_table`` returns Arrow payloads as an Arrow table, which a client's window
+    copies from without building a DataFrame.
+    """
     if payload is not None:
         if len(payload) == 0:
             return schema.empty_frame() if schema is not None else pd.DataFrame()
-        return arrow_to_frame(payload)
+        table = read_arrow(payload)
+        return table if as_table else table_to_frame(table, schema)
     if schema is None:
         raise ProtocolError("bad_message", "rows arrived before the topic's schema")
-    return decode_columns_json(header.get("columns", {}), schema, header.get("categories"))
+    return decode_columns_json(header.get("columns", {}), schema, header.get("categories"),
+                               trusted=trusted)
