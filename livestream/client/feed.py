@@ -526,20 +526,21 @@ class FeedConnection:
         for st in list(self._streams):
             st.resume()
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 5.0, *, code: int = 1000,
+              reason: str = "client closed") -> None:
         """Close the socket and every stream. Safe from any thread, and twice.
 
         From a thread other than the loop's, waits up to ``timeout`` s for the loop
-        to have done it.
+        to have done it. ``code``/``reason`` go into the WebSocket close frame.
         """
         if self._closing:
             return
         self._closing = True
         if on_loop_thread(self.loop):
-            self._shutdown(1000, "client closed")
+            self._shutdown(code, reason)
         elif self.loop.is_running() and not self.loop.is_closed():
             try:
-                run_in_loop(self.loop, self._shutdown, 1000, "client closed", timeout=timeout)
+                run_in_loop(self.loop, self._shutdown, code, reason, timeout=timeout)
             except Exception:  # the loop is gone or stuck: release what we can
                 self._shutdown_offloop()
         else:

@@ -467,16 +467,21 @@ def close(target: Any) -> None:
     subscriptions().close(target)
 
 
-def close_all(timeout: float = 5.0) -> None:
-    """Close every registered connection (within about ``timeout`` seconds in total)."""
+def close_all(timeout: float = 5.0, *, reason: str = "client closed") -> None:
+    """Close every registered connection (within about ``timeout`` seconds in total).
+
+    Feeds send close code 1000 with ``reason``, or 1001 (going away) when
+    ``reason`` is ``"shutdown"`` (interpreter or kernel exit).
+    """
     deadline = time.monotonic() + timeout
+    code = 1001 if reason == "shutdown" else 1000
     for conn in reversed(connections()):
         if getattr(conn, "closed", False):
             continue
         try:
             left = max(0.1, deadline - time.monotonic())
             try:
-                conn.close(timeout=left)
+                conn.close(timeout=left, code=code, reason=reason)
             except TypeError:
                 conn.close()
         except Exception:
@@ -497,7 +502,7 @@ def _hook_kernel_shutdown() -> None:
 
     def do_shutdown(restart: bool, *args: Any, **kwargs: Any) -> Any:
         try:
-            close_all(timeout=2.0)
+            close_all(timeout=2.0, reason="shutdown")
         except Exception:
             log.debug("livestream: close at kernel shutdown failed", exc_info=True)
         return orig(restart, *args, **kwargs)
@@ -506,4 +511,8 @@ def _hook_kernel_shutdown() -> None:
     _kernel_hooked = True
 
 
-atexit.register(close_all, 2.0)
+def _at_exit() -> None:
+    close_all(2.0, reason="shutdown")
+
+
+atexit.register(_at_exit)

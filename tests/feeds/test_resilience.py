@@ -35,7 +35,7 @@ def test_twenty_disconnects_and_three_stalls_lose_and_duplicate_nothing():
                         and len(f.subscribed()) == 1, f"resubscription #{cycle}")
             f.ping_clients(cycle)
             sent += f.send_trades(7, per_message=1 + cycle % 4)
-            await until(lambda: len(st) == sent, f"{sent} rows in cycle {cycle}")
+            await until(lambda n=sent: len(st) == n, f"{sent} rows in cycle {cycle}")
             if cycle == cycles:
                 break
             if cycle in stall_at:
