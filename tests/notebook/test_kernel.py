@@ -12,8 +12,7 @@ import json
 import time
 
 import pytest
-
-from .conftest import max_per_window, msg_time
+from kernel_util import max_per_window, msg_time
 
 FEED = r'''
 import asyncio, threading
