@@ -69,6 +69,19 @@ class Relay:
         self._held: list[pd.DataFrame] = []
         self._max_held = max_held_rows
         self._stopped = False
+        on_state = getattr(target, "on_state", None)
+        if callable(on_state):  # send what waited as soon as the target is live again
+            on_state(self._on_target_state)
+
+    def _on_target_state(self, _target: Any, state: str) -> None:
+        if state == "live" and self._held and not self._stopped:
+            call_in_loop(self.stream.feed.loop, self._flush_held)
+
+    def _flush_held(self) -> None:
+        if self._held and self._target_live() and not self._stopped:
+            frames, self._held = self._held, []
+            self.stats.held = 0
+            self._publish(pd.concat(frames, ignore_index=True))
 
     def __repr__(self) -> str:
         s = self.stats
