@@ -18,6 +18,7 @@ Extra commands plug in from optional modules (see :data:`PLUGIN_COMMANDS`):
 
 from __future__ import annotations
 
+import collections
 import http.client
 import importlib
 import logging
@@ -250,7 +251,10 @@ def serve(duration: float | None, log_level: str, **kw: Any) -> None:
 # -- demo -------------------------------------------------------------------------------------
 
 
-def _stats_table(srv: Any, prev: dict[str, tuple[float, int]], feeds: Any) -> Any:
+RATE_WINDOW = 3.0  # seconds over which the demo table computes rows/s
+
+
+def _stats_table(srv: Any, prev: dict[str, collections.deque], feeds: Any) -> Any:
     """A rich table of per-topic rows, rows/s and subscribers (computed on the loop)."""
     from rich.table import Table
 
@@ -278,9 +282,12 @@ def _stats_table(srv: Any, prev: dict[str, tuple[float, int]], feeds: Any) -> An
     table.add_column("rows/s", justify="right")
     table.add_column("subscribers", justify="right")
     for name, mode, held, offset, subs in rows:
-        t0, o0 = prev.get(name, (now, offset))
+        hist = prev.setdefault(name, collections.deque())
+        hist.append((now, offset))
+        while len(hist) > 2 and now - hist[1][0] >= RATE_WINDOW:
+            hist.popleft()  # rows/s over the last few seconds, not one jittery refresh
+        t0, o0 = hist[0]
         rate = (offset - o0) / (now - t0) if now > t0 else 0.0
-        prev[name] = (now, offset)
         table.add_row(name, mode, f"{held:,}", f"{offset:,}", f"{rate:,.0f}", str(subs))
     m = srv.metrics
     table.caption = (f"connections {m.connections} · rows sent {m.rows_sent:,} · "
@@ -324,7 +331,7 @@ def demo(rate: float, duration: float | None, seed: int | None, feeds: tuple[str
     console.print("In a notebook:  import livestream as ls; "
                   f"ls.connect({srv.url!r}).subscribe('trades').df")
     sys.stdout.flush()
-    prev: dict[str, tuple[float, int]] = {}
+    prev: dict[str, collections.deque] = {}
     try:
         if console.is_terminal:
             with Live(_stats_table(srv, prev, feed), console=console, auto_refresh=False) as live:

@@ -332,6 +332,7 @@ class DemoFeeds:
         self.errors = 0
         self._carry = 0.0
         self._last: float | None = None
+        self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._stopped = False
 
@@ -361,7 +362,8 @@ class DemoFeeds:
             self._setup()
             self._last = asyncio.get_running_loop().time()
             self._publish(max(1, round(self.rate * self.interval)))
-            self._handle = asyncio.get_running_loop().call_later(self.interval, self._tick)
+            self._due = self._last + self.interval
+            self._handle = asyncio.get_running_loop().call_at(self._due, self._tick)
 
         run_in_loop(self.server.loop, go)
         return self
@@ -398,7 +400,9 @@ class DemoFeeds:
 
             self.errors += 1
             logging.getLogger("livestream.demo").exception("livestream demo: publish failed")
-        self._handle = loop.call_later(self.interval, self._tick)
+        # a steady cadence: the next tick is due one interval after this one was due
+        self._due = max(self._due + self.interval, loop.time())
+        self._handle = loop.call_at(self._due, self._tick)
 
     def stop(self) -> None:
         """Stop publishing (the server keeps running)."""
