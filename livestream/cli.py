@@ -19,6 +19,7 @@ Extra commands plug in from optional modules (see :data:`PLUGIN_COMMANDS`):
 from __future__ import annotations
 
 import collections
+import errno
 import http.client
 import importlib
 import logging
@@ -148,7 +149,9 @@ def _make_backplane(url: str | None) -> Any:
     try:
         mod = importlib.import_module("livestream.backplane.redis")
     except ImportError as exc:
-        raise CLIError(f"the Redis backplane is not available ({exc}); "
+        if exc.name == "livestream.backplane.redis":
+            raise CLIError("this version of livestream has no Redis backplane") from None
+        raise CLIError(f"the Redis backplane needs the redis package ({exc}); "
                        "pip install 'livestream[redis]'") from None
     cls = mod.RedisBackplane
     factory = getattr(cls, "from_url", None)
@@ -177,8 +180,10 @@ def _start_server(kw: dict[str, Any]) -> Any:
     except ssl.SSLError as exc:
         raise CLIError(f"cannot load the TLS certificate/key: {exc}") from None
     except OSError as exc:
+        hint = " (another --port, or --port 0 for a free one)" if \
+            exc.errno == errno.EADDRINUSE else ""
         raise CLIError(f"cannot listen on {kw['host']}:{kw['port']}: "
-                       f"{exc.strerror or exc}") from None
+                       f"{exc.strerror or exc}{hint}") from None
 
 
 def _print_urls(console: Any, srv: Any, title: str) -> None:

@@ -218,6 +218,7 @@ def table_files(tmp_path: Path) -> dict[str, Path]:
     ["serve", "--slow-consumer", "sometimes"],
     ["serve", "--retention-rows", "0"],
     ["serve", "--cert", "{csv}"],
+    ["serve", "--backplane", "nonsense"],
     ["demo", "--rate", "0"],
     ["demo", "--duration", "-1"],
     ["publish", "{missing}", "--topic", "t"],
