@@ -587,8 +587,11 @@ class LiveChart(BokehModel, LiveView):
         try:
             super().close()
         finally:
-            for s in self._series.values():
-                s.source.data = {}
+            try:
+                for s in self._series.values():
+                    s.source.data = {}
+            except Exception:  # interpreter shutdown (Widget.__del__): nothing to release
+                pass
             self._series.clear()
 
     def __repr__(self) -> str:
