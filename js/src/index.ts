@@ -1,0 +1,30 @@
+/**
+ * livestream's TypeScript client (browser and Node): see docs/protocol.md for the protocol.
+ *
+ * ```js
+ * const client = Livestream.connect("ws://localhost:8765/ws");
+ * const trades = client.subscribe("trades", {
+ *   window: 50_000,
+ *   onUpdate: (ev) => ev.reset ? (source.data = trades.window.columns)
+ *                              : source.stream(ev.batch.columns, 50_000),
+ *   onGap: (gap) => console.warn("lost rows", gap),
+ * });
+ * ```
+ */
+
+export { Client, ConnectionClosedError, RemoteError, VERSION, connect } from "./client.js";
+export type { ClientEvents, ClientOptions, ClientState, PublishData } from "./client.js";
+export { Subscription, DEFAULT_WINDOW } from "./subscription.js";
+export type { SubscribeOptions, SubscriptionState, SubscriptionStats, UpdateEvent } from "./subscription.js";
+export type { Batch, Column } from "./columns.js";
+export { decodeArrow, decodeJsonColumns, sliceBatch } from "./columns.js";
+export { KeyedTable, RollingWindow } from "./window.js";
+export { bindColumnDataSource } from "./bokeh.js";
+export type { BindOptions, ColumnDataSourceLike } from "./bokeh.js";
+export {
+  CloseCode, ERROR_CODES, PROTOCOL_VERSION, backoffDelay, packBinary, unpackBinary,
+} from "./protocol.js";
+export type {
+  AckMessage, DataHeader, DataKind, Encoding, ErrorMessage, Field, GapMessage, GapReason,
+  SubscribedMessage, TopicMode, WelcomeMessage,
+} from "./protocol.js";

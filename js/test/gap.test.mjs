@@ -1,0 +1,60 @@
+// Gaps: beyond retention, and after the server's epoch changed (restart).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "../dist/livestream.mjs";
+import { checkSeqWindow, clientState, startServer, subscriptionAt, until } from "./helpers.mjs";
+
+for (const encoding of ["json", "arrow"]) {
+  test(`${encoding}: resuming beyond retention gives a gap event, then a fresh snapshot`, async (t) => {
+    const srv = await startServer({ retention_rows: 50 });
+    t.after(() => srv.stop());
+    await srv.cmd({ cmd: "append", topic: "t", n: 100 });
+    const client = connect(srv.url, { encoding, backoff: { baseMs: 3_600_000, capMs: 3_600_000 } });
+    t.after(() => client.close());
+    const log = [];
+    const sub = client.subscribe("t", {
+      onUpdate: (ev) => log.push(["update", ev.kind, ev.reset, ev.offset, ev.next]),
+      onGap: (g) => log.push(["gap", g]),
+    });
+    await subscriptionAt(sub, 100);
+    checkSeqWindow(assert, sub.window, 50, 100);
+    const epoch = sub.epoch;
+    client.socket.terminate();
+    await clientState(client, "reconnecting");
+    await srv.cmd({ cmd: "append", topic: "t", n: 200 });
+    log.length = 0;
+    client.reconnectNow();
+    await subscriptionAt(sub, 300);
+    assert.deepEqual(log, [
+      ["gap", { type: "gap", topic: "t", epoch, offset: 100, new_epoch: epoch, until: 250, reason: "retention" }],
+      ["update", "snapshot", true, 250, 300],
+    ]);
+    assert.equal(sub.stats.gaps, 1);
+    checkSeqWindow(assert, sub.window, 250, 300);
+  });
+}
+
+test("a server restart (new epoch) gives a gap with reason epoch", async (t) => {
+  let srv = await startServer();
+  const port = srv.port;
+  await srv.cmd({ cmd: "append", topic: "t", n: 10 });
+  const client = connect(srv.url, { encoding: "arrow", backoff: { baseMs: 3_600_000, capMs: 3_600_000 } });
+  t.after(() => client.close());
+  const gaps = [];
+  const sub = client.subscribe("t", { onGap: (g) => gaps.push(g) });
+  await subscriptionAt(sub, 10);
+  const oldEpoch = sub.epoch;
+  await srv.stop();
+  await clientState(client, "reconnecting");
+  srv = await startServer({ port });
+  t.after(() => srv.stop());
+  const ack = await srv.cmd({ cmd: "append", topic: "t", n: 5 });
+  client.reconnectNow();
+  await until(sub, ["update"], () => sub.epoch === ack.epoch && sub.offset === 5, "the snapshot of the new epoch");
+  assert.equal(gaps.length, 1);
+  assert.equal(gaps[0].reason, "epoch");
+  assert.equal(gaps[0].epoch, oldEpoch);
+  assert.equal(gaps[0].offset, 10);
+  assert.equal(gaps[0].new_epoch, ack.epoch);
+  checkSeqWindow(assert, sub.window, 0, 5);
+});
