@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -83,6 +84,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Test directories have no __init__.py and may hold files with the same basename
+    # (tests/spine/test_kernel.py, tests/notebook/test_kernel.py). pytest's default
+    # "prepend" import mode imports both as the module ``test_kernel`` and fails; the
+    # "importlib" mode names each by its path. Helper modules beside the tests
+    # (spine_util, fakefeed, kernel_util) stay importable by putting their
+    # directories on sys.path, as "prepend" mode did.
+    if config.option.importmode == "prepend":
+        config.option.importmode = "importlib"
+        tests_dir = Path(__file__).resolve().parent
+        for d in sorted({p.parent for p in tests_dir.rglob("*.py")}, reverse=True):
+            if "__pycache__" not in d.parts and str(d) not in sys.path:
+                sys.path.insert(0, str(d))
     # markers are declared in pyproject.toml; repeat them so a bare `pytest tests/x.py`
     # from another rootdir still knows them
     for line in ("browser: drives a real Chromium", "soak: long or heavy tests",
