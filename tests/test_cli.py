@@ -498,3 +498,24 @@ def test_ohlc_bars_match_a_direct_computation() -> None:
             g.price.iloc[0], g.price.max(), g.price.min(), g.price.iloc[-1])
         assert row.volume == g["size"].sum()
     assert ohlc_bars(w.iloc[:0]).empty
+
+
+def test_serve_with_tls_and_publish_over_https(procs, table_files, tmp_path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_pem, key_pem, ca_pem = (tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_pem))
+    cert.private_key_pem.write_to_path(str(key_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    p = start(procs, "serve", "--port", "0", "--duration", "120",
+              "--cert", str(cert_pem), "--key", str(key_pem))
+    port = int(p.wait_for(re.compile(r"wss://127\.0\.0\.1:(\d+)/ws")).group(1))
+    url = f"https://127.0.0.1:{port}"
+    res = run_cli("publish", str(table_files["parquet"]), "--topic", "secure", "--url", url,
+                  "--ca", str(ca_pem))
+    assert res.returncode == 0, res.stderr
+    assert "published 300 rows" in res.stdout
+    # without the CA the certificate is not trusted: a one-line error, not a traceback
+    res = run_cli("publish", str(table_files["parquet"]), "--topic", "secure", "--url", url)
+    assert_one_line_error(res, code=1)
