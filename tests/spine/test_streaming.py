@@ -23,7 +23,7 @@ async def test_many_subscribers_get_every_row_once_in_order(encoding):
         subs.append(s)
     await until(lambda: sum(len(v) for v in srv.core.subscribers.values()) == 5, what="5 subs")
     total = 0
-    for i in range(40):
+    for _ in range(40):
         srv.publish("trades", trades(25, total))
         total += 25
     for s in subs:
