@@ -58,3 +58,32 @@ test("a server restart (new epoch) gives a gap with reason epoch", async (t) => 
   assert.equal(gaps[0].new_epoch, ack.epoch);
   checkSeqWindow(assert, sub.window, 0, 5);
 });
+
+// The server sends no gap here (docs/protocol.md §11 item 2): the client reports one itself. (A
+// server that sends one must not make the client report two.)
+test("a restart before the topic reappears: waiting, then the new epoch's snapshot is reported as a gap", async (t) => {
+  let srv = await startServer();
+  const port = srv.port;
+  await srv.cmd({ cmd: "append", topic: "t", n: 10 });
+  const client = connect(srv.url, { encoding: "json", backoff: { baseMs: 3_600_000, capMs: 3_600_000 } });
+  t.after(() => client.close());
+  const gaps = [];
+  const sub = client.subscribe("t", { onGap: (g) => gaps.push(g) });
+  await subscriptionAt(sub, 10);
+  const oldEpoch = sub.epoch;
+  await srv.stop();
+  await clientState(client, "reconnecting");
+  srv = await startServer({ port });
+  t.after(() => srv.stop());
+  client.reconnectNow();
+  await until(sub, ["state"], () => sub.state === "waiting", "the subscription to wait for the topic");
+  assert.deepEqual(gaps, []);
+  const ack = await srv.cmd({ cmd: "append", topic: "t", n: 3 });
+  await until(sub, ["update"], () => sub.epoch === ack.epoch, "the new epoch's snapshot");
+  assert.equal(gaps.length, 1);
+  assert.deepEqual(
+    { reason: gaps[0].reason, epoch: gaps[0].epoch, offset: gaps[0].offset, new_epoch: gaps[0].new_epoch },
+    { reason: "epoch", epoch: oldEpoch, offset: 10, new_epoch: ack.epoch },
+  );
+  checkSeqWindow(assert, sub.window, 0, 3);
+});
