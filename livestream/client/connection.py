@@ -415,7 +415,8 @@ class Connection:
                 sub.key = tuple(msg["key"])
             if msg.get("schema") is not None:
                 sub._wire_schema = Schema.from_json(msg["schema"])  # type: ignore[attr-defined]
-            sub._set_state("live" if msg.get("exists", True) else "waiting")
+            # "waiting": the topic has no rows (or does not exist) yet
+            sub._set_state("live" if msg.get("schema") is not None else "waiting")
         elif mtype == "gap":
             if sub is None:
                 return

@@ -275,16 +275,18 @@ class Topic:
         if epoch is None or offset is None:
             return Resume(snapshot=self.snapshot())
         if epoch != self.epoch or offset > self._next or offset < 0:
-            gap = Gap(self.name, epoch, offset, self.epoch, self.first_offset, "epoch")
-            return Resume(gap=gap, snapshot=self.snapshot())
+            snap = self.snapshot()
+            return Resume(gap=Gap(self.name, epoch, offset, self.epoch, snap.offset, "epoch"),
+                          snapshot=snap)
         if offset == self._next:
             return Resume(update=None)
         if self.mode == "replace":
             return Resume(update=self._as_replace())
         self.expire()
         if offset < self.first_offset:
-            gap = Gap(self.name, epoch, offset, self.epoch, self.first_offset, "retention")
-            return Resume(gap=gap, snapshot=self.snapshot())
+            snap = self.snapshot()
+            return Resume(gap=Gap(self.name, epoch, offset, self.epoch, snap.offset, "retention"),
+                          snapshot=snap)
         assert self._log is not None
         frame = self._log.to_frame(from_offset=offset)
         kind: Kind = "upsert" if self.mode == "keyed" else "append"

@@ -44,6 +44,8 @@ ERROR_CODES = {
     "too_many_subscriptions": "the connection has reached max_subscriptions",
     "too_many_rows": "a publish holds more than max_rows_per_publish rows",
     "not_subscribed": "unsubscribe of a topic this connection is not subscribed to",
+    "derived_topic": "a publish to a derived topic",
+    "unsupported_version": "hello asked for a protocol version the server lacks (then close 4001)",
     "derive_failed": "a derived topic's function raised; the topic keeps its last table",
     "unsupported_encoding": "hello asked for an encoding the server lacks",
     "bad_resume": "subscribe gave an epoch without an offset, or the reverse",
@@ -56,7 +58,7 @@ CLIENT_TYPES = ("hello", "subscribe", "unsubscribe", "publish", "ping")
 @dataclass(frozen=True)
 class Hello:
     v: int
-    encoding: str
+    encoding: str | None  # None: keep the connection's (``?encoding=``)
     token: str | None
     client: str | None
 
@@ -121,8 +123,8 @@ def parse_client_message(msg: Any) -> ClientMessage:
         v = msg.get("v", PROTOCOL_VERSION)
         if not isinstance(v, int) or isinstance(v, bool):
             raise ProtocolError("bad_message", "'v' must be an integer", id=mid)
-        enc = msg.get("encoding", "json")
-        if enc not in ENCODINGS:
+        enc = msg.get("encoding")
+        if enc is not None and enc not in ENCODINGS:
             raise ProtocolError(
                 "unsupported_encoding", f"encoding must be one of {list(ENCODINGS)}", id=mid
             )

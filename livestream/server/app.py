@@ -31,6 +31,7 @@ from ..core.schema import Schema
 from ..core.topic import Mode, Topic, Update, check_topic_name
 from ..errors import AuthError, LimitError, ProtocolError, TopicError
 from ..protocol import (
+    PROTOCOL_VERSION,
     CloseCode,
     Publish,
     Subscribe,
@@ -195,6 +196,16 @@ class LivestreamServer:
             if h.topics.get(update.topic) == "pending":
                 # the topic just got its schema: start this client with a snapshot
                 h.topics[update.topic] = "live"
+                h.send_json({"type": "subscribed", "topic": topic.name, "exists": True,
+                             "mode": topic.mode, "key": list(topic.key),
+                             "schema": topic.schema.to_json(), "epoch": topic.epoch,
+                             "offset": topic.first_offset, "next": topic.next_offset,
+                             "resumed": False})
+                old_epoch, old_offset = h.pending_resume.pop(update.topic, (None, None))
+                if old_epoch is not None and old_epoch != topic.epoch:
+                    h.send_json({"type": "gap", "topic": topic.name, "epoch": old_epoch,
+                                 "offset": old_offset, "new_epoch": topic.epoch,
+                                 "until": topic.first_offset, "reason": "epoch"})
                 data = snapshots.get(enc)
                 if data is None:
                     snap = snap or topic.snapshot()
@@ -238,6 +249,7 @@ class LivestreamServer:
         self.metrics.disconnects[reason] += 1
 
     def _drop_subscriber(self, h: ClientHandler, name: str) -> None:
+        h.pending_resume.pop(name, None)
         if h.topics.pop(name, None) is not None:
             self.metrics.subscriptions -= 1
         subs = self.subscribers.get(name)
@@ -249,7 +261,7 @@ class LivestreamServer:
     def welcome(self, h: ClientHandler) -> dict:
         return {
             "type": "welcome",
-            "v": 1,
+            "v": PROTOCOL_VERSION,
             "server": f"livestream/{__version__}",
             "session": h.session,
             "encoding": h.encoding,
@@ -283,9 +295,11 @@ class LivestreamServer:
         self.subscribers.setdefault(msg.topic, set()).add(h)
         self.metrics.subscriptions += 1
         if topic is None or topic.schema is None:
-            ack.update(exists=topic is not None, mode=topic.mode if topic else None,
-                       key=list(topic.key) if topic else [], schema=None, resumed=False,
-                       epoch=topic.epoch if topic else None)
+            ack.update(exists=topic is not None,
+                       mode=topic.mode if topic is not None else None,
+                       key=list(topic.key) if topic is not None else [], schema=None,
+                       resumed=False, epoch=topic.epoch if topic is not None else None)
+            h.pending_resume[msg.topic] = (msg.epoch, msg.offset)
             h.send_json(ack)
             return
         h.topics[msg.topic] = "live"

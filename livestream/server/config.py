@@ -17,7 +17,7 @@ class ServerConfig:
     Limits (defaults in brackets) and what happens when one is hit:
 
     - ``max_message_size`` [16 MiB]: a bigger incoming frame closes the
-      connection with 1009; a bigger POST body gets HTTP 413.
+      connection with 1009; a bigger POST body gets HTTP 400 (Tornado's, empty body).
     - ``max_subscriptions`` [256 per connection]: error frame
       ``too_many_subscriptions``.
     - ``max_rows_per_publish`` [1,000,000]: error frame / HTTP 413 ``too_many_rows``.

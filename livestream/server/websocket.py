@@ -66,6 +66,8 @@ class ClientHandler(WebSocketHandler):
         self.encoding = "json"
         self.token: str | None = None
         self.topics: dict[str, str] = {}  # topic -> "live" | "pending"
+        # pending topic -> the (epoch, offset) its subscribe resumed from
+        self.pending_resume: dict[str, tuple[str | None, int | None]] = {}
         self.queued = 0  # bytes written, not yet flushed
         self.stalled = False  # conflating: updates dropped until the queue drains
         self.errors_in_row = 0
@@ -135,7 +137,8 @@ class ClientHandler(WebSocketHandler):
                 self.close_reason_tag = "unsupported_version"
                 self.close(CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version")
                 return
-            self.encoding = msg.encoding
+            if msg.encoding is not None:
+                self.encoding = msg.encoding
             if msg.token is not None:
                 self.token = msg.token
             self.send_json(self.server.welcome(self))

@@ -153,3 +153,19 @@ def test_script_mode_runs_on_a_background_loop():
                 sub.wait(rows=10**6, timeout=0.2)
     finally:
         srv.close()
+
+
+@async_test()
+async def test_subscribing_to_a_declared_empty_keyed_topic_learns_its_key():
+    srv = ls.serve(port=0)
+    srv.topic("quotes", key="symbol")
+    conn = ls.connect(srv.url)
+    sub = conn.subscribe("quotes")
+    await until(lambda: sub.stats.state == "waiting", what="waiting")
+    srv.publish("quotes", pd.DataFrame({"symbol": ["A", "B"], "px": [1.0, 2.0]}))
+    srv.publish("quotes", pd.DataFrame({"symbol": ["A"], "px": [3.0]}))
+    await until(lambda: sub.offset == 3, what="upserts applied")
+    assert sub.key == ("symbol",)
+    assert dict(zip(sub.df.symbol, sub.df.px, strict=True)) == {"A": 3.0, "B": 2.0}
+    conn.close()
+    await srv.aclose()
