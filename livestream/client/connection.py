@@ -466,6 +466,8 @@ class Connection:
             frame = frame.slice(skip) if isinstance(frame, pa.Table) else \
                 frame.iloc[skip:].reset_index(drop=True)
             offset = sub.offset
+        if sub.stats_data.state == "waiting":
+            sub._set_state("live")
         sub._apply(kind, frame, schema=schema, epoch=epoch, offset=offset, next_offset=nxt,
                    ts=msg.get("ts"), mode=msg.get("mode"))
         self.stats_data.rows += len(frame)
