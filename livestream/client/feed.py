@@ -218,6 +218,12 @@ class FeedConnection:
         ``ws_ping_timeout`` run WebSocket-level pings. ``stale_after``: a feed
         silent that long is treated as dropped and reconnected.
 
+    Batching:
+        rows parsed from the messages that arrive within ``batch_interval``
+        seconds (default 0.01) are appended to a stream as one typed batch: one
+        window update and one ``on_update`` call per batch, not per message.
+        ``0`` appends after every read from the socket.
+
     Reconnecting:
         ``backoff``: a :class:`Backoff` or ``(initial, maximum)`` seconds;
         ``max_retries``: consecutive failed attempts before giving up (state
@@ -257,6 +263,7 @@ class FeedConnection:
         reconnect: bool = True,
         max_message_size: int = 64 * 1024 * 1024,
         dead_letter_limit: int = 1000,
+        batch_interval: float = 0.01,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
@@ -319,6 +326,9 @@ class FeedConnection:
         self.reconnect = reconnect
         self.max_message_size = max_message_size
         self.dead_letter_limit = dead_letter_limit
+        if not (isinstance(batch_interval, (int, float)) and 0 <= batch_interval <= 1):
+            raise ValueError(f"batch_interval must be between 0 and 1 s, got {batch_interval!r}")
+        self.batch_interval = float(batch_interval)
 
         if loop is None:
             loop, _owned = get_loop()
@@ -833,6 +843,7 @@ class FeedConnection:
         ping_text = self._ping_text
         ping = self._ping
         loop = self.loop
+        batch_interval = self.batch_interval
 
         def on_message(raw: str | bytes | None) -> None:
             if gen != self._gen:
@@ -843,7 +854,10 @@ class FeedConnection:
             self._count += 1
             if not self._batch_open:
                 self._batch_open = True
-                loop.call_soon(self._end_batch)
+                if batch_interval:
+                    loop.call_later(batch_interval, self._end_batch)
+                else:
+                    loop.call_soon(self._end_batch)
             if ping_text is not None and raw == ping_text:
                 self._answer_ping(raw)
                 return

@@ -12,24 +12,16 @@ from livestream.client.feeds.parse import Column, RowError, RowParser, compile_s
 
 
 def parse(parser: RowParser, *messages):
-    rows: list[tuple] = []
+    records: list = []
     errors = []
     for m in messages:
         if parser.select is not None and not parser.select(m):
             continue
         try:
-            recs = parser.records(m)
+            parser.collect(parser.records(m), records)
         except RowError as e:
             errors.append(str(e))
-            continue
-        if parser.positional and isinstance(recs, list) and recs and not isinstance(recs[0], (dict, list)):
-            recs = [recs]
-        for r in recs if isinstance(recs, list) else [recs]:
-            try:
-                parser.extract(r, rows)
-            except RowError as e:
-                errors.append(str(e))
-    df, bad = parser.to_frame(rows)
+    df, bad = parser.to_frame(records)
     return df, bad, errors
 
 

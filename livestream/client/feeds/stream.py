@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pandas as pd
 
 from ..loop import call_in_loop, on_loop_thread
@@ -42,7 +43,16 @@ class DeadLetter:
     time: float  #: ``time.time()`` when it was rejected
     kind: str  #: one of :data:`DEAD_LETTER_KINDS`
     reason: str  #: what was wrong, naming the field or column
-    message: str  #: the raw message text (cut to :data:`DEAD_LETTER_TEXT` characters)
+    #: the raw message text, or for a record that failed its column types the
+    #: record as JSON (cut to :data:`DEAD_LETTER_TEXT` characters)
+    message: str
+
+
+def _text(rec: Any) -> str:
+    try:
+        return orjson.dumps(rec).decode()
+    except TypeError:
+        return repr(rec)
 
 
 @dataclass
@@ -179,8 +189,7 @@ class FeedStream(Subscription):
         self.parser = parser
         #: The newest rejected messages, oldest first (bounded: ``dead_letter_limit``).
         self.dead_letters: deque[DeadLetter] = deque(maxlen=dead_letter_limit)
-        self._pending_rows: list[tuple] = []
-        self._raws: list[str] = []
+        self._pending_rows: list = []  # records collected since the last flush
         self._selected = 0
         self._select = parser.select
         self._has_path = parser.path is not None
@@ -220,22 +229,11 @@ class FeedStream(Subscription):
         pending = self._pending_rows
         if type(recs) is list:
             if parser.positional and recs and type(recs[0]) not in (dict, list):
-                # one array record such as [price, qty, time]
-                recs = [recs]
-            for rec in recs:
-                try:
-                    parser.extract(rec, pending)
-                except RowError as exc:
-                    self._dead(raw, str(exc), exc.kind)
-                    continue
-                self._raws.append(raw)
+                pending.append(recs)  # one array record such as [price, qty, time]
+            else:
+                pending.extend(recs)
         else:
-            try:
-                parser.extract(recs, pending)
-            except RowError as exc:
-                self._dead(raw, str(exc), exc.kind)
-                return
-            self._raws.append(raw)
+            pending.append(recs)
 
     def _not_json(self, raw: str | bytes, exc: Exception) -> None:
         self._dead(raw, f"not JSON: {exc}", "not_json")
@@ -256,21 +254,24 @@ class FeedStream(Subscription):
         pending = self._pending_rows
         if not pending:
             return
-        raws = self._raws
         self._pending_rows = []
-        self._raws = []
         if self._closed:
             return
         try:
             frame, bad = self.parser.to_frame(pending)
         except Exception as exc:  # a bug must not stop the stream
             log.exception("livestream: feed stream %r could not build a batch", self.name)
-            for raw in dict.fromkeys(raws):
-                self._dead(raw, f"internal error building the batch: {exc!r}", "internal")
+            for rec in pending:
+                self._dead(_text(rec), f"internal error building the batch: {exc!r}", "internal")
             return
         for i, reason in bad.items():
-            kind = "missing_field" if "missing" in reason else "bad_value"
-            self._dead(raws[i], reason, kind)
+            if reason.startswith(("a record must", "cannot infer")):
+                kind = "bad_record"
+            elif "missing" in reason:
+                kind = "missing_field"
+            else:
+                kind = "bad_value"
+            self._dead(_text(pending[i]), reason, kind)
         if frame is not None:
             self._apply("append", frame, schema=self.parser.schema)
         self.stats_data.messages = self._selected
