@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import logging as _logging
 from typing import Any
 
 from .client.connection import Connection, ConnectionStats
@@ -33,6 +34,11 @@ from .errors import (
 )
 from .server.app import Server, serve
 from .server.config import ServerConfig
+
+
+# Library convention: no output unless the application configures logging (otherwise
+# Python's last-resort handler would print warnings into whichever notebook cell runs).
+_logging.getLogger("livestream").addHandler(_logging.NullHandler())
 
 
 def connect(url: str, *, protocol: str = "livestream", **options: Any) -> Any:

@@ -203,6 +203,15 @@ class Subscription(ViewsMixin):
         """Every gap event seen (most recent last)."""
         return list(self._gaps)
 
+    def _resize(self, rows: int | None) -> None:
+        """Change the number of rows kept (the views' ``set_window`` calls this)."""
+        if rows is not None and rows < 1:
+            raise ValueError("window must be a positive number of rows (or None for unbounded)")
+        with self._lock:
+            self.window = rows
+            if self._rows is not None:
+                self._rows.set_max_rows(rows)
+
     # -- callbacks ----------------------------------------------------------------------
 
     def on_update(self, callback: UpdateCallback) -> UpdateCallback:

@@ -231,6 +231,14 @@ class ColumnWindow:
         for name, c in self._cols.items():
             c.write(idx, df[name])
 
+    def set_max_rows(self, max_rows: int | None) -> None:
+        """Change the window size; shrinking drops the oldest rows at once."""
+        if max_rows is not None and max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        self.max_rows = max_rows
+        if max_rows is not None and len(self) > max_rows:
+            self.drop_before(self.end_offset - max_rows)
+
     def drop_before(self, offset: int) -> None:
         """Forget rows with offsets below ``offset``."""
         cut = min(max(offset - self.start_offset, 0), len(self))

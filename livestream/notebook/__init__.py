@@ -54,11 +54,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-# A library logs, it does not print: without this, Python's last-resort handler
-# would write livestream's warnings into whichever notebook cell is running.
-import logging as _logging  # noqa: E402
-
-_logging.getLogger("livestream").addHandler(_logging.NullHandler())
 
 
 def _connection_mimebundle(conn: Any, include: Any = None, exclude: Any = None) -> Any:

@@ -123,14 +123,7 @@ class ViewsMixin:
         """Resize the live window (the subscription's and its charts')."""
         if rows < 1:
             raise ValueError("window must be a positive number of rows")
-        self.window = rows  # type: ignore[attr-defined]
-        lock = getattr(self, "_lock", None)
-        store = getattr(self, "_rows", None)
-        if store is not None and lock is not None:
-            with lock:
-                store.max_rows = rows
-                if len(store) > rows:
-                    store.drop_before(store.end_offset - rows)
+        self._resize(rows)  # type: ignore[attr-defined]
         for v in self.views:
             prop = getattr(type(v), "window", None)
             if isinstance(prop, property) and prop.fset is not None:
