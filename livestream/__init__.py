@@ -35,7 +35,6 @@ from .errors import (
 from .server.app import Server, serve
 from .server.config import ServerConfig
 
-
 # Library convention: no output unless the application configures logging (otherwise
 # Python's last-resort handler would print warnings into whichever notebook cell runs).
 _logging.getLogger("livestream").addHandler(_logging.NullHandler())
