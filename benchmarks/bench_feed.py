@@ -16,7 +16,7 @@ Two clients read the same feed in the same run, alternately, ``--repeat`` times:
 The clock starts when the client asks for the data and stops when the last
 row is in (``stream.stats.rows == N``). Targets: ≥ 100k msg/s and ≥ 0.8× bare.
 
-Run: ``python benchmarks/bench_feed.py`` (``--messages 300000 --repeat 3``;
+Run: ``python benchmarks/bench_feed.py`` (``--messages 300000 --repeat 5``;
 ``--json out.json`` to save the figures). Loopback only; it stops by itself.
 """
 
@@ -124,7 +124,7 @@ async def livestream_stream(url: str, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=300_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
@@ -146,18 +146,23 @@ def main() -> None:
         proc.terminate()
         proc.join(10)
     med = {k: statistics.median(v) for k, v in results.items()}
-    ratio = med["livestream"] / med["bare"]
-    print(f"\nOutside-feed ingest, {args.messages:,} one-event messages, median of "
-          f"{args.repeat} (python {platform.python_version()}, {platform.machine()})\n")
-    print("| client | msg/s (median) | runs |")
-    print("|---|---:|---|")
+    best = {k: max(v) for k, v in results.items()}
+    pair = [ls / b for ls, b in zip(results["livestream"], results["bare"], strict=True)]
+    ratio = statistics.median(pair)
+    print(f"\nOutside-feed ingest, {args.messages:,} one-event messages per run, {args.repeat} "
+          f"interleaved runs each (python {platform.python_version()}, {platform.machine()})\n")
+    print("| client | msg/s median | msg/s best | runs |")
+    print("|---|---:|---:|---|")
     for k in ("bare", "livestream"):
         runs = ", ".join(f"{v:,.0f}" for v in results[k])
-        print(f"| {k} | {med[k]:,.0f} | {runs} |")
-    print(f"\nlivestream / bare = {ratio:.2f}  (targets: ≥100,000 msg/s and ≥0.8× bare)")
+        print(f"| {k} | {med[k]:,.0f} | {best[k]:,.0f} | {runs} |")
+    print(f"\nlivestream / bare, median of the per-run pairs = {ratio:.2f} "
+          f"(pairs: {', '.join(f'{r:.2f}' for r in pair)})")
+    print("targets: >= 100,000 msg/s and >= 0.8x bare")
     if args.json is not None:
         args.json.write_text(json.dumps({"messages": args.messages, "runs": results,
-                                         "median": med, "ratio": ratio}, indent=2))
+                                         "median": med, "best": best, "pair_ratios": pair,
+                                         "ratio": ratio}, indent=2))
 
 
 if __name__ == "__main__":

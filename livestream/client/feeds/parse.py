@@ -764,11 +764,11 @@ def _to_datetime(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> Any:
     if ns is None:
         out = _fallback(vals, c, bad, lambda v: _dt_one(v, c.unit), _NAT)
         ns = np.array(out, dtype=np.int64)
-    s = pd.Series(ns.view("M8[ns]"))
+    idx = pd.DatetimeIndex(ns.view("M8[ns]"))  # ~8x cheaper than Series.dt.tz_localize
     if tz is not None:
-        s = s.dt.tz_localize("UTC")
+        idx = idx.tz_localize("UTC")
         if tz != "UTC":
-            s = s.dt.tz_convert(tz)
+            idx = idx.tz_convert(tz)
     if unit != "ns":
-        s = s.astype(f"datetime64[{unit}, {tz}]" if tz else f"datetime64[{unit}]")
-    return s
+        idx = idx.as_unit(unit)
+    return idx.array
