@@ -18,6 +18,7 @@ holding an offset of an older epoch is told it has a gap.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -75,8 +76,9 @@ class Update:
     frame: pd.DataFrame
     ts: float = field(default_factory=time.time)
 
-    @property
+    @functools.cached_property
     def rows(self) -> int:
+        """Rows in ``frame`` (read once per subscriber per update: computed once)."""
         return len(self.frame)
 
 

@@ -15,7 +15,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from ..core.topic import Gap, Update
@@ -191,10 +191,11 @@ class ClientHandler(WebSocketHandler):
                    rows: int = 0) -> bool:
         """Write one frame; False if the client is gone or was just dropped as slow.
 
-        Writes straight to the connection's stream (frame header, then the shared
-        payload bytes, which the stream keeps by reference), and reads the
-        stream's unflushed byte count for the slow-consumer check: no task or
-        callback per frame per client (see docs/decisions.md).
+        When nothing is queued for this client (the common case) the frame goes
+        to the socket with one ``send()``; only what the kernel does not take is
+        handed to the Tornado stream, whose unflushed byte count is the client's
+        send queue for the slow-consumer check. No Future, task or callback per
+        frame per client (see docs/decisions.md).
         """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
@@ -204,9 +205,19 @@ class ClientHandler(WebSocketHandler):
         queued = self.queued = unflushed(stream)
         if queued + n > self.server.config.send_queue_bytes and queued > 0:
             return self._over_limit()
+        frame = _frame_header(0x2 if binary else 0x1, n) + data
         try:
-            stream.write(_frame_header(0x2 if binary else 0x1, n))
-            stream.write(data)
+            sent = 0
+            if queued == 0 and type(stream) is IOStream:  # plain TCP; TLS goes through write()
+                try:
+                    sent = stream.socket.send(frame)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:  # reset by the peer: closing runs on_close's bookkeeping
+                    stream.close()
+                    return False
+            if sent < len(frame):
+                stream.write(memoryview(frame)[sent:] if sent else frame)
         except StreamClosedError:
             return False
         m = self.server.metrics
