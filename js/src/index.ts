@@ -28,3 +28,13 @@ export type {
   AckMessage, DataHeader, DataKind, Encoding, ErrorMessage, Field, GapMessage, GapReason,
   SubscribedMessage, TopicMode, WelcomeMessage,
 } from "./protocol.js";
+export {
+  attachChart, normalizeSpec, pyStr, seedColors, seriesColor, tzOffsetMs, DOWN_COLOR, UP_COLOR,
+} from "./bokehChart.js";
+export type {
+  AttachedChart, AttachOptions, ChartKind, ChartModels, ChartSpec, ColorRule, PlotLike, RendererLike, SourceLike,
+} from "./bokehChart.js";
+export { attachTable } from "./bokehTable.js";
+export type { AttachedTable, TableModels, TableSpec } from "./bokehTable.js";
+export { pageClient, startChart, startTable } from "./bokehPage.js";
+export type { ServerOptions } from "./bokehPage.js";

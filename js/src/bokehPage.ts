@@ -1,0 +1,62 @@
+/**
+ * Starting live Bokeh views from a page: what the `CustomJS` on a document's `DocumentReady`
+ * event calls (livestream/dashboard/static.py, livestream/notebook/direct.py).
+ *
+ * ```js
+ * Livestream.startChart({url: "ws://host:8765/ws", token, spec, plot, sources, templates, legend});
+ * Livestream.startTable({url, spec, source});
+ * ```
+ *
+ * Every view of a page that names the same server (url, token, encoding) shares one connection.
+ * Started views are listed in `globalThis.__livestream_views__` (for inspection and tests).
+ */
+
+import { type Client, connect } from "./client.js";
+import type { Encoding } from "./protocol.js";
+import { type AttachedChart, type AttachOptions, attachChart, type ChartModels, type ChartSpec } from "./bokehChart.js";
+import { type AttachedTable, attachTable, type TableModels, type TableSpec } from "./bokehTable.js";
+
+export interface ServerOptions {
+  /** The livestream server, `ws://host:port/ws` or `wss://…`. */
+  url: string;
+  token?: string | null;
+  /** Wire encoding (default "arrow"). */
+  encoding?: Encoding;
+}
+
+const CLIENTS_KEY = "__livestream_clients__";
+const VIEWS_KEY = "__livestream_views__";
+
+/** The page's shared client for a server (one connection per url, token and encoding). */
+export function pageClient(opts: ServerOptions): Client {
+  const g = globalThis as unknown as Record<string, Map<string, Client> | undefined>;
+  let clients = g[CLIENTS_KEY];
+  if (!clients) clients = g[CLIENTS_KEY] = new Map();
+  const encoding = opts.encoding ?? "arrow";
+  const key = `${opts.url}\u0000${opts.token ?? ""}\u0000${encoding}`;
+  let c = clients.get(key);
+  if (!c || c.state === "closed") {
+    c = connect(opts.url, { encoding, ...(opts.token ? { token: opts.token } : {}) });
+    clients.set(key, c);
+  }
+  return c;
+}
+
+function register(view: AttachedChart | AttachedTable): void {
+  const g = globalThis as unknown as Record<string, Array<AttachedChart | AttachedTable> | undefined>;
+  (g[VIEWS_KEY] ??= []).push(view);
+}
+
+/** Start a live chart: subscribe and stream into the figure's sources (see bokehChart.ts). */
+export function startChart(args: ServerOptions & ChartModels & { spec: ChartSpec; options?: AttachOptions }): AttachedChart {
+  const view = attachChart(pageClient(args), args.spec, args, args.options);
+  register(view);
+  return view;
+}
+
+/** Start a live table: subscribe and keep the DataTable's source current (see bokehTable.ts). */
+export function startTable(args: ServerOptions & TableModels & { spec: TableSpec; options?: AttachOptions }): AttachedTable {
+  const view = attachTable(pageClient(args), args.spec, args, args.options);
+  register(view);
+  return view;
+}
