@@ -20,6 +20,7 @@ import logging as _logging
 from typing import Any
 
 from .client.connection import Connection, ConnectionStats
+from .client.registry import subscriptions
 from .client.subscription import Subscription, SubscriptionStats
 from .core import Schema, Topic, Update
 from .errors import (
@@ -40,20 +41,35 @@ from .server.config import ServerConfig
 _logging.getLogger("livestream").addHandler(_logging.NullHandler())
 
 
-def connect(url: str, *, protocol: str = "livestream", **options: Any) -> Any:
+def connect(
+    url: str,
+    *,
+    protocol: str = "livestream",
+    name: str | None = None,
+    reuse: str = "replace",
+    **options: Any,
+) -> Any:
     """Open a non-blocking client connection; returns at once.
 
     ``protocol="livestream"`` (default) connects to a livestream server and
     returns a :class:`Connection`; ``conn.subscribe(topic)`` gives live
     :class:`Subscription` windows. ``protocol="json"`` connects to any outside
     JSON WebSocket feed (see ``docs/feeds.md``).
+
+    Re-running a notebook cell that connects replaces the connection that cell
+    opened before (``reuse="replace"``, the default); ``reuse="reuse"`` returns the
+    open one instead and ``reuse="new"`` always opens another. ``name=`` tells
+    several connections of one cell apart. ``livestream.subscriptions()`` lists
+    them all.
     """
+    from .client import registry
+
     if protocol == "livestream":
-        return Connection(url, **options)
+        return registry.claim(url, name, lambda: Connection(url, **options), policy=reuse)
     if protocol == "json":
         from .client.feed import open_feed
 
-        return open_feed(url, **options)
+        return registry.claim(url, name, lambda: open_feed(url, **options), policy=reuse)
     raise ValueError(f"protocol must be 'livestream' or 'json', got {protocol!r}")
 
 
@@ -78,4 +94,5 @@ __all__ = [
     "__version__",
     "connect",
     "serve",
+    "subscriptions",
 ]

@@ -38,7 +38,8 @@ from ..protocol import (
     pack_binary,
     unpack_binary,
 )
-from .loop import call_in_loop, get_loop, on_loop_thread
+from . import registry
+from .loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
 from .subscription import DEFAULT_WINDOW, RateMeter, Subscription
 
 log = logging.getLogger("livestream.client")
@@ -137,6 +138,7 @@ class Connection:
         self._state_cbs: list[Callable[[Connection, str], Any]] = []
         self.welcome: dict | None = None
         self._task: asyncio.Task | None = None
+        registry.register(self)
         call_in_loop(loop, self._start)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -246,12 +248,19 @@ class Connection:
 
     def _close_now(self, reason: str) -> None:
         self._closed = True
+        registry.unregister(self)
         self._set_state("closed")
         for sub in list(self.subscriptions.values()):
             sub._mark_closed()
 
-    def close(self) -> None:
-        """Close the connection and every subscription. Safe from any thread, twice."""
+    def close(self, timeout: float = 5.0, *, code: int = 1000,
+              reason: str = "client closed") -> None:
+        """Close the connection and every subscription. Safe from any thread, twice.
+
+        From another thread than the loop's, waits up to ``timeout`` seconds for the
+        loop to have sent the close frame. ``code=1001`` says the client is going
+        away (kernel shutdown).
+        """
         if self._closed:
             return
         self._closed = True
@@ -259,11 +268,20 @@ class Connection:
         def shutdown() -> None:
             ws = self._ws
             if ws is not None:
-                ws.close(1000, "client closed")
+                ws.close(code, reason)
             if self._task is not None:
                 self._task.cancel()
             self._close_now("closed by the user")
-        call_in_loop(self.loop, shutdown)
+
+        if on_loop_thread(self.loop):
+            shutdown()
+        elif self.loop.is_running() and not self.loop.is_closed():
+            try:
+                run_in_loop(self.loop, shutdown, timeout=timeout)
+            except Exception:  # the loop is stuck or gone: at least mark everything closed
+                self._close_now("closed by the user")
+        else:
+            self._close_now("closed by the user")
 
     @property
     def closed(self) -> bool:
