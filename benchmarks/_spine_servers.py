@@ -8,9 +8,6 @@
     a hand-written Tornado server: every batch becomes
     ``df.to_json(orient="records")`` once and is sent with
     ``WebSocketHandler.write_message`` to each client.
-``proposed``
-    livestream with the prototype optimisations of ``_proposals.py`` (opt-in:
-    ``--systems livestream,proposed,json,arrow``).
 ``arrow`` — baseline (b)
     a raw Tornado server: every batch is encoded once as an Arrow IPC stream
     and sent with ``write_message(payload, binary=True)`` to each client.
@@ -34,10 +31,9 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 import livestream as ls
 
 SYSTEMS = ("livestream", "json", "arrow")  # the default comparison
-ALL_SYSTEMS = ("livestream", "proposed", "json", "arrow")
+ALL_SYSTEMS = ("livestream", "json", "arrow")
 LABELS = {
     "livestream": "livestream",
-    "proposed": "livestream + proposals",
     "json": "(a) tornado + to_json",
     "arrow": "(b) tornado + arrow",
 }
@@ -103,26 +99,6 @@ class LivestreamTarget(Target):
 
     async def stop(self) -> None:
         await self.srv.aclose()
-
-
-class ProposedTarget(LivestreamTarget):
-    """livestream with the prototypes of ``_proposals.py`` installed while it runs."""
-
-    name = "proposed"
-
-    async def start(self) -> None:
-        from . import _proposals
-
-        _proposals.apply()
-        await super().start()
-
-    async def stop(self) -> None:
-        from . import _proposals
-
-        try:
-            await super().stop()
-        finally:
-            _proposals.restore()
 
 
 class _Hub:
@@ -209,5 +185,4 @@ class ArrowBaseline(_TornadoBaseline):
 
 
 def make_target(name: str) -> Target:
-    return {"livestream": LivestreamTarget, "proposed": ProposedTarget, "json": JsonBaseline,
-            "arrow": ArrowBaseline}[name]()
+    return {"livestream": LivestreamTarget, "json": JsonBaseline, "arrow": ArrowBaseline}[name]()

@@ -158,7 +158,7 @@ def _handler(system: str, mode: str, cl: Client):
 
         return on_arrow
 
-    # livestream (or proposed), decode mode: the wire protocol by hand (hello, subscribe, frames)
+    # livestream, decode mode: the wire protocol by hand (hello, subscribe, frames)
     def on_livestream(msg: Any) -> None:
         if msg is None:
             return cl.closed()
@@ -180,13 +180,9 @@ def _handler(system: str, mode: str, cl: Client):
 async def _open(cmd: dict, case: Case) -> Client:
     cl = Client(case)
     system, mode, url, topic = cmd["system"], cmd["mode"], cmd["url"], cmd["topic"]
-    if system in ("livestream", "proposed") and mode == "pandas":
+    if system == "livestream" and mode == "pandas":
         import livestream as ls
 
-        if system == "proposed":
-            from benchmarks import _proposals
-
-            _proposals.apply()
         conn = ls.connect(url, encoding="arrow", reconnect=False, ping_interval=None)
         cl.conn = conn
         sub = conn.subscribe(topic, window=cmd.get("window", 100_000))
@@ -195,7 +191,7 @@ async def _open(cmd: dict, case: Case) -> Client:
         # stands in for them (the last batch's time is known to within 1 ms).
         cl.poll = asyncio.ensure_future(_poll(sub, cl))
         return cl
-    live = system in ("livestream", "proposed")
+    live = system == "livestream"
     target = url + ("?encoding=arrow" if live else "")
     cl.ws = await websocket_connect(target, on_message_callback=_handler(system, mode, cl),
                                     max_message_size=64 * 1024 * 1024)

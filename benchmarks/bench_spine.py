@@ -355,11 +355,10 @@ def _line(kind: str, r: dict) -> str:
 
 # -- summarising --------------------------------------------------------------------------------
 
-_OURS = ("livestream", "proposed")
+_OURS = ("livestream",)
 _BASES = ("json", "arrow")
-_SHORT = {"livestream": "ls", "proposed": "ls+P", "json": "(a)", "arrow": "(b)"}
-_TICK = {"livestream": "livestream", "proposed": "ls+proposals", "json": "(a) json",
-         "arrow": "(b) arrow"}
+_SHORT = {"livestream": "ls", "json": "(a)", "arrow": "(b)"}
+_TICK = {"livestream": "livestream", "json": "(a) json", "arrow": "(b) arrow"}
 
 
 def _med(xs: list[float]) -> float:
@@ -524,8 +523,7 @@ def plot(summary: dict, a: argparse.Namespace, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    colors = {"livestream": "#1f77b4", "proposed": "#9467bd", "json": "#d62728",
-              "arrow": "#2ca02c"}
+    colors = {"livestream": "#1f77b4", "json": "#d62728", "arrow": "#2ca02c"}
     panels = len(a.batches) + (1 if a.pandas_seconds > 0 else 0) + (
         1 if a.latency_seconds > 0 else 0)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.0), squeeze=False)
