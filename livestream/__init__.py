@@ -23,6 +23,7 @@ from .client.connection import Connection, ConnectionStats
 from .client.registry import subscriptions
 from .client.subscription import Subscription, SubscriptionStats
 from .core import Schema, Topic, Update
+from .dashboard.layout import Column, Dashboard, Row, Tabs, ViewSpec
 from .errors import (
     AuthError,
     ConnectionClosed,
@@ -75,22 +76,27 @@ def connect(
 
 __all__ = [
     "AuthError",
+    "Column",
     "Connection",
     "ConnectionClosed",
     "ConnectionStats",
+    "Dashboard",
     "LimitError",
     "LivestreamError",
     "ProtocolError",
     "RemoteError",
+    "Row",
     "Schema",
     "SchemaError",
     "Server",
     "ServerConfig",
     "Subscription",
     "SubscriptionStats",
+    "Tabs",
     "Topic",
     "TopicError",
     "Update",
+    "ViewSpec",
     "__version__",
     "connect",
     "serve",

@@ -10,96 +10,28 @@ arrive on an ipykernel 7 subshell thread; they are handed over to the loop.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as W
-import numpy as np
 import pandas as pd
 
+from ..views.cards import (  # noqa: F401 - re-exported
+    _CSS,
+    DOWN,
+    MUTED,
+    UP,
+    TickerState,
+    _decimals,
+    _numeric,
+    apply_filters,
+    format_column,
+    frame_html,
+    is_keyed,
+    latest_rows,
+)
 from ._runtime import FrameTimer, current_loop, on_loop, track
 from ._view import LiveView
-from .convert import is_datetime
-
-UP = "#1b8a5a"
-DOWN = "#c62828"
-MUTED = "#6b7280"
-
-_CSS = (
-    "<style>"
-    ".ls-table{border-collapse:collapse;font:12px/1.4 var(--jp-code-font-family,monospace)}"
-    ".ls-table th{text-align:right;padding:2px 8px;border-bottom:1px solid #999}"
-    ".ls-table td{text-align:right;padding:1px 8px;white-space:nowrap}"
-    ".ls-table td.s,.ls-table th.s{text-align:left}"
-    ".ls-table tr:nth-child(even){background:rgba(127,127,127,.08)}"
-    ".ls-cards{display:flex;flex-wrap:wrap;gap:8px}"
-    ".ls-card{border:1px solid rgba(127,127,127,.35);border-radius:6px;padding:6px 10px;"
-    "min-width:110px;font:13px var(--jp-ui-font-family,sans-serif)}"
-    ".ls-card .k{font-size:11px;color:#6b7280}.ls-card .v{font-size:20px;font-weight:600}"
-    ".ls-status{font:12px var(--jp-ui-font-family,sans-serif);display:flex;gap:14px;"
-    "align-items:center;flex-wrap:wrap}"
-    ".ls-pill{border-radius:10px;padding:1px 9px;color:white;font-weight:600}"
-    ".ls-err{color:#c62828}"
-    "</style>"
-)
-
-
-# -- formatting -------------------------------------------------------------------------
-
-def _decimals(values: np.ndarray) -> int:
-    finite = values[np.isfinite(values)]
-    if len(finite) == 0:
-        return 2
-    m = float(np.median(np.abs(finite)))
-    if m == 0 or m >= 100:
-        return 2
-    if m >= 1:
-        return 3
-    return max(2, min(8, 2 - math.floor(math.log10(m)) + 1))
-
-
-def format_column(s: pd.Series) -> list[str]:
-    """Human-friendly strings for one column (thousands separators, times)."""
-    if is_datetime(s):
-        vals = s.dt.tz_localize(None) if isinstance(s.dtype, pd.DatetimeTZDtype) else s
-        if len(vals) and vals.notna().any():
-            span = vals.max() - vals.min()
-            fmt = "%H:%M:%S.%f" if span < pd.Timedelta(days=1) else "%Y-%m-%d %H:%M:%S"
-        else:
-            fmt = "%H:%M:%S.%f"
-        out = vals.dt.strftime(fmt).fillna("")
-        if fmt.endswith("%f"):
-            return [v[:-3] if v else v for v in out.tolist()]
-        return out.tolist()
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return ["" if pd.isna(v) else ("✓" if v else "·") for v in s.tolist()]
-    if pd.api.types.is_integer_dtype(s.dtype):
-        return ["" if pd.isna(v) else f"{int(v):,}" for v in s.tolist()]
-    if pd.api.types.is_float_dtype(s.dtype):
-        arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        d = _decimals(arr)
-        return ["" if not math.isfinite(v) else f"{v:,.{d}f}" for v in arr.tolist()]
-    return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in s.tolist()]
-
-
-def _numeric(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
-
-
-def frame_html(df: pd.DataFrame, caption: str = "") -> str:
-    """An HTML table of ``df`` with formatted columns (no index)."""
-    cols = list(df.columns)
-    formatted = {c: format_column(df[c]) for c in cols}
-    cls = {c: "" if _numeric(df[c]) or is_datetime(df[c]) else "s" for c in cols}
-    head = "".join(f'<th class="{cls[c]}">{html.escape(str(c))}</th>' for c in cols)
-    body = []
-    for i in range(len(df)):
-        cells = "".join(f'<td class="{cls[c]}">{html.escape(formatted[c][i])}</td>' for c in cols)
-        body.append(f"<tr>{cells}</tr>")
-    cap = f"<caption style='text-align:left;color:{MUTED}'>{html.escape(caption)}</caption>"
-    return (f"{_CSS}<table class='ls-table'>{cap if caption else ''}<thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
 
 
 def _status_suffix(sub: Any, view: LiveView) -> str:
@@ -157,18 +89,7 @@ class LiveTable(_HTMLView):
             self._start()
 
     def _latest(self) -> pd.DataFrame:
-        sub = self.sub
-        keyed = bool(getattr(sub, "key", ())) or getattr(sub, "mode", None) in ("keyed", "replace")
-        if keyed:
-            df = sub.df
-            if self.sort_by and self.sort_by in df.columns:
-                df = df.sort_values(self.sort_by, ascending=self.ascending, kind="stable")
-            return df.head(self.rows)
-        end = getattr(sub, "offset", None) or 0
-        frame, _, _ = sub.rows_since(max(0, end - self.rows))
-        if frame is None:
-            return pd.DataFrame()
-        return frame.tail(self.rows).iloc[::-1]
+        return latest_rows(self.sub, self.rows, self.sort_by, self.ascending)
 
     def _draw(self) -> bool:
         sub = self.sub
@@ -176,11 +97,7 @@ class LiveTable(_HTMLView):
         if key == self._seen or self.paused:
             return False
         self._seen = key
-        df = self._latest()
-        filters = getattr(sub, "_ls_filters", None) or {}
-        for col, allowed in filters.items():
-            if col in df.columns:
-                df = df[df[col].astype(str).isin(allowed)]
+        df = apply_filters(self._latest(), getattr(sub, "_ls_filters", None))
         if self.columns:
             df = df[[c for c in self.columns if c in df.columns]]
         self.view_stats.rows += len(df)
@@ -197,13 +114,7 @@ class Ticker(_HTMLView):
     def __init__(self, sub: Any, value: str, by: str | None = None, *, fps: float = 4,
                  decimals: int | None = None, start: bool = True, **kwargs: Any) -> None:
         super().__init__(value="", **kwargs)
-        self.value_column = value
-        self.by = by
-        self.decimals = decimals
-        self._offset: int | None = None
-        self._first: dict[object, float] = {}
-        self._last: dict[object, float] = {}
-        self._dir: dict[object, int] = {}
+        self.state = TickerState(value, by, decimals)
         self._seen = (-1, -1, None)
         self._view_init(sub, fps)
         self.refresh()
@@ -211,26 +122,21 @@ class Ticker(_HTMLView):
             self._start()
 
     @property
+    def value_column(self) -> str:
+        return self.state.value_column
+
+    @property
+    def by(self) -> str | None:
+        return self.state.by
+
+    @property
+    def decimals(self) -> int | None:
+        return self.state.decimals
+
+    @property
     def values(self) -> dict[object, float]:
         """Key → last value shown."""
-        return dict(self._last)
-
-    def _take(self, df: pd.DataFrame) -> None:
-        if df is None or len(df) == 0 or self.value_column not in df.columns:
-            return
-        if self.by is not None and self.by in df.columns:
-            last = df.drop_duplicates(subset=[self.by], keep="last")
-            keys = last[self.by].tolist()
-            vals = last[self.value_column].to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            keys = [self.value_column]
-            vals = df[self.value_column].iloc[-1:].to_numpy(dtype=np.float64, na_value=np.nan)
-        for k, v in zip(keys, vals.tolist(), strict=True):
-            prev = self._last.get(k)
-            self._first.setdefault(k, v)
-            if prev is not None and v != prev:
-                self._dir[k] = 1 if v > prev else -1
-            self._last[k] = v
+        return dict(self.state.last)
 
     def _draw(self) -> bool:
         sub = self.sub
@@ -238,49 +144,13 @@ class Ticker(_HTMLView):
         if key == self._seen or self.paused:
             return False
         self._seen = key
-        keyed = bool(getattr(sub, "key", ())) or getattr(sub, "mode", None) in ("keyed", "replace")
-        if keyed:
-            df = sub.df
-            self.view_stats.rows += len(df)
-            self._take(df)
-        else:
-            frame, end, _ = sub.rows_since(self._offset)
-            self._offset = end
-            if frame is not None:
-                self.view_stats.rows += len(frame)
-                self._take(frame)
+        self.view_stats.rows += self.state.update(sub)
         return self._set_html(self._html())
-
-    def _fmt(self, v: float) -> str:
-        if not math.isfinite(v):
-            return "–"
-        d = self.decimals if self.decimals is not None else _decimals(np.array([v]))
-        return f"{v:,.{d}f}"
 
     def _html(self) -> str:
         filters = getattr(self.sub, "_ls_filters", None) or {}
         allowed = filters.get(self.by) if self.by else None
-        cards = []
-        for k in sorted(self._last, key=str):
-            if allowed is not None and str(k) not in allowed:
-                continue
-            v, first = self._last[k], self._first[k]
-            ch = v - first
-            pct = (ch / first * 100.0) if first else 0.0
-            color = UP if ch > 0 else DOWN if ch < 0 else MUTED
-            arrow = {1: "▲", -1: "▼"}.get(self._dir.get(k, 0), "")
-            acol = UP if self._dir.get(k, 0) > 0 else DOWN
-            cards.append(
-                f"<div class='ls-card' data-key='{html.escape(str(k))}'>"
-                f"<div class='k'>{html.escape(str(k))}</div>"
-                f"<div class='v'>{self._fmt(v)} <span style='color:{acol};font-size:12px'>"
-                f"{arrow}</span></div>"
-                f"<div style='color:{color}'>{'+' if ch > 0 else ''}{self._fmt(ch)} "
-                f"({'+' if pct > 0 else ''}{pct:.2f}%)</div></div>"
-            )
-        suffix = _status_suffix(self.sub, self)
-        note = f"<div style='color:{DOWN}'>{html.escape(suffix)}</div>" if suffix else ""
-        return f"{_CSS}<div class='ls-cards'>{''.join(cards)}</div>{note}"
+        return self.state.html(allowed, _status_suffix(self.sub, self))
 
 
 class Controls(W.HBox):

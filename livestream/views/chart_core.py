@@ -191,6 +191,9 @@ class ChartCore:
         self.agg = agg
         self.fps = float(fps)
         self.stats = stats if stats is not None else CoreStats()
+        #: where view-side filters come from (``_ls_filters``/``_ls_filter_epoch``): the
+        #: subscription by default; a dashboard session puts its own settings here
+        self.filter_source: Any = None
         self._window = int(window or getattr(sub, "window", None) or 10_000)
         self._bar_width = bar_width
         self._size = size
@@ -441,7 +444,7 @@ class ChartCore:
         if getattr(sub, "closed", False):
             return
         version = sub.version
-        filt_epoch = getattr(sub, "_ls_filter_epoch", 0)
+        filt_epoch = getattr(self.filter_source or sub, "_ls_filter_epoch", 0)
         if filt_epoch != self._filter_epoch:
             self._filter_epoch = filt_epoch
             self._dirty = True
@@ -477,7 +480,8 @@ class ChartCore:
     # -- drawing ------------------------------------------------------------------------
 
     def _filtered(self, df: pd.DataFrame) -> pd.DataFrame:
-        filters = {**(getattr(self.sub, "_ls_filters", None) or {}), **self.where}
+        source = self.filter_source or self.sub
+        filters = {**(getattr(source, "_ls_filters", None) or {}), **self.where}
         if not filters or len(df) == 0:
             return df
         mask = np.ones(len(df), dtype=bool)
