@@ -86,7 +86,6 @@ export interface RendererLike {
   glyph: GlyphLike;
   visible: boolean;
   name?: string | null;
-  clone(attrs?: Record<string, unknown>): RendererLike;
   [k: string]: unknown;
 }
 
@@ -358,6 +357,31 @@ function recolor(glyph: unknown, color: string): void {
   }
 }
 
+const GLYPHS = ["glyph", "nonselection_glyph", "selection_glyph", "hover_glyph", "muted_glyph"] as const;
+
+/**
+ * A visible copy of a hidden template renderer drawing `source`, built from the template's classes
+ * and set properties (not `model.clone()`: BokehJS 3.9 cannot clone a renderer's view state, nor
+ * glyphs with unset properties).
+ */
+function newRenderer(tmpl: RendererLike, source: SourceLike, name: string, color: string | null): RendererLike {
+  const attrs: Record<string, unknown> = { data_source: source, visible: true, name };
+  for (const g of GLYPHS) {
+    const v = tmpl[g] as { dirty_attributes?: Record<string, unknown> } | string | null | undefined;
+    if (v && typeof v === "object") {
+      // a new glyph of the same class with the properties Python set (shared sub-models such
+      // as colour mappers are referenced, not copied)
+      const G = v.constructor as new (a: Record<string, unknown>) => unknown;
+      const copy = new G({ ...(v.dirty_attributes ?? v) });
+      if (color !== null) recolor(copy, color);
+      attrs[g] = copy;
+    } else if (v !== undefined && v !== null) attrs[g] = v;
+  }
+  for (const p of ["x_range_name", "y_range_name", "level"]) if (tmpl[p] !== undefined) attrs[p] = tmpl[p];
+  const R = tmpl.constructor as new (a: Record<string, unknown>) => RendererLike;
+  return new R(attrs);
+}
+
 /**
  * Subscribe `spec.topic` on `client` and keep the chart's sources up to date (see the module
  * doc). Returns a handle; the chart keeps running until `detach()`.
@@ -397,7 +421,7 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
   let lastFrame = -Infinity;
   let gaps = 0;
   let lastError = "";
-  let statusText = "";
+  let statusText: string | null = null; // null: the title has not been set yet
   let detached = false;
 
   const replaceMode = () =>
@@ -514,17 +538,9 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
     let color = spec.color ?? palette[0];
     if (spec.by) color = seriesColor(spec.by, key, palette);
     else if (spec.ys.length > 1) color = seriesColor("__y__", key, palette);
-    const first = templates[0].clone();
-    const source = first.data_source;
-    source.data = data;
-    const renderers = [first, ...templates.slice(1).map((t) => t.clone({ data_source: source }))];
-    for (const r of renderers) {
-      r.visible = true;
-      r.name = key;
-      if (spec.kind !== "candlestick") {
-        for (const g of ["glyph", "nonselection_glyph", "selection_glyph", "hover_glyph", "muted_glyph"]) recolor(r[g], color);
-      }
-    }
+    const Source = templates[0].data_source.constructor as new (attrs: { data: Record<string, unknown> }) => SourceLike;
+    const source = new Source({ data });
+    const renderers = templates.map((t) => newRenderer(t, source, key, spec.kind === "candlestick" ? null : color));
     plot.renderers = [...plot.renderers, ...renderers];
     if (legend) legend.items = [...legend.items, makeLegendItem({ label: { value: key }, renderers })];
     const s = { key, source, renderers };

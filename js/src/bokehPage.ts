@@ -42,21 +42,51 @@ export function pageClient(opts: ServerOptions): Client {
   return c;
 }
 
+/**
+ * Bokeh decodes Python dicts handed to a CustomJS as `Map`s: turn maps (recursively, not models)
+ * into plain objects, and parse JSON strings given for a spec.
+ */
+export function plain<T>(v: unknown): T {
+  if (typeof v === "string") return JSON.parse(v) as T;
+  return toPlain(v) as T;
+}
+
+function toPlain(v: unknown): unknown {
+  if (v instanceof Map) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of v) out[String(k)] = toPlain(x);
+    return out;
+  }
+  if (Array.isArray(v)) return v.map(toPlain);
+  if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = toPlain(x);
+    return out;
+  }
+  return v;
+}
+
 function register(view: AttachedChart | AttachedTable): void {
   const g = globalThis as unknown as Record<string, Array<AttachedChart | AttachedTable> | undefined>;
   (g[VIEWS_KEY] ??= []).push(view);
 }
 
 /** Start a live chart: subscribe and stream into the figure's sources (see bokehChart.ts). */
-export function startChart(args: ServerOptions & ChartModels & { spec: ChartSpec; options?: AttachOptions }): AttachedChart {
-  const view = attachChart(pageClient(args), args.spec, args, args.options);
+export function startChart(args: ServerOptions & ChartModels & { spec: ChartSpec | string; options?: AttachOptions }): AttachedChart {
+  const models: ChartModels = {
+    ...args,
+    sources: args.sources ? plain<ChartModels["sources"]>(args.sources) : {},
+    renderers: args.renderers ? plain<ChartModels["renderers"]>(args.renderers) : {},
+    templates: args.templates ? Array.from(args.templates) : [],
+  };
+  const view = attachChart(pageClient(args), plain<ChartSpec>(args.spec), models, args.options);
   register(view);
   return view;
 }
 
 /** Start a live table: subscribe and keep the DataTable's source current (see bokehTable.ts). */
-export function startTable(args: ServerOptions & TableModels & { spec: TableSpec; options?: AttachOptions }): AttachedTable {
-  const view = attachTable(pageClient(args), args.spec, args, args.options);
+export function startTable(args: ServerOptions & TableModels & { spec: TableSpec | string; options?: AttachOptions }): AttachedTable {
+  const view = attachTable(pageClient(args), plain<TableSpec>(args.spec), args, args.options);
   register(view);
   return view;
 }

@@ -36,5 +36,5 @@ export type {
 } from "./bokehChart.js";
 export { attachTable } from "./bokehTable.js";
 export type { AttachedTable, TableModels, TableSpec } from "./bokehTable.js";
-export { pageClient, startChart, startTable } from "./bokehPage.js";
+export { pageClient, plain, startChart, startTable } from "./bokehPage.js";
 export type { ServerOptions } from "./bokehPage.js";

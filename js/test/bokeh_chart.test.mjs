@@ -7,16 +7,15 @@ import { startServer, subscriptionAt, until } from "./helpers.mjs";
 
 /** A stand-in for a BokehJS ColumnDataSource: `stream` concatenates with rollover, as BokehJS does. */
 class FakeSource {
-  constructor(data = {}) {
-    this.data = data;
+  constructor(attrs = {}) {
     this.streams = [];
-    this.resets = 0;
+    this._data = attrs.data ?? {};
   }
   stream(data, rollover) {
     this.streams.push({ rows: data.x.length, rollover });
     const out = {};
     for (const [k, v] of Object.entries(data)) {
-      const all = [...Array.from(this.data[k] ?? []), ...Array.from(v)];
+      const all = [...Array.from(this._data[k] ?? []), ...Array.from(v)];
       out[k] = rollover !== undefined && all.length > rollover ? all.slice(all.length - rollover) : all;
     }
     this._data = out;
@@ -25,34 +24,33 @@ class FakeSource {
     return this._data;
   }
   set data(d) {
-    this.resets = (this.resets ?? 0) + 1;
     this._data = d;
-  }
-  get length() {
-    return this._data.x ? this._data.x.length : 0;
   }
 }
 
-/** A stand-in for a GlyphRenderer: `clone()` deep-copies source and glyphs, as BokehJS does. */
-class FakeRenderer {
+/** A stand-in for a glyph model: `dirty_attributes` are the properties set on it. */
+class FakeGlyph {
   constructor(attrs) {
     Object.assign(this, attrs);
   }
-  clone(attrs = {}) {
-    return new FakeRenderer({
-      ...this,
-      data_source: new FakeSource({ ...this.data_source.data }),
-      glyph: { ...this.glyph },
-      nonselection_glyph: { ...this.nonselection_glyph },
-      ...attrs,
-    });
+  get dirty_attributes() {
+    return { ...this };
+  }
+}
+
+/** A stand-in for a GlyphRenderer (constructed from attributes, as BokehJS models are). */
+class FakeRenderer {
+  constructor(attrs) {
+    Object.assign(this, attrs);
   }
 }
 
 function template() {
   return new FakeRenderer({
-    visible: false, name: "template", data_source: new FakeSource({ x: [], y: [] }),
-    glyph: { line_color: { value: "#010203" } }, nonselection_glyph: { line_color: { value: "#010203" }, line_alpha: 0.1 },
+    visible: false, name: "__template__", data_source: new FakeSource({ data: { x: [], y: [] } }),
+    glyph: new FakeGlyph({ line_color: { value: "#808080" } }),
+    nonselection_glyph: new FakeGlyph({ line_color: { value: "#808080" }, line_alpha: 0.1 }),
+    selection_glyph: "auto",
   });
 }
 
@@ -134,6 +132,9 @@ for (const encoding of ["json", "arrow"]) {
     assert.equal(colours.a, "#333333");
     assert.equal(colours.c, "#444444");
     assert.equal(fig.plot.renderers[0].nonselection_glyph.line_alpha, 0.1);
+    assert.equal(fig.plot.renderers[0].nonselection_glyph.line_color.value, colours.a);
+    assert.equal(fig.plot.renderers[0].selection_glyph, "auto");
+    assert.equal(tmpl.glyph.line_color.value, "#808080", "the template keeps its colour");
     assert.equal(tmpl.visible, false, "the template stays hidden");
     assert.deepEqual(chart.sources.get("a").data.x.length, 10);
     // datetimes are ms: seq 0 is 2024-01-01T00:00:00
@@ -190,7 +191,7 @@ test("keyed topics are redrawn in place, sorted by x; bars over a categorical x 
   const chart = attachChart(client, { topic: "quotes", x: "qty", ys: ["price"], kind: "scatter", window: 100 },
     { ...scat, templates: [template()] }, manual);
   const barFig = figure("bars");
-  const barSource = new FakeSource({ x: [], y: [], color: [] });
+  const barSource = new FakeSource({ data: { x: [], y: [], color: [] } });
   const bars = attachChart(client, { topic: "quotes", x: "sym", ys: ["price"], kind: "bar", x_type: "categorical", window: 100 },
     { ...barFig, sources: { "": barSource } }, manual);
   t.after(() => (chart.detach(), bars.detach()));
@@ -251,7 +252,7 @@ test("attachTable shows the newest rows first", async (t) => {
   await srv.cmd({ cmd: "append", topic: "tt", n: 12 });
   const client = connect(srv.url);
   t.after(() => client.close());
-  const source = new FakeSource({});
+  const source = new FakeSource();
   const table = attachTable(client, { topic: "tt", rows: 3, columns: ["seq", "sym", "ts"] }, { source }, manual);
   t.after(() => table.detach());
   await subscriptionAt(table.subscription, 12);

@@ -1,0 +1,84 @@
+"""Helpers of the static-page tests: a trades feed, page probes, polling with deadlines."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SYMBOLS = ("AAPL", "MSFT", "GOOG")
+#: Total points held by each Bokeh document's ColumnDataSources that have an "x" column.
+CDS_POINTS_JS = """
+() => {
+  const B = window.Bokeh;
+  if (!B || !B.documents) return null;
+  const out = [];
+  for (const doc of B.documents) {
+    let total = 0;
+    for (const m of doc._all_models.values()) {
+      if (typeof m.get_length === "function" && m.data !== undefined && "x" in m.data
+          && m.data.x.length !== undefined) total += m.get_length() || 0;
+    }
+    out.push(total);
+  }
+  return out;
+}
+"""
+
+
+def trades_frame(start: int, n: int) -> pd.DataFrame:
+    """``n`` trades: ts (1 ms apart, continuing from row ``start``), sym, price, qty."""
+    i = np.arange(start, start + n)
+    return pd.DataFrame({
+        "ts": pd.Timestamp("2024-01-02T09:30:00") + pd.to_timedelta(i, unit="ms"),
+        "sym": pd.Categorical(np.array(SYMBOLS)[i % len(SYMBOLS)], categories=list(SYMBOLS)),
+        "price": 100.0 + np.sin(i / 50.0),
+        "qty": (i % 100).astype("int64"),
+    })
+
+
+class Feed:
+    """Publishes trades into a server from its own thread until stopped (the server's
+    loop runs on another thread, so a busy test or kernel never stops the feed)."""
+
+    def __init__(self, srv: Any, topic: str = "trades", batch: int = 50, every: float = 0.02):
+        self.srv, self.topic, self.batch, self.every = srv, topic, batch, every
+        self.rows = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-feed", daemon=True)
+
+    def publish(self, n: int) -> None:
+        self.srv.publish(self.topic, trades_frame(self.rows, n))
+        self.rows += n
+
+    def start(self) -> Feed:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.publish(self.batch)
+            except Exception:  # the server closed under us at teardown
+                return
+            self._stop.wait(self.every)  # the feed's pace, not a synchronisation
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def poll(fn: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
+    """Call ``fn()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(step)  # a poll interval: the condition decides, not the sleep
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
