@@ -309,8 +309,14 @@ def _stats_table(srv: Any, prev: dict[str, collections.deque], feeds: Any) -> An
 @click.option("--seed", type=int, default=None, help="Random seed (repeatable data).")
 @click.option("--feed", "feeds", type=click.Choice(["trading", "chat", "game"]),
               multiple=True, help="Which use cases to simulate (repeatable; default all).")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=5006,
+              show_default=True,
+              help="Port of the demo dashboard (a Bokeh server app; 0 picks a free one; "
+                   "a free one is also used when the default is busy).")
+@click.option("--dashboard/--no-dashboard", "with_dashboard", default=True, show_default=True,
+              help="Serve the demo dashboard (one panel per use case).")
 def demo(rate: float, duration: float | None, seed: int | None, feeds: tuple[str, ...],
-         log_level: str, **kw: Any) -> None:
+         dashboard_port: int, with_dashboard: bool, log_level: str, **kw: Any) -> None:
     """Run a server with simulated live feeds, and show per-topic stats.
 
     \b
@@ -318,6 +324,9 @@ def demo(rate: float, duration: float | None, seed: int | None, feeds: tuple[str
              bars_1s (derived 1-second OHLC bars, keyed by ts + symbol)
     chat     chat (ts, room, user, text)
     game     telemetry (ts, player, x, y, hp), scores (keyed by player)
+
+    A dashboard of the feeds (a Bokeh server app) is served on a second port
+    (--dashboard-port); its URL is printed.
     """
     from rich.live import Live
 
@@ -330,8 +339,18 @@ def demo(rate: float, duration: float | None, seed: int | None, feeds: tuple[str
     except Exception:
         srv.close()
         raise
+    dash = None
+    if with_dashboard:
+        try:
+            dash = _start_demo_dashboard(srv, feed, kw, dashboard_port)
+        except Exception:
+            feed.stop()
+            srv.close()
+            raise
     console = _console()
     _print_urls(console, srv, f"livestream {__version__} demo")
+    if dash is not None:
+        console.print(f"  Dashboard  {dash.url}")
     console.print(f"Topics: {', '.join(feed.topics)}")
     console.print("In a notebook:  import livestream as ls; "
                   f"ls.connect({srv.url!r}).subscribe('trades').df")
@@ -349,8 +368,26 @@ def demo(rate: float, duration: float | None, seed: int | None, feeds: tuple[str
                 console.print(_stats_table(srv, prev, feed))
     finally:
         feed.stop()
+        if dash is not None:
+            dash.stop()
         srv.close()
     console.print("stopped.")
+
+
+def _start_demo_dashboard(srv: Any, feed: Any, kw: dict[str, Any], port: int) -> Any:
+    """Serve the demo dashboard (per-session subscriptions to ``srv``) on ``port``."""
+    from .demo import demo_dashboard
+
+    token = kw.get("subscribe_token") or kw.get("token")
+    dash = demo_dashboard(srv.url, feed.feeds, token=token)
+    try:
+        return dash.serve(port=port, host=kw["host"])
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or port == 0:
+            raise CLIError(f"cannot serve the dashboard on {kw['host']}:{port}: "
+                           f"{exc.strerror or exc}") from None
+        log.warning("livestream: dashboard port %d is busy; using a free one", port)
+        return dash.serve(port=0, host=kw["host"])
 
 
 # -- publish / replay: HTTP client ------------------------------------------------------------

@@ -33,7 +33,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ __all__ = [
     "DemoFeeds",
     "GameSim",
     "TradesSim",
+    "demo_dashboard",
     "ohlc_bars",
     "run_demo_feeds",
 ]
@@ -431,3 +432,50 @@ def run_demo_feeds(server: Server, rate: float = 200.0, *, interval: float = 0.1
     :class:`DemoFeeds`; call ``.stop()`` to stop publishing.
     """
     return DemoFeeds(server, rate, interval=interval, seed=seed, feeds=feeds).start()
+
+
+def demo_dashboard(url: str, feeds: Sequence[str] = ("trading", "chat", "game"),
+                   *, token: str | None = None, theme: str = "light") -> Any:
+    """The demo's dashboard: one panel per use case, subscribing to the server at ``url``.
+
+    trading: price lines by symbol, 1-second candlesticks (AAPL) from ``bars_1s``,
+    quote cards and trade controls; chat: messages per room (bars) and the
+    latest messages; game: player positions (scatter) and the scoreboard. Each
+    browser session opens its own subscriptions (see ``livestream.Dashboard``).
+    """
+    from .dashboard.layout import Dashboard, ViewSpec
+
+    def view(view_kind: str, topic: str, rows: int | None = None, /, **options: Any
+             ) -> ViewSpec:
+        # rows: the subscription's window; options: the view's (a chart's window= is its
+        # points per series)
+        return ViewSpec(view_kind, topic, options, url=url,  # type: ignore[arg-type]
+                        window=rows, token=token)  # type: ignore[arg-type]
+
+    panels: list[Any] = []
+    if "trading" in feeds:
+        panels += [
+            "## Trading",
+            [view("chart", "trades", 20_000, x="ts", y="price", by="symbol", window=2_000,
+                  title="trades: price by symbol"),
+             view("chart", "bars_1s", None, x="ts", kind="candlestick",
+                  where={"symbol": "AAPL"}, window=120, title="AAPL 1-second bars")],
+            [view("ticker", "quotes", None, value="last", by="symbol"),
+             view("controls", "trades", 20_000, filter_column="symbol")],
+        ]
+    if "chat" in feeds:
+        panels += [
+            "## Chat",
+            [view("chart", "chat", 5_000, x="room", kind="bar", agg="count",
+                  title="chat: messages per room (last 5,000)"),
+             view("table", "chat", 5_000, rows=12, columns=["ts", "room", "user", "text"])],
+        ]
+    if "game" in feeds:
+        panels += [
+            "## Game",
+            [view("chart", "telemetry", 5_000, x="x", y="y", by="player", kind="scatter",
+                  window=60, size=7, title="players: last positions",
+                  x_range=(0, 100), y_range=(0, 100)),
+             view("table", "scores", None, rows=10, sort_by="score", ascending=False)],
+        ]
+    return Dashboard(panels, title="livestream demo", theme=theme)  # type: ignore[arg-type]

@@ -259,8 +259,10 @@ class Dashboard:
             raise ValueError(f"theme must be one of {THEMES}, got {theme!r}")
         self.title = title
         self.theme: Theme = theme
-        self.root: Node = normalize(children if isinstance(children, list | tuple | Mapping)
-                                    else [children])
+        if isinstance(children, list | tuple):  # the top level stacks its items (rows)
+            self.root: Node = Column(*[normalize(c, Column) for c in children])
+        else:
+            self.root = normalize(children, Column)
         self._servable = False
 
     def __repr__(self) -> str:

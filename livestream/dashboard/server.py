@@ -508,6 +508,8 @@ class SessionViews:
         self.owned_subs.clear()
         self.connections.clear()
         self._settings.clear()
+        with contextlib.suppress(AttributeError):
+            del self.doc._livestream_views  # the document may outlive the session briefly
         with _lock:
             _sessions.pop(id(self), None)
 
