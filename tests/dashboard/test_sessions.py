@@ -4,6 +4,7 @@ views and subscriptions, and nothing left behind after 50 sessions open and clos
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import pytest
 from bokeh.client import pull_session
@@ -117,3 +118,45 @@ def test_layout_and_specs():
         ls.Dashboard([a], theme="neon")
     with pytest.raises(TypeError):
         ls.Dashboard([object()])
+
+
+def test_cli_serves_a_notebook_marked_servable(demo_server, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import nbformat
+
+    app = (Path(__file__).parent / "apps" / "desk_app.py").read_text()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Desk"), nbformat.v4.new_code_cell(app)]
+    path = tmp_path / "desk.ipynb"
+    nbformat.write(nb, path)
+    log = tmp_path / "server.log"
+    env = {**os.environ, "LIVESTREAM_URL": demo_server.url, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "livestream.cli", "dashboard", str(path),
+                                 "--port", "0"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL)
+    try:
+        def url() -> str | None:
+            assert proc.poll() is None, log.read_text()
+            m = re.search(r"URL\s+(http://\S+)", log.read_text())
+            return m.group(1) if m else None
+
+        session = pull_session(url=poll(url, 60, "the dashboard URL"))
+        try:
+            titles = {getattr(getattr(m, "title", None), "text", None)
+                      for m in session.document.roots[0].references()}
+            assert "trades: price by symbol" in titles
+            assert session.document.title == "Desk app"
+        finally:
+            session.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
