@@ -240,6 +240,28 @@ def layout_json(node: Node) -> dict[str, Any]:
     return {"type": type(node).__name__.lower(), "children": [layout_json(c) for c in node.children]}
 
 
+def _session_curdoc() -> Any:
+    """The Bokeh server session document a script is being run for, or None.
+
+    Bokeh runs an app script on its server loop with ``curdoc()`` patched to the
+    new session's document. Outside that (no running loop on this thread, no
+    session context, a patched document already destroyed) there is none.
+    """
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None  # Bokeh runs app code on its loop; another thread's curdoc is not ours
+    from bokeh.io import curdoc
+
+    try:
+        doc = curdoc()
+    except RuntimeError:  # "Patched curdoc has been previously destroyed"
+        return None
+    return doc if getattr(doc, "session_context", None) is not None else None
+
+
 # -- the dashboard --------------------------------------------------------------------------
 
 
@@ -321,10 +343,8 @@ class Dashboard:
         Elsewhere (a notebook, a plain ``python app.py``) it only marks it.
         """
         self._servable = True
-        from bokeh.io import curdoc
-
-        doc = curdoc()
-        if getattr(doc, "session_context", None) is not None:
+        doc = _session_curdoc()
+        if doc is not None:
             from .server import build_document
 
             build_document(self, doc, owned=True)

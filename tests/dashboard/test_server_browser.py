@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import chart_info, chart_points, poll
+from dash_util import chart_info, chart_points, poll
 
 from livestream.dashboard.server import live_stats
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bokeh.client import pull_session
 from bokeh.document import Document
-from conftest import poll
+from dash_util import poll
 
 import livestream as ls
 from livestream.client.loop import run_in_loop
