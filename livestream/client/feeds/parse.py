@@ -177,12 +177,13 @@ def compile_selector(select: Selector) -> Callable[[Any], bool] | None:
             items.append((getter, frozenset(v), True))
         else:
             items.append((getter, v, False))
-    if len(items) == 1 and "." not in next(iter(select)):
-        (key, want), = select.items()
-        if not isinstance(want, (set, frozenset, tuple, list)):
-            def match_one(m: Any) -> bool:
-                return type(m) is dict and m.get(key, _MISSING) == want
-            return match_one
+    field = simple_field_match(select)
+    if field is not None:
+        key, want = field
+
+        def match_one(m: Any) -> bool:
+            return type(m) is dict and m.get(key, _MISSING) == want
+        return match_one
 
     def match(m: Any) -> bool:
         for getter, want, many in items:
@@ -198,6 +199,20 @@ def compile_selector(select: Selector) -> Callable[[Any], bool] | None:
         return True
 
     return match
+
+
+def simple_field_match(select: Selector) -> tuple[str, Any] | None:
+    """``(key, value)`` when ``select`` is a one-field match on a top-level key, else None.
+
+    Such a selector is ``type(m) is dict and m.get(key, <missing>) == value``, which a
+    feed stream inlines into its per-message handler.
+    """
+    if not isinstance(select, Mapping) or len(select) != 1:
+        return None
+    ((key, want),) = select.items()
+    if not isinstance(key, str) or "." in key or isinstance(want, (set, frozenset, tuple, list)):
+        return None
+    return key, want
 
 
 class _Missing:
@@ -253,7 +268,6 @@ class _Col:
     required: bool
     unit: str | None
     nested: bool
-    fast: Callable[[Any], Any] | None = None
     slow: Callable[[Any], Any] | None = None
 
 
@@ -275,6 +289,8 @@ class RowParser:
         required: Sequence[str] = (),
     ) -> None:
         self.select = compile_selector(select)
+        #: ``(key, value)`` when the selector is a one-field match (inlined by streams)
+        self.select_field = simple_field_match(select)
         if path is None:
             self.path: Callable[[Any], Any] | None = None
             self.path_text = None
@@ -291,6 +307,11 @@ class RowParser:
             )
         self.cols: list[_Col] | None = None
         self.positional = False  # records are arrays, columns pick by index
+        #: record → row tuple; raises (KeyError, TypeError, …) where a value is missing
+        #: or the record has another shape: :meth:`row` then uses :attr:`extract_slow`
+        self.extract: Callable[[Any], tuple] | None = None
+        #: record → row tuple with None for each missing value (never raises)
+        self.extract_slow: Callable[[Any], tuple] | None = None
         self._auto_all = columns is None
         if columns is not None:
             self._set_columns(columns)
@@ -355,7 +376,21 @@ class RowParser:
         self.positional = any(isinstance(c.source, int) for c in self.cols)
         for c in self.cols:
             c.slow = _compile_get(c.source) if c.nested else _plain_get(c.source)
-            c.fast = None if c.nested else operator.itemgetter(c.source)
+        paths = [_split_path(c.source) if c.nested else [c.source] for c in self.cols]
+        self._paths = paths
+        self.extract = _compile_extract(paths)
+        getters = tuple(c.slow for c in self.cols)  # type: ignore[misc]
+
+        def extract_slow(rec: Any) -> tuple:
+            return tuple([None if v is _MISSING else v for v in [g(rec) for g in getters]])
+
+        self.extract_slow = extract_slow
+
+    def value_exprs(self, var: str) -> list[str]:
+        """Per column, a Python expression reading its value from the record named
+        ``var`` (raising where the value is missing; see :func:`_value_exprs`)."""
+        assert self.cols is not None
+        return _value_exprs(self._paths, var)
 
     @property
     def names(self) -> list[str]:
@@ -398,6 +433,24 @@ class RowParser:
         else:
             out.append(recs)
 
+    def row(self, rec: Any) -> tuple:
+        """One record → its row tuple (raw values, None where missing), or raise RowError.
+
+        The first record of a stream without ``columns`` decides the columns.
+        """
+        t = type(rec)
+        if t is not dict and not (t is list and self.positional):
+            want = "an object or an array" if self.positional else "an object"
+            raise RowError(f"a record must be {want}, got {t.__name__}: {_short(rec)}",
+                           "bad_record")
+        if self.cols is None:
+            self._infer_columns(rec)
+        assert self.extract is not None and self.extract_slow is not None
+        try:
+            return self.extract(rec)
+        except Exception:  # a missing key or another shape: look value by value
+            return self.extract_slow(rec)
+
     # -- per batch -----------------------------------------------------------------------
 
     @property
@@ -406,48 +459,39 @@ class RowParser:
         return self._schema
 
     def to_frame(self, records: list) -> tuple[pd.DataFrame | None, dict[int, str]]:
-        """Typed DataFrame of ``records`` and ``{record index: reason}`` for those left out.
-
-        Columns are read with ``operator.itemgetter`` over the whole batch; a batch
-        where a key is missing falls back to a per-record lookup for that column.
-        """
-        n = len(records)
+        """Typed DataFrame of ``records`` and ``{record index: reason}`` for those left out."""
+        rows: list[tuple] = []
+        at: list[int] = []
         bad: dict[int, str] = {}
-        ok = (dict, list) if self.positional else (dict,)
-        kinds = set(map(type, records))
-        if not kinds <= set(ok):
-            want = "an object or an array" if self.positional else "an object"
-            for i, r in enumerate(records):
-                if type(r) not in ok:
-                    bad[i] = f"a record must be {want}, got {type(r).__name__}: {_short(r)}"
+        for i, rec in enumerate(records):
+            try:
+                rows.append(self.row(rec))
+            except RowError as exc:
+                bad[i] = str(exc)
+            else:
+                at.append(i)
         if self.cols is None:
-            first = next((r for i, r in enumerate(records) if i not in bad and type(r) is dict),
-                         None)
-            if first is None:
-                for i in range(n):
-                    bad.setdefault(i, "cannot infer columns: no object record in the batch")
-                return None, bad
-            names = [k for k, v in first.items() if not isinstance(v, (dict, list))]
-            if not names:
-                bad.update({i: "cannot infer columns: the record has no scalar fields"
-                            for i in range(n) if i not in bad})
-                return None, bad
-            self._set_columns(names)
-            self._apply_required()
-        assert self.cols is not None
-        cols_vals: list[list] = []
-        for c in self.cols:
-            vals = None
-            if c.fast is not None and not bad:
-                try:
-                    vals = list(map(c.fast, records))
-                except (KeyError, IndexError, TypeError):
-                    vals = None
-            if vals is None:
-                g = c.slow
-                assert g is not None
-                vals = [None if v is _MISSING else v for v in map(g, records)]
-            cols_vals.append(vals)
+            return None, bad
+        # one pass per column: zip(*rows) would make an iterator per row, thousands of
+        # short-lived GC-tracked objects that get promoted and trigger full collections
+        cols_vals = [list(map(operator.itemgetter(i), rows)) for i in range(len(self.cols))]
+        frame, row_bad = self.columns_to_frame(cols_vals, len(rows))
+        for j, reason in row_bad.items():
+            bad[at[j]] = reason
+        return frame, bad
+
+    def columns_to_frame(self, cols_vals: list[list[Any]], n: int,
+                         ) -> tuple[pd.DataFrame | None, dict[int, str]]:
+        """Typed DataFrame of ``n`` rows given as one list of raw values per column (None
+        where missing), and ``{row index: reason}`` for the rows left out (a value that
+        does not convert, a missing required value).
+
+        Columns are converted once per batch with numpy; only a batch holding a
+        bad value goes value by value, to find the rows to leave out.
+        """
+        bad: dict[int, str] = {}
+        if self.cols is None:
+            return None, bad
         # an "auto" column takes the type of its first non-null value; a column
         # that is null throughout the first batch becomes a string column
         for c, vals in zip(self.cols, cols_vals, strict=True):
@@ -469,6 +513,40 @@ class RowParser:
             data = {c.name: arr for c, arr in zip(self.cols, converted, strict=True)}
             m = n
         return pd.DataFrame(data, index=pd.RangeIndex(m), copy=False), bad
+
+
+def _idx(obj: Any, i: int) -> Any:
+    """``obj[i]`` for a list (raises for anything else, as a missing value)."""
+    if type(obj) is not list:
+        raise TypeError("not a list")
+    return obj[i]
+
+
+def _value_exprs(paths: list[list[str | int]], var: str = "r") -> list[str]:
+    """Python expressions reading each column's value out of the record named ``var``.
+
+    Keys are subscripts (``r['p']``, ``r['k']['c']``), list indices go through
+    :func:`_idx`: a missing value or another shape raises (KeyError, TypeError,
+    IndexError), where the value-by-value getters give None.
+    """
+    exprs = []
+    for parts in paths:
+        e = var
+        for part in parts:
+            e = f"_idx({e}, {part!r})" if isinstance(part, int) else f"{e}[{part!r}]"
+        exprs.append(e)
+    return exprs
+
+
+def _compile_extract(paths: list[list[str | int]]) -> Callable[[Any], tuple]:
+    """A record → row-tuple function reading :func:`_value_exprs` (raises where a value
+    is missing). Plain keys use one ``operator.itemgetter`` call."""
+    if len(paths) > 1 and all(len(p) == 1 and isinstance(p[0], str) for p in paths):
+        return operator.itemgetter(*(p[0] for p in paths))
+    src = f"def extract(r):\n    return ({', '.join(_value_exprs(paths))},)\n"
+    ns: dict[str, Any] = {"_idx": _idx}
+    exec(compile(src, "<livestream feed columns>", "exec"), ns)  # keys and indices are repr()s
+    return ns["extract"]
 
 
 def _plain_get(source: str | int) -> Callable[[Any], Any]:

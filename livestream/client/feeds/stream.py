@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from ..loop import call_in_loop, on_loop_thread
 from ..subscription import DEFAULT_WINDOW, Subscription
-from .parse import RowError, RowParser
+from .parse import _MISSING, RowError, RowParser, _idx
 
 if TYPE_CHECKING:
     from ..feed import FeedConnection
@@ -189,13 +190,21 @@ class FeedStream(Subscription):
         self.parser = parser
         #: The newest rejected messages, oldest first (bounded: ``dead_letter_limit``).
         self.dead_letters: deque[DeadLetter] = deque(maxlen=dead_letter_limit)
-        self._pending_rows: list = []  # records collected since the last flush
+        # since the last flush: one list of raw values per column (made when the
+        # columns are known), and per row where it came from (the raw message when the
+        # record is the whole message, else the record) for the text of a dead letter.
+        # The lists are kept (cleared, not replaced) so the per-message handler can
+        # hold their bound ``append``.
+        self._batch_cols: list[list[Any]] = []
+        self._batch_srcs: list[Any] = []
+        self._slow_rows = 0  # rows added by _take (the fast handler adds one per message)
         self._selected = 0
         self._select = parser.select
         self._has_path = parser.path is not None
         self._relays: list[Relay] = []
         self.stats_data.extra.update({k: 0 for k in DEAD_LETTER_KINDS})
         self.stats_data.extra["dead_letters"] = 0
+        self._feed = self._make_feed()
 
     def __repr__(self) -> str:
         s = self.stats
@@ -205,8 +214,61 @@ class FeedStream(Subscription):
         )
 
     # -- hot path (on the loop) -----------------------------------------------------------
+    #
+    # The connection calls ``stream._feed(msg, raw)`` for every decoded message. That
+    # attribute is a handler generated for this stream by _make_feed: for the common
+    # shape (no path, an object per message, columns known, not paused) it inlines a
+    # one-field selector and the column reads, and appends the values to per-column
+    # lists, so the decoded message is freed at once and no per-row object is kept.
+    # Anything else (a missing field, another shape, a path) goes through _take.
 
-    def _feed(self, msg: Any, raw: str | bytes) -> None:
+    def _make_feed(self) -> Callable[[Any, str | bytes], None]:
+        parser = self.parser
+        if self.paused or self._has_path or parser.cols is None:
+            return self._feed_any
+        if len(self._batch_cols) != len(parser.cols):
+            self._batch_cols = [[] for _ in parser.cols]
+        k = len(parser.cols)
+        args = ", ".join(f"_a{i}" for i in range(k))
+        reads = "; ".join(f"v{i} = {e}" for i, e in enumerate(parser.value_exprs("msg")))
+        appends = "; ".join(f"_a{i}(v{i})" for i in range(k))
+        if parser.select_field is not None:
+            check = "if type(msg) is not dict or msg.get(_key, _missing) != _want:\n            return"
+        else:
+            check = (
+                "if _select is not None:\n"
+                "            try:\n"
+                "                if not _select(msg):\n"
+                "                    return\n"
+                "            except Exception as exc:\n"
+                "                _dead(raw, f'select raised {exc!r}', 'select_error')\n"
+                "                return\n"
+                "        if type(msg) is not dict:\n"
+                "            _take(msg, raw)\n"
+                "            return"
+            )
+        src = (
+            f"def make(_key, _want, _missing, _select, _dead, _take, _idx, _s, {args}):\n"
+            f"    def feed(msg, raw):\n"
+            f"        {check}\n"
+            f"        try:\n"
+            f"            {reads}\n"
+            f"        except Exception:\n"
+            f"            _take(msg, raw)\n"
+            f"            return\n"
+            f"        {appends}; _s(raw)\n"
+            f"    return feed\n"
+        )
+        ns: dict[str, Any] = {}
+        exec(compile(src, f"<livestream feed stream {self.name!r}>", "exec"), ns)
+        key, want = parser.select_field or (None, None)
+        return ns["make"](key, want, _MISSING, self._select, self._dead, self._take, _idx,
+                          self._batch_srcs.append, *(c.append for c in self._batch_cols))
+
+    def _refresh_feed(self) -> None:
+        self._feed = self._make_feed()
+
+    def _feed_any(self, msg: Any, raw: str | bytes) -> None:
         """Take one decoded message: select it, collect its rows, or dead-letter it."""
         select = self._select
         if select is not None:
@@ -216,29 +278,58 @@ class FeedStream(Subscription):
             except Exception as exc:
                 self._dead(raw, f"select raised {exc!r}", "select_error")
                 return
+        self._take(msg, raw)
+
+    def _take(self, msg: Any, raw: str | bytes) -> None:
+        """A selected message, any shape: its records become rows or dead letters."""
         self._selected += 1
-        parser = self.parser
         if self.paused:
             self.stats_data.dropped += 1
             return
+        parser = self.parser
         try:
             recs = parser.records(msg) if self._has_path else msg
         except RowError as exc:
             self._dead(raw, str(exc), exc.kind)
             return
-        pending = self._pending_rows
-        if type(recs) is list:
-            if parser.positional and recs and type(recs[0]) not in (dict, list):
-                pending.append(recs)  # one array record such as [price, qty, time]
-            else:
-                pending.extend(recs)
-        else:
-            pending.append(recs)
+        if type(recs) is list and not (
+            parser.positional and recs and type(recs[0]) not in (dict, list)
+        ):
+            for rec in recs:
+                self._add(rec, rec)
+        else:  # one record (an object, or an array such as [price, qty, time])
+            self._add(recs, raw if recs is msg else recs)
+
+    def _add(self, rec: Any, src: Any) -> None:
+        had_columns = self.parser.cols is not None
+        try:
+            row = self.parser.row(rec)
+        except RowError as exc:
+            self._dead(_text(rec), str(exc), exc.kind)
+            return
+        if len(self._batch_cols) != len(row):
+            self._batch_cols = [[] for _ in row]
+        for col, v in zip(self._batch_cols, row, strict=True):
+            col.append(v)
+        self._batch_srcs.append(src)
+        self._slow_rows += 1
+        if not had_columns:  # the first record decided the columns: a faster handler
+            self._refresh_feed()
+
+    def pause(self) -> None:
+        super().pause()
+        self._refresh_feed()
+
+    def resume(self) -> None:
+        super().resume()
+        self._refresh_feed()
 
     def _not_json(self, raw: str | bytes, exc: Exception) -> None:
         self._dead(raw, f"not JSON: {exc}", "not_json")
 
     def _dead(self, raw: str | bytes, reason: str, kind: str) -> None:
+        if not isinstance(raw, (str, bytes, bytearray, memoryview)):  # a record
+            raw = _text(raw)
         if isinstance(raw, (bytes, bytearray, memoryview)):
             text = bytes(raw[:DEAD_LETTER_TEXT]).decode("utf-8", "replace")
         else:
@@ -250,19 +341,29 @@ class FeedStream(Subscription):
         self._error(reason)
 
     def _flush(self) -> None:
-        """Turn the pending rows into one typed frame and append it (end of a batch)."""
-        pending = self._pending_rows
-        if not pending:
-            return
-        self._pending_rows = []
-        if self._closed:
-            return
+        """Turn the rows collected since the last flush into one typed frame and append it
+        (end of a batch)."""
+        srcs = self._batch_srcs
+        if srcs:
+            n = len(srcs)
+            cols = [c[:] for c in self._batch_cols]
+            srcs = srcs[:]
+            for c in self._batch_cols:
+                c.clear()
+            self._batch_srcs.clear()
+            self._selected += n - self._slow_rows  # one per fast-path message
+            self._slow_rows = 0
+            if not self._closed:
+                self._append_rows(cols, srcs)
+        self.stats_data.messages = self._selected
+
+    def _append_rows(self, cols: list[list[Any]], srcs: list[Any]) -> None:
         try:
-            frame, bad = self.parser.to_frame(pending)
+            frame, bad = self.parser.columns_to_frame(cols, len(srcs))
         except Exception as exc:  # a bug must not stop the stream
             log.exception("livestream: feed stream %r could not build a batch", self.name)
-            for rec in pending:
-                self._dead(_text(rec), f"internal error building the batch: {exc!r}", "internal")
+            for src in srcs:
+                self._dead(src, f"internal error building the batch: {exc!r}", "internal")
             return
         for i, reason in bad.items():
             if reason.startswith(("a record must", "cannot infer")):
@@ -271,10 +372,9 @@ class FeedStream(Subscription):
                 kind = "missing_field"
             else:
                 kind = "bad_value"
-            self._dead(_text(pending[i]), reason, kind)
+            self._dead(srcs[i], reason, kind)
         if frame is not None:
             self._apply("append", frame, schema=self.parser.schema)
-        self.stats_data.messages = self._selected
 
     # -- relay ----------------------------------------------------------------------------
 
