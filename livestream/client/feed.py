@@ -337,6 +337,10 @@ class FeedConnection:
         self.subscriptions: dict[str, FeedStream] = {}
         self._streams: tuple[FeedStream, ...] = ()
         self._raw_cbs: tuple[Callable[[Any], Any], ...] = ()
+        # what a decoded message goes to: the one stream's handler when that is all
+        # there is to do, else _dispatch_all (see _reroute)
+        self._dispatch: Callable[[Any, str | bytes], None] = self._dispatch_all
+        self._route_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ws: WebSocketClientConnection | None = None
         self._gen = 0
@@ -469,11 +473,13 @@ class FeedConnection:
             st._set_state(self.state)
             self.subscriptions[name] = st
             self._streams = (*self._streams, st)
+        self._reroute()
         return st
 
     def on_message(self, callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Call ``callback(message)`` with every decoded message (not pings/acks), on the loop."""
         self._raw_cbs = (*self._raw_cbs, callback)
+        self._reroute()
         return callback
 
     def send(self, message: Message) -> None:
@@ -694,6 +700,7 @@ class FeedConnection:
         if self._ack is not None:
             self._acks_left = self.ack_count or max(1, len(msgs))
             self._ack_fut = loop.create_future()
+            self._reroute()
             self._set_state("subscribing")
         for m in msgs:
             ws.write_message(_encode(m), binary=isinstance(m, (bytes, bytearray)))
@@ -703,6 +710,7 @@ class FeedConnection:
             done, _ = await asyncio.wait({ack_fut, closed}, timeout=self.ack_timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
             self._ack_fut = None
+            self._reroute()
             if ack_fut not in done:
                 if closed.done():
                     raise FeedError(f"connection ended before the acknowledgement: {closed.result()}")
@@ -828,6 +836,7 @@ class FeedConnection:
             if self.subscriptions.get(st.name) is st:
                 del self.subscriptions[st.name]
             self._streams = tuple(x for x in self._streams if x is not st)
+        self._reroute()
 
     def _pause(self, st: FeedStream) -> None:
         pass  # the stream ignores its messages while paused
@@ -871,19 +880,33 @@ class FeedConnection:
             if ping is not None and ping(msg):
                 self._answer_ping(msg)
                 return
-            if self._ack_fut is not None and self._check_ack(msg):
-                return
-            for st in self._streams:
-                st._feed(msg, raw)
-            if self._raw_cbs:
-                for cb in self._raw_cbs:
-                    try:
-                        cb(msg)
-                    except Exception as exc:
-                        self._conn_error(f"on_message callback failed: {exc!r}")
-                        log.exception("livestream: on_message callback failed")
+            self._dispatch(msg, raw)
 
         return on_message
+
+    def _reroute(self) -> None:
+        """Recompute where decoded messages go (after a change of streams, callbacks,
+        acknowledgement wait, or a stream's handler): straight to the one stream's
+        handler when there is nothing else to do, which saves a loop per message."""
+        with self._route_lock:
+            streams = self._streams
+            if len(streams) == 1 and not self._raw_cbs and self._ack_fut is None:
+                self._dispatch = streams[0]._feed
+            else:
+                self._dispatch = self._dispatch_all
+
+    def _dispatch_all(self, msg: Any, raw: str | bytes) -> None:
+        if self._ack_fut is not None and self._check_ack(msg):
+            return
+        for st in self._streams:
+            st._feed(msg, raw)
+        if self._raw_cbs:
+            for cb in self._raw_cbs:
+                try:
+                    cb(msg)
+                except Exception as exc:
+                    self._conn_error(f"on_message callback failed: {exc!r}")
+                    log.exception("livestream: on_message callback failed")
 
     def _end_batch(self) -> None:
         self._batch_open = False

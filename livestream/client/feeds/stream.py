@@ -267,6 +267,9 @@ class FeedStream(Subscription):
 
     def _refresh_feed(self) -> None:
         self._feed = self._make_feed()
+        reroute = getattr(self.feed, "_reroute", None)
+        if reroute is not None:  # the connection may call this handler directly
+            reroute()
 
     def _feed_any(self, msg: Any, raw: str | bytes) -> None:
         """Take one decoded message: select it, collect its rows, or dead-letter it."""
