@@ -11,17 +11,26 @@ import numpy as np
 import pandas as pd
 
 SYMBOLS = ("AAPL", "MSFT", "GOOG")
-#: Total points held by each Bokeh document's ColumnDataSources that have an "x" column.
+
+#: Total points held by the sources of each Bokeh document's plots (one entry per document).
 CDS_POINTS_JS = """
 () => {
   const B = window.Bokeh;
   if (!B || !B.documents) return null;
   const out = [];
   for (const doc of B.documents) {
+    // every plot's renderers' sources (series the page added in JS included)
+    const seen = new Set();
     let total = 0;
     for (const m of doc._all_models.values()) {
-      if (typeof m.get_length === "function" && m.data !== undefined && "x" in m.data
-          && m.data.x.length !== undefined) total += m.get_length() || 0;
+      if (!Array.isArray(m.renderers)) continue;
+      for (const r of m.renderers) {
+        const s = r.data_source;
+        if (s && !seen.has(s) && s.data && "x" in s.data) {
+          seen.add(s);
+          total += s.get_length() || 0;
+        }
+      }
     }
     out.push(total);
   }
