@@ -105,6 +105,8 @@ class DirectChart(BokehModel):
         doc.js_on_event(DocumentReady, CustomJS(
             args={"views": [args], "server_json": json.dumps(server)}, code=START_JS))
         self.sub = sub
+        #: the chart's arguments (as LiveChart.options: to make the same chart elsewhere)
+        self.options: dict[str, Any] = {"x": x, "y": y, **chart_kw}
         self.figure = fig
         self.spec: dict[str, Any] = json.loads(args["spec"])
         load_bokehjs()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .chart import ChartKind, LiveChart
+    from .direct import DirectChart
     from .widgets import Controls, LiveTable, Ticker
 
 
@@ -33,8 +34,9 @@ class ViewsMixin:
         kind: ChartKind = "line",
         window: int | None = None,
         fps: float = 20,
+        direct: bool = False,
         **kwargs: Any,
-    ) -> LiveChart:
+    ) -> LiveChart | DirectChart:
         """A live Bokeh chart of this subscription, as an ipywidget.
 
         ``kind``: ``"line"``, ``"scatter"``, ``"step"``, ``"bar"`` (one bar per
@@ -46,8 +48,14 @@ class ViewsMixin:
         at most ``fps`` frames a second. ``x=None`` plots against the row offset.
         ``where={"symbol": "AAPL"}`` draws only matching rows. Other keywords: ``title``, ``height``, ``width``, ``bar_width``, ``size``,
         ``line_width``, ``color``, ``tooltips`` and any ``bokeh.plotting.figure``
-        argument.
+        argument. ``direct=True`` makes a chart whose browser side subscribes to the
+        livestream server by itself (the kernel is off the hot path; see
+        :mod:`livestream.notebook.direct`).
         """
+        if direct:
+            from .direct import DirectChart
+
+            return DirectChart(self, x, y, by=by, kind=kind, window=window, fps=fps, **kwargs)
         from .chart import LiveChart
 
         return LiveChart(self, x, y, by=by, kind=kind, window=window, fps=fps, **kwargs)

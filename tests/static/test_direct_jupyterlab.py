@@ -2,8 +2,9 @@
 
 The livestream server and its feed run in the test process (a server thread and a feed
 thread), so a kernel busy in ``time.sleep`` stops neither. The notebook makes a
-``DirectChart``; its browser side subscribes by itself, so the chart's ColumnDataSources
-(read from ``window.Bokeh.documents``) keep growing while the last cell is still running.
+``sub.chart(..., direct=True)`` (a ``DirectChart``); its browser side subscribes by
+itself, so the chart's data sources (read from ``window.Bokeh.documents``) keep growing
+while the last cell is still running.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 def _notebook(url: str) -> dict[str, Any]:
     cells = [
         "import livestream as ls\n"
-        "from livestream.notebook.direct import DirectChart\n"
         f"conn = ls.connect({url!r})\n"
         "sub = conn.subscribe('trades', window=100_000)\n"
         "await sub.wait_async(rows=1, timeout=60)",
-        "DirectChart(sub, x='ts', y='price', by='sym', window=100_000)",
+        "sub.chart(x='ts', y='price', by='sym', window=100_000, direct=True)",
         "import time\nprint('sleeping', flush=True)\ntime.sleep(300)",
     ]
     return {
