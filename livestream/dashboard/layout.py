@@ -110,11 +110,11 @@ def spec_of(item: Any) -> ViewSpec:
     if isinstance(item, ViewSpec):
         return item
     from ..notebook.chart import LiveChart
+    from ..notebook.direct import DirectChart
     from ..notebook.widgets import Controls, LiveTable, Ticker
 
-    if isinstance(item, LiveChart):
-        opts = item.options
-        return ViewSpec.of(item.sub, "chart", live=item, **opts)
+    if isinstance(item, LiveChart | DirectChart):
+        return ViewSpec.of(item.sub, "chart", live=item, **item.options)
     if isinstance(item, LiveTable):
         return ViewSpec.of(item.sub, "table", live=item, rows=item.rows, columns=item.columns,
                            fps=item.fps, sort_by=item.sort_by, ascending=item.ascending)
