@@ -312,12 +312,15 @@ class Subscription(ViewsMixin):
         ts: float | None = None,
         mode: str | None = None,
         key: Sequence[str] | None = None,
+        columns: dict[str, Any] | None = None,
     ) -> None:
         """Apply one update. ``kind`` is snapshot, append, upsert or replace.
 
         ``frame`` may be an Arrow table for appends to a rolling window: its columns
         are copied into the window without a DataFrame being built (one is built for
-        ``on_update`` callbacks only if there are any).
+        ``on_update`` callbacks only if there are any). ``columns``, the frame's
+        columns as arrays (name → array), lets an append to a rolling window copy them
+        without a Series per column.
         """
         if self._closed:
             return
@@ -365,7 +368,7 @@ class Subscription(ViewsMixin):
                         # a source that does not track offsets (outside feeds) passes None
                         self._rows.reset(offset)
                         self._resets += 1
-                    self._rows.append(frame)
+                    self._rows.append(frame if columns is None else columns)
             if epoch is not None:
                 self.epoch = epoch
             if next_offset is not None:

@@ -73,24 +73,30 @@ class _Column:
         if self.type == "string":  # release references held past the end
             self.data[n:hi] = None
 
-    def write(self, pos: int | np.ndarray, s: pd.Series | pa.Array | pa.ChunkedArray) -> None:
-        """Write a pandas Series or an Arrow array at row ``pos`` onwards, or at the row
-        positions of an index array. Arrow input goes straight to numpy (no pandas)."""
+    def write(self, pos: int | np.ndarray,
+              s: pd.Series | pa.Array | pa.ChunkedArray | np.ndarray | Any) -> None:
+        """Write a pandas Series, the array of one (a numpy array or a pandas extension
+        array: Categorical, DatetimeArray, masked…) or an Arrow array at row ``pos``
+        onwards, or at the row positions of an index array. Arrow input goes straight
+        to numpy (no pandas)."""
         sel = slice(pos, pos + len(s)) if isinstance(pos, int) else pos
         if isinstance(s, pa.ChunkedArray | pa.Array):
             self._write_arrow(sel, s)
             return
         t = self.type
-        if t == "string":
+        if t == "category":
+            cat = s.array if isinstance(s, pd.Series) else s  # not the (slow) .cat accessor
+            self._write_codes(sel, cat.categories, cat.codes, cat.ordered)
+        elif isinstance(s, np.ndarray) and self.mask is None and not is_datetime_type(t):
+            self.data[sel] = s
+        elif t == "string":
             self.data[sel] = s.to_numpy(dtype=object)
-        elif t == "category":
-            cat = s.cat
-            self._write_codes(sel, cat.categories, cat.codes.to_numpy(), cat.ordered)
         elif is_datetime_type(t):
-            self.data[sel] = s.array.asi8
+            self.data[sel] = (s.array if isinstance(s, pd.Series) else s).asi8
         elif self.mask is not None:
             self.data[sel] = s.to_numpy(dtype=self.np_dtype, na_value=0)
-            self.mask[sel] = s.isna().to_numpy()
+            na = s.isna()
+            self.mask[sel] = na if isinstance(na, np.ndarray) else na.to_numpy()
         else:
             self.data[sel] = s.to_numpy()
 
@@ -181,19 +187,26 @@ class ColumnWindow:
     def start_offset(self) -> int:
         return self.end_offset - len(self)
 
-    def append(self, df: pd.DataFrame | pa.Table) -> None:
+    def append(self, df: pd.DataFrame | pa.Table | dict[str, Any]) -> None:
         """Append a batch already conformed to the schema (see ``Schema.conform``).
 
         ``df`` may also be an Arrow table with the schema's columns (what a client
-        decodes from a binary frame): its columns are copied without pandas.
+        decodes from a binary frame): its columns are copied without pandas; or a
+        dict of column name → 1-D array of the column's pandas/numpy type (what a feed
+        stream builds), copied without a Series per column.
         """
-        n = len(df)
+        n = (len(next(iter(df.values()))) if df else 0) if isinstance(df, dict) else len(df)
         if n == 0:
             return
         cols = self._cols
         max_rows = self.max_rows
         if max_rows is not None and n >= max_rows:
-            tail = df.slice(n - max_rows) if isinstance(df, pa.Table) else df.iloc[n - max_rows :]
+            if isinstance(df, dict):
+                tail = {k: v[n - max_rows:] for k, v in df.items()}
+            elif isinstance(df, pa.Table):
+                tail = df.slice(n - max_rows)
+            else:
+                tail = df.iloc[n - max_rows :]
             if self._cap < max_rows:
                 for c in cols.values():
                     c.resize(max_rows, 0, 0)
