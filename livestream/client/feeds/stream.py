@@ -256,7 +256,7 @@ class FeedStream(Subscription):
             f"        except Exception:\n"
             f"            _take(msg, raw)\n"
             f"            return\n"
-            f"        {appends}; _s(raw)\n"
+            f"        {appends}; _s({'None' if __import__('os').environ.get('NORAW') else 'raw'})\n"
             f"    return feed\n"
         )
         ns: dict[str, Any] = {}
@@ -362,7 +362,8 @@ class FeedStream(Subscription):
 
     def _append_rows(self, cols: list[list[Any]], srcs: list[Any]) -> None:
         try:
-            frame, bad = self.parser.columns_to_frame(cols, len(srcs))
+            data, m, bad = self.parser.columns_to_arrays(cols, len(srcs))
+            frame = None if data is None else self.parser.frame(data, m)
         except Exception as exc:  # a bug must not stop the stream
             log.exception("livestream: feed stream %r could not build a batch", self.name)
             for src in srcs:
@@ -377,7 +378,7 @@ class FeedStream(Subscription):
                 kind = "bad_value"
             self._dead(srcs[i], reason, kind)
         if frame is not None:
-            self._apply("append", frame, schema=self.parser.schema)
+            self._apply("append", frame, schema=self.parser.schema, columns=data)
 
     # -- relay ----------------------------------------------------------------------------
 
