@@ -399,3 +399,85 @@ def test_empty_window_has_the_streams_schema_after_the_first_rows():
         await f.stop()
 
     run(main())
+
+
+EVENT_COLUMNS = {"price": ("p", float), "qty": ("q", float), "time": ("T", "datetime"),
+                 "symbol": ("s", "category"), "bid": ("book.0.0", float)}
+
+
+def event(i: int, **kw) -> dict:
+    e = {"type": "trade", "p": f"{100 + i}.5", "q": 0.5, "T": 1_700_000_000_000 + i,
+         "s": "BTC" if i % 2 else "ETH", "book": [[99.5 + i, 1]]}
+    e.update(kw)
+    return e
+
+
+def test_one_event_per_message_streams_take_the_generated_handler_and_keep_every_rule():
+    """No path and a one-field select: the stream's generated per-message handler. A
+    message it cannot read directly (a missing field, another shape) still becomes a
+    row or a dead letter exactly as on the general path."""
+    async def main():
+        f = await FakeExchange(ack=False).start()
+        feed = open_feed(f.url)
+        st = feed.stream({"type": "trade"}, columns=EVENT_COLUMNS)
+        assert feed._dispatch == st._feed  # the one stream's handler, called directly
+        await feed.opened()
+        f.send_raw(event(0))
+        f.send_raw({"type": "quote", "p": "1"})  # not selected
+        f.send_raw(event(1, q=None, book=[]))  # null and missing → NaN
+        ev = event(2)
+        del ev["s"]
+        f.send_raw(ev)  # missing category → null
+        f.send_raw(event(3, p="n/a"))  # bad value: dead letter with the message text
+        f.send_raw(event(4, T="2023-11-14T22:13:20.004Z"))  # an ISO time among epoch numbers
+        f.send_raw(event(5, p=7))
+        await until(lambda: st.stats.messages == 6 and len(st) == 5, "five rows")
+        df = st.df
+        assert df.price.tolist()[:2] == [100.5, 101.5] and df.price.iloc[-1] == 7.0
+        assert df.qty.isna().tolist() == [False, True, False, False, False]
+        assert df.bid.isna().tolist() == [False, True, False, False, False]
+        assert df.symbol.isna().tolist() == [False, False, True, False, False]
+        assert str(df.dtypes["time"]) == "datetime64[ns, UTC]"
+        assert df.time.iloc[3] == pd.Timestamp("2023-11-14 22:13:20.004", tz="UTC")
+        (dead,) = st.dead_letters
+        assert dead.kind == "bad_value" and "'price'" in dead.reason
+        assert '"p":"n/a"' in dead.message.replace(" ", "")
+        # paused: the general handler counts and drops; resumed: the fast one again
+        fast = st._feed
+        st.pause()
+        assert st._feed != fast and feed._dispatch == st._feed
+        f.send_raw(event(6))
+        await until(lambda: st.stats.dropped == 1, "dropped while paused")
+        st.resume()
+        f.send_raw(event(7))
+        await until(lambda: len(st) == 6, "a row after resume")
+        assert st.stats.messages == 8 and st.stats.extra["dead_letters"] == 1
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+def test_a_predicate_select_other_shapes_and_inferred_columns_on_the_generated_handler():
+    async def main():
+        f = await FakeExchange(ack=False).start()
+        feed = open_feed(f.url)
+        seen = []
+        st = feed.stream(lambda m: m["kind"] == "t", columns={"x": float, "y": ("a.b", int)})
+        auto = feed.stream(lambda m: isinstance(m, dict) and m.get("kind") == "t")
+        feed.on_message(seen.append)  # a raw callback: messages go through the general loop
+        assert feed._dispatch == feed._dispatch_all
+        await feed.opened()
+        f.send_raw({"kind": "t", "x": 1, "a": {"b": 2}})
+        f.send_raw({"other": 1})  # the predicate raises: select_error
+        f.send_raw('[{"kind": "t"}]')  # not an object at the top: the general path
+        f.send_raw({"kind": "t", "x": "2.5", "a": {"b": "3"}})
+        await until(lambda: len(st) == 2 and len(auto) == 2, "rows in both streams")
+        assert st.df.x.tolist() == [1.0, 2.5] and st.df.y.tolist() == [2, 3]
+        assert st.stats.extra["select_error"] == 2  # {"other": 1} and the list
+        assert list(auto.df.columns) == ["kind", "x"]  # inferred from the first record
+        assert len(seen) == 4
+        feed.close()
+        await f.stop()
+
+    run(main())

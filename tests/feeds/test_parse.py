@@ -162,3 +162,44 @@ def test_bad_stream_options_get_clear_errors(kwargs, message):
 def test_bad_epoch_unit_is_refused():
     with pytest.raises(ValueError, match="unit must be one of"):
         Column(type=float, unit="h")
+
+
+def test_generated_extractor_reads_keys_paths_and_indices_and_raises_where_missing():
+    p = RowParser(columns={"a": float, "b": ("k.c", float), "i": ("l.1", int), "d": ("0", str)})
+    assert p.extract({"a": 1, "k": {"c": 2}, "l": [0, 3], "0": "x"}) == (1, 2, 3, "x")
+    for rec in ({"k": {"c": 2}, "l": [0, 3], "0": "x"},  # a missing key
+                {"a": 1, "k": "c", "l": [0, 3], "0": "x"},  # a string is not an object
+                {"a": 1, "k": {"c": 2}, "l": "ab", "0": "x"},  # a string is not a list
+                {"a": 1, "k": {"c": 2}, "l": [0], "0": "x"}):  # index past the end
+        with pytest.raises((KeyError, TypeError, IndexError)):
+            p.extract(rec)
+    # the record-by-record route gives None where the fast one raised
+    assert p.row({"a": 1, "k": "c", "l": "ab", "0": "x"}) == (1, None, None, "x")
+    arrays = RowParser(columns={"px": (0, float), "qty": (-1, float)})
+    assert arrays.row(["1.5", 7, 2]) == ("1.5", 2)
+    with pytest.raises(TypeError):
+        arrays.extract({0: "1.5", -1: 2})  # only lists are read by index
+    assert arrays.row({0: "1.5"}) == (None, None)
+
+
+def test_epoch_batches_of_one_unit_mixed_units_and_out_of_range():
+    p = RowParser(columns={"t": "datetime"})
+    df, bad, _ = parse(p, {"t": 1_700_000_000}, {"t": 1_700_000_000_000})  # s and ms
+    assert not bad and df.t.tolist() == [pd.Timestamp(1_700_000_000, unit="s", tz="UTC"),
+                                         pd.Timestamp(1_700_000_000_000, unit="ms", tz="UTC")]
+    df, bad, _ = parse(p, {"t": -1_000}, {"t": 1_000})  # before 1970
+    assert not bad and df.t[0] == pd.Timestamp(-1_000, unit="s", tz="UTC")
+    u = RowParser(columns={"t": Column(type="datetime", unit="s")})
+    df, bad, _ = parse(u, {"t": 2**62}, {"t": 5})
+    assert list(bad) == [0] and "datetime" in bad[0] and df.t[0] == pd.Timestamp(5, unit="s",
+                                                                                  tz="UTC")
+
+
+def test_category_batches_share_a_dtype_and_non_text_labels_become_text():
+    p = RowParser(columns={"s": "category"})
+    a, _, _ = parse(p, {"s": "b"}, {"s": "a"}, {"s": None})
+    b, _, _ = parse(p, {"s": "a"}, {"s": "b"}, {"s": "a"})
+    assert a.s.tolist()[:2] == ["b", "a"] and pd.isna(a.s[2])
+    assert b.s.tolist() == ["a", "b", "a"] and a.s.dtype is b.s.dtype
+    c, bad, _ = parse(p, {"s": 5}, {"s": {"k": 1}}, {"s": "a"})
+    assert not bad and c.s.tolist() == ["5", '{"k":1}', "a"]
