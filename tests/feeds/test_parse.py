@@ -203,3 +203,12 @@ def test_category_batches_share_a_dtype_and_non_text_labels_become_text():
     assert b.s.tolist() == ["a", "b", "a"] and a.s.dtype is b.s.dtype
     c, bad, _ = parse(p, {"s": 5}, {"s": {"k": 1}}, {"s": "a"})
     assert not bad and c.s.tolist() == ["5", '{"k":1}', "a"]
+
+
+def test_float_columns_refuse_bools_and_arrays_but_take_zero_one_and_nulls():
+    p = RowParser(columns={"x": float})
+    df, bad, _ = parse(p, {"x": True}, {"x": 1}, {"x": "0"}, {"x": [1, 2]}, {"x": None})
+    assert set(bad) == {0, 3} and "bool" in bad[0]
+    assert df.x.tolist()[:2] == [1.0, 0.0] and pd.isna(df.x[2])
+    df, bad, _ = parse(p, {"x": [1, 2]}, {"x": [3, 4]})  # same-length arrays: not a 2-D column
+    assert df is None and set(bad) == {0, 1}

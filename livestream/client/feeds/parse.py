@@ -665,9 +665,11 @@ def _float_one(v: Any) -> float:
 def _to_float(vals: Sequence[Any], c: _Col, bad: dict[int, str]) -> np.ndarray:
     dtype = np.float32 if c.type.lower() == "float32" else np.float64
     try:
-        if bool in set(map(type, vals)):
-            raise TypeError("bool")
         arr = np.array(vals, dtype=np.float64)
+        # a bool (not a number here) would have become 1.0 or 0.0: look for one only then
+        if arr.ndim != 1 or (((arr == 1.0) | (arr == 0.0)).any()
+                             and bool in set(map(type, vals))):
+            raise TypeError("bool")
     except (ValueError, TypeError):
         arr = np.array(_fallback(vals, c, bad, _float_one, math.nan), dtype=np.float64)
     arr = arr.astype(dtype, copy=False)
