@@ -1,13 +1,17 @@
 """Messages to typed columns: the sans-I/O half of outside feeds.
 
 Nothing here touches a socket or an event loop. A :class:`RowParser` is built
-from a stream's ``select=``, ``path=`` and ``columns=``; it turns one decoded
-JSON message into zero or more row tuples (:meth:`RowParser.rows`), and a batch
-of collected rows into a typed pandas DataFrame (:meth:`RowParser.to_frame`),
-reporting every row that does not fit with a reason instead of raising.
+from a stream's ``select=``, ``path=`` and ``columns=``; it finds the record(s)
+of a decoded JSON message (:meth:`RowParser.records`), reads each into a row of
+raw values (:meth:`RowParser.row`: a generated extractor, value-by-value getters
+where a value is missing), and turns a batch of those, one list per column, into
+typed arrays and a pandas DataFrame (:meth:`RowParser.columns_to_arrays`,
+:meth:`RowParser.to_frame` for records), reporting every row that does not fit
+with a reason instead of raising.
 
-Per message the work is a selector test, a path walk and one
-``operator.itemgetter`` call per record; type coercion happens once per batch
+Per message the work is a selector test, a path walk and the column reads (a
+feed stream inlines them into one generated handler, see
+:mod:`livestream.client.feeds.stream`); type coercion happens once per batch
 with numpy (a fallback loop over single values runs only for a batch that holds
 a bad value, to find which rows to dead-letter).
 

@@ -1,9 +1,10 @@
 """A feed stream: a :class:`~livestream.client.subscription.Subscription` fed by an outside feed.
 
 The connection hands every decoded message to each of its streams
-(:meth:`FeedStream._feed`, on the loop); the stream picks its messages, collects
-row tuples, and at the end of each batch of messages read from the socket turns
-them into one typed frame (:meth:`FeedStream._flush`) appended to the window.
+(``FeedStream._feed``, a handler generated for the stream, on the loop); the
+stream picks its messages, appends their values to one list per column, and
+every ``batch_interval`` turns them into typed columns (:meth:`FeedStream._flush`)
+appended to the window as one update.
 Anything that does not fit is counted and kept in :attr:`FeedStream.dead_letters`;
 nothing stops the stream.
 """
