@@ -2,7 +2,7 @@
 
 A :class:`Connection` runs on an event loop (the kernel's in a notebook, the
 ``livestream-io`` thread in a script; see :mod:`livestream.client.loop`). It
-reconnects by itself with capped exponential backoff and full jitter; after a
+reconnects by itself with capped exponential backoff and jitter; after a
 reconnect it resubscribes every subscription with its (epoch, offset), so the
 server sends exactly the rows missed, or a ``gap`` and a fresh snapshot when they
 are no longer retained. Rows are never applied twice: an update whose offsets
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from ..protocol import (
     unpack_binary,
 )
 from . import registry
+from .backoff import Backoff
 from .loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
 from .subscription import DEFAULT_WINDOW, RateMeter, Subscription
 
@@ -66,23 +66,6 @@ class ConnectionStats:
     subscriptions: int = 0
 
 
-class Backoff:
-    """Capped exponential backoff with full jitter: ``uniform(0, min(cap, base·2^n))``."""
-
-    def __init__(self, base: float = 0.1, cap: float = 10.0,
-                 rng: Callable[[], float] = random.random) -> None:
-        self.base, self.cap, self.rng = base, cap, rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.base * (2 ** self.attempt))
-        self.attempt += 1
-        return delay * (0.5 + 0.5 * self.rng())
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class Connection:
     """A connection to a livestream server. Create with :func:`livestream.connect`."""
 
@@ -93,7 +76,7 @@ class Connection:
         token: str | None = None,
         encoding: str = "arrow",
         reconnect: bool = True,
-        backoff: tuple[float, float] = (0.1, 10.0),
+        backoff: Backoff | tuple[float, float] = (0.1, 10.0),
         connect_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -111,7 +94,8 @@ class Connection:
         self.token = token
         self.encoding = encoding
         self.reconnect = reconnect
-        self._backoff = Backoff(*backoff)
+        self._backoff = backoff if isinstance(backoff, Backoff) else Backoff(*backoff)
+        self._failures = 0  # consecutive failed or dropped connections since the last welcome
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -198,7 +182,8 @@ class Connection:
                 break
             self._set_state("reconnecting")
             try:
-                await asyncio.sleep(self._backoff.next())
+                self._failures += 1
+                await asyncio.sleep(self._backoff.delay(self._failures))
             except asyncio.CancelledError:
                 break
 
@@ -420,7 +405,7 @@ class Connection:
             self._apply_data(sub, mtype, msg, payload)
         elif mtype == "welcome":
             self.welcome = msg
-            self._backoff.reset()
+            self._failures = 0
             self._set_state("live")
             if self._live is not None:
                 self._live.set()

@@ -37,7 +37,6 @@ import contextlib
 import inspect
 import logging
 import os
-import random
 import ssl
 import threading
 import time
@@ -52,6 +51,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from ..errors import ConnectionClosed, LivestreamError
 from . import registry
+from .backoff import Backoff
 from .feeds.parse import Column, RowParser, Selector, compile_selector
 from .feeds.stream import DeadLetter, FeedStream, Relay
 from .loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
@@ -82,33 +82,8 @@ class FeedError(LivestreamError):
     code = "feed_error"
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Reconnect delays: ``min(maximum, initial · factor^(n-1))`` for the n-th consecutive
-    failure, each multiplied by a random factor in ``[1 - jitter, 1]``.
-
-    A connection that was live and then dropped starts again at ``n = 1``.
-    """
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not (self.initial >= 0 and self.maximum >= self.initial and self.factor >= 1):
-            raise ValueError(
-                "backoff needs 0 <= initial <= maximum and factor >= 1, got "
-                f"initial={self.initial}, maximum={self.maximum}, factor={self.factor}"
-            )
-        if not 0 <= self.jitter <= 1:
-            raise ValueError(f"backoff jitter must be between 0 and 1, got {self.jitter}")
-
-    def delay(self, failures: int, rng: Callable[[], float] = random.random) -> float:
-        """The delay before the next attempt after ``failures`` consecutive failures."""
-        n = max(1, failures)
-        base = min(self.maximum, self.initial * self.factor ** min(n - 1, 64))
-        return base * (1.0 - self.jitter * rng())
+#: Feeds' default reconnect delays: 0.5 s doubling up to 30 s, with jitter.
+DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass
@@ -258,7 +233,7 @@ class FeedConnection:
         ws_ping_interval: float | None = None,
         ws_ping_timeout: float | None = None,
         stale_after: float | None = None,
-        backoff: Backoff | tuple[float, float] = Backoff(),
+        backoff: Backoff | tuple[float, float] = DEFAULT_BACKOFF,
         max_retries: int | None = None,
         reconnect: bool = True,
         max_message_size: int = 64 * 1024 * 1024,
