@@ -109,5 +109,12 @@ def test_quickstart_chart_grows_in_jupyterlab(jupyterlab, lab_browser):
         assert "IOPub message rate exceeded" not in log
         assert "IOPub data rate exceeded" not in log
         assert not [e for e in console_errors if "Bokeh" in e or "bokeh" in e], console_errors
+    except BaseException:
+        # evidence for a failure in CI: what the page showed, and the server's log
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-quickstart-failure.png"), full_page=True)
+        print("JupyterLab log (tail):\n" + jupyterlab.log()[-6000:])
+        print("browser console errors:", console_errors[-20:])
+        raise
     finally:
         page.close()
