@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testutil import poll as poll_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,14 +170,7 @@ def run_async() -> Callable[..., Any]:
 def wait_for(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
              what: str = "condition") -> Any:
     """Poll ``pred()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return poll_until(pred, timeout, what, step=interval)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import click
 import numpy as np
 import pandas as pd
 import pytest
+from testutil import poll as shared_poll
 
 import livestream as ls
 from livestream import cli as cli_mod
@@ -136,17 +137,7 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
 
 
 def poll(pred, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = pred()
-        except OSError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return shared_poll(pred, timeout, what, ignore=(OSError,))
 
 
 def assert_one_line_error(res: subprocess.CompletedProcess | tuple, code: int | None = None) -> str:

@@ -9,14 +9,11 @@ A screenshot goes to tests/artifacts/.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
+from lab_util import ARTIFACTS, open_notebook, run_all
+from testutil import poll
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 #: Total points held by each Bokeh document's ColumnDataSources (one entry per document).
 CDS_POINTS_JS = """
@@ -37,41 +34,6 @@ CDS_POINTS_JS = """
   return out;
 }
 """
-
-
-def poll(fn, timeout: float, what: str, step: float = 0.25):
-    """Call ``fn()`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)  # a poll interval, not synchronisation: the condition decides
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def open_notebook(page, lab, name: str) -> None:
-    page.goto(f"{lab.url}/lab/tree/{name}", wait_until="domcontentloaded")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-
-    def kernel_ready() -> bool:
-        dialog = page.locator(".jp-Dialog")
-        if dialog.count() and dialog.first.is_visible():
-            # "Select Kernel": accept the proposed Python 3 kernel
-            page.locator(".jp-Dialog .jp-mod-accept").first.click()
-            return False
-        status = page.locator(".jp-NotebookPanel-toolbar .jp-KernelStatus, "
-                              "[data-status='idle'], .jp-Notebook-ExecutionIndicator")
-        text = page.locator(".jp-NotebookPanel-toolbar").inner_text()
-        return status.count() > 0 and "No Kernel" not in text and "Connecting" not in text
-
-    poll(kernel_ready, 120, "the notebook's kernel")
-
-
-def run_all(page) -> None:
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
 
 def test_quickstart_chart_grows_in_jupyterlab(jupyterlab, lab_browser):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
+
+from testutil import poll as shared_poll
 
 #: Points per chart of the page's (first) Bokeh document, by figure title (status suffix cut).
 CHART_POINTS_JS = """
@@ -38,11 +39,4 @@ def chart_info(page: Any, title: str) -> list | None:
 
 def poll(fn: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
     """Call ``fn()`` until truthy; fail after ``timeout`` s (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return shared_poll(fn, timeout, what, step=step)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from testutil import poll as shared_poll
 
 SYMBOLS = ("AAPL", "MSFT", "GOOG")
 
@@ -82,12 +82,5 @@ class Feed:
 
 
 def poll(fn: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
-    """Call ``fn()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)  # a poll interval: the condition decides, not the sleep
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    """Call ``fn()`` until truthy; fail after ``timeout`` s (a deadline, not a sleep)."""
+    return shared_poll(fn, timeout, what, step=step)

@@ -1,0 +1,26 @@
+"""Helpers shared by the test suite (importable: tests/conftest.py puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def poll(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+         step: float = 0.05, ignore: tuple[type[BaseException], ...] = ()) -> Any:
+    """Call ``fn()`` until it returns something truthy and return that; fail after
+    ``timeout`` seconds. ``step`` is a poll interval, not synchronisation: the
+    condition decides. Exceptions of the ``ignore`` types count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = fn()
+        except ignore:
+            last = None
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(step)
