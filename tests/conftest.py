@@ -183,6 +183,21 @@ def poll() -> Callable[..., Any]:
 # -- Chromium -----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def browser(chromium_path: str, chromium_args: list[str]) -> Iterator[Any]:
+    """A headless Playwright Chromium (Debian's binary), closed after the test."""
+    from playwright.sync_api import sync_playwright
+
+    args = [a for a in chromium_args if not a.startswith("--headless")]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path, args=args, headless=True)
+        try:
+            yield b
+        finally:
+            with contextlib.suppress(Exception):
+                b.close()
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     """Path of Debian's Chromium. Skips when missing; fails under CI."""

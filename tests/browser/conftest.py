@@ -29,17 +29,3 @@ def jupyterlab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
         stop_lab(lab)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(lab.log_path, ARTIFACTS / "jupyter-server.log")
-
-
-@pytest.fixture
-def lab_browser(chromium_path: str, chromium_args: list[str]) -> Iterator[object]:
-    """A Playwright Chromium browser (Debian's binary)."""
-    from playwright.sync_api import sync_playwright
-
-    args = [a for a in chromium_args if not a.startswith("--headless")]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=args, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()

@@ -36,8 +36,8 @@ CDS_POINTS_JS = """
 """
 
 
-def test_quickstart_chart_grows_in_jupyterlab(jupyterlab, lab_browser):
-    page = lab_browser.new_page(viewport={"width": 1400, "height": 1000})
+def test_quickstart_chart_grows_in_jupyterlab(jupyterlab, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     console_errors: list[str] = []
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     try:

@@ -3,7 +3,6 @@ dashboard of it, and a Playwright Chromium (Debian's binary)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,18 +32,3 @@ def demo_dash(demo_server: Any) -> Iterator[Any]:
         yield ds
     finally:
         ds.stop()
-
-
-@pytest.fixture
-def browser(chromium_path: str, chromium_args: list[str]) -> Iterator[Any]:
-    """A headless Playwright Chromium browser."""
-    from playwright.sync_api import sync_playwright
-
-    args = [a for a in chromium_args if not a.startswith("--headless")]
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=args, headless=True)
-        try:
-            yield b
-        finally:
-            with contextlib.suppress(Exception):
-                b.close()

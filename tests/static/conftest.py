@@ -69,17 +69,3 @@ def closed_server(make_server: Callable[..., Any]) -> tuple[Any, Any]:
     sub = conn.subscribe("trades").wait(rows=1, timeout=30)
     yield srv, sub
     conn.close()
-
-
-@pytest.fixture
-def browser(chromium_path: str, chromium_args: list[str]) -> Iterator[Any]:
-    """A Playwright Chromium browser (Debian's binary, headless)."""
-    from playwright.sync_api import sync_playwright
-
-    args = [a for a in chromium_args if not a.startswith("--headless")]
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=args, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
