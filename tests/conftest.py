@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from testutil import poll as poll_until
+from testutil import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,14 +262,10 @@ class RedisServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+            stop_process(proc, timeout)
         finally:
             if proc.stderr is not None:
                 proc.stderr.close()

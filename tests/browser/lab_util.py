@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testutil import poll
+from testutil import poll, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -101,13 +101,7 @@ def proc_wait(proc: subprocess.Popen, timeout: float) -> None:
 
 def stop_lab(lab: Lab) -> None:
     """Stop the server (it shuts its kernels down) by its own pid."""
-    if lab.proc.poll() is None:
-        lab.proc.terminate()
-        try:
-            lab.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            lab.proc.kill()
-            lab.proc.wait(timeout=10)
+    stop_process(lab.proc)
 
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from dash_util import chart_info, chart_points, poll
+from testutil import stop_process
 
 from livestream.dashboard.server import live_stats
 
@@ -119,9 +120,4 @@ def test_script_app_served_by_cli_and_bokeh_serve(runner, demo_server, browser, 
         finally:
             page.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)

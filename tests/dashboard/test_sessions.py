@@ -10,6 +10,7 @@ import pytest
 from bokeh.client import pull_session
 from bokeh.document import Document
 from dash_util import poll
+from testutil import stop_process
 
 import livestream as ls
 from livestream.client.loop import run_in_loop
@@ -154,9 +155,4 @@ def test_cli_serves_a_notebook_marked_servable(demo_server, tmp_path):
         finally:
             session.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
