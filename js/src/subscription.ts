@@ -197,8 +197,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     // append / upsert
     if (this.mode === null) this.mode = kind === "upsert" ? "keyed" : "append";
     if (kind === "upsert" && this.key.length === 0) {
-      // The server did not tell us the key (docs/protocol.md §5.4, §11 item 1): resubscribe from
-      // our resume point; the reply carries mode and key, and the rows are sent again.
+      // We do not know the key (servers send it in `subscribed`, docs/protocol.md §5.4; an older
+      // server may not): resubscribe from our resume point; the reply carries mode and key.
       return this.resync();
     }
     const held = this.offset;
@@ -230,7 +230,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private applySnapshot(msg: DataHeader, payload: Uint8Array | null): void {
     const batch = this.decode(msg, payload);
     if (!this.gapPending && this.epoch !== null && msg.epoch !== this.epoch && this.offset !== null) {
-      // History was lost without a gap message (docs/protocol.md §11 item 2): say so.
+      // History was lost without a gap message (docs/protocol.md §10: a snapshot of another epoch
+      // means the same as a gap): say so.
       this.recordGap({
         type: "gap", topic: this.topic, epoch: this.epoch, offset: this.offset, new_epoch: msg.epoch,
         until: msg.offset, reason: "epoch", synthetic: true,
