@@ -34,35 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from livestream.dashboard.static import PAGE_POINTS_JS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DESCRIPTION = ("server RSS and CPU per dashboard viewer: Bokeh server app vs static "
                "self-streaming page, 1/10/50 viewers in headless Chromium")
 
-POINTS_JS = """
-() => {
-  const B = window.Bokeh;
-  if (!B || !B.documents) return 0;
-  const out = [];
-  for (const doc of B.documents) {
-    // every plot's renderers' sources (series the page added in JS included)
-    const seen = new Set();
-    let total = 0;
-    for (const m of doc._all_models.values()) {
-      if (!Array.isArray(m.renderers)) continue;
-      for (const r of m.renderers) {
-        const s = r.data_source;
-        if (s && !seen.has(s) && s.data && "x" in s.data) {
-          seen.add(s);
-          total += s.get_length() || 0;
-        }
-      }
-    }
-    out.push(total);
-  }
-  return out.reduce((a, b) => a + b, 0);
-}
-"""
 
 
 def _trades(start: int, n: int) -> Any:
@@ -129,7 +107,7 @@ def _sample(procs: list[Any], seconds: float) -> tuple[float, float]:
 def _wait_points(pages: list[Any], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
-        counts = [p.evaluate(POINTS_JS) for p in pages]
+        counts = [sum(p.evaluate(PAGE_POINTS_JS) or []) for p in pages]
         if all(c > 0 for c in counts):
             return sum(counts)
         if time.monotonic() > deadline:
@@ -157,7 +135,7 @@ def _run_mode(name: str, url: str, procs: list[Any], levels: list[int], browser:
             before = _wait_points(pages, 120)
             time.sleep(settle)  # let every page reach its steady state before measuring
             cpu, rss = _sample(ps, seconds)
-            after = sum(p.evaluate(POINTS_JS) for p in pages)
+            after = sum(sum(p.evaluate(PAGE_POINTS_JS) or []) for p in pages)
             row = {"mode": name, "viewers": n, "cpu_pct": cpu, "rss_mib": rss,
                    "cpu_per_viewer": (cpu - cpu0) / n, "rss_per_viewer": (rss - rss0) / n,
                    "points_before": before, "points_after": after}

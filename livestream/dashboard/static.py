@@ -237,6 +237,35 @@ def view_models(spec: Any, *, snapshot: bool = False) -> tuple[Any, dict[str, An
     return Div(text=f"<i>{_escape(note)}</i>", styles={"opacity": "0.6"}), None
 
 
+#: A JavaScript function for ``page.evaluate``: the points held by each Bokeh document's plot
+#: sources on a page (series the page added in JS included), one number per document. The
+#: tests and ``benchmarks/bench_viewers.py`` read a live page's growth with it.
+PAGE_POINTS_JS = """
+() => {
+  const B = window.Bokeh;
+  if (!B || !B.documents) return null;
+  const out = [];
+  for (const doc of B.documents) {
+    // every plot's renderers' sources (series the page added in JS included)
+    const seen = new Set();
+    let total = 0;
+    for (const m of doc._all_models.values()) {
+      if (!Array.isArray(m.renderers)) continue;
+      for (const r of m.renderers) {
+        const s = r.data_source;
+        if (s && !seen.has(s) && s.data && "x" in s.data) {
+          seen.add(s);
+          total += s.get_length() || 0;
+        }
+      }
+    }
+    out.push(total);
+  }
+  return out;
+}
+"""
+
+
 # -- pages --------------------------------------------------------------------------------------
 
 

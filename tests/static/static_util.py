@@ -10,33 +10,10 @@ import numpy as np
 import pandas as pd
 from testutil import poll as shared_poll
 
+from livestream.dashboard.static import PAGE_POINTS_JS
+
 SYMBOLS = ("AAPL", "MSFT", "GOOG")
 
-#: Total points held by the sources of each Bokeh document's plots (one entry per document).
-CDS_POINTS_JS = """
-() => {
-  const B = window.Bokeh;
-  if (!B || !B.documents) return null;
-  const out = [];
-  for (const doc of B.documents) {
-    // every plot's renderers' sources (series the page added in JS included)
-    const seen = new Set();
-    let total = 0;
-    for (const m of doc._all_models.values()) {
-      if (!Array.isArray(m.renderers)) continue;
-      for (const r of m.renderers) {
-        const s = r.data_source;
-        if (s && !seen.has(s) && s.data && "x" in s.data) {
-          seen.add(s);
-          total += s.get_length() || 0;
-        }
-      }
-    }
-    out.push(total);
-  }
-  return out;
-}
-"""
 
 
 def trades_frame(start: int, n: int) -> pd.DataFrame:
@@ -84,3 +61,6 @@ class Feed:
 def poll(fn: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
     """Call ``fn()`` until truthy; fail after ``timeout`` s (a deadline, not a sleep)."""
     return shared_poll(fn, timeout, what, step=step)
+
+#: Points per Bokeh document on a page (see ``livestream.dashboard.static``).
+CDS_POINTS_JS = PAGE_POINTS_JS
