@@ -3,6 +3,7 @@
 ::
 
     livestream serve    [--host H] [--port P] [--token T] [--allow-origin O]... [--cert C --key K]
+                        [--allow-host NAME]... [--trusted-proxy IP[/BITS]]...
     livestream demo     [--port P] [--rate R] [--duration S]
     livestream publish  FILE --topic T [--url URL] [--token T]
     livestream replay   FILE --topic T --time-column C [--speed N] [--url URL]
