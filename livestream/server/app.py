@@ -469,7 +469,11 @@ class Server:
     @property
     def host(self) -> str:
         h = self.config.host
-        return "127.0.0.1" if h in ("", "0.0.0.0") else ("[::1]" if h == "::" else h)
+        if h in ("", "0.0.0.0"):
+            return "127.0.0.1"
+        if h == "::":
+            return "[::1]"
+        return f"[{h}]" if ":" in h and not h.startswith("[") else h  # an IPv6 literal
 
     @property
     def url(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from testutil import poll
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.websocket import websocket_connect
 
@@ -76,6 +77,9 @@ def test_rebinding_page_cannot_open_a_websocket(make_server, run_async) -> None:
                                          "Origin": f"http://127.0.0.1:{srv.port}"}) == 101
 
     run_async(main())
+    # the accepted one is counted once its open() ran (just after the 101 went out)
+    poll(lambda: srv.metrics.connections_total == 1, 10, "the accepted connection")
+    assert srv.metrics.errors["host_not_allowed"] == 2
     assert srv.metrics.connections_total == 1
 
 
@@ -343,9 +347,14 @@ def test_tokens_never_reach_a_log_record(make_server, run_async, caplog) -> None
         conn.close()
 
     run_async(main())
+    def access_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "tornado.access"]
+
+    access = poll(lambda: len(access_lines()) >= 16 and access_lines(), 10,
+                  "an access-log line per request (5 WebSocket, 11 HTTP)")
+    assert any(r.getMessage().startswith("401 ") for r in access)
+    assert any(r.getMessage().startswith("101 ") for r in access)
     records = [r for r in caplog.records if r.name.startswith(("tornado", "livestream"))]
-    assert any(r.name == "tornado.access" and "401" in r.getMessage() for r in records)
-    assert any(r.name == "tornado.access" and "101" in r.getMessage() for r in records)
     assert any("token=" in r.getMessage() for r in records)  # the name stays, the value goes
     for r in caplog.records:
         text = r.getMessage() + (r.exc_text or "")
@@ -400,14 +409,21 @@ def test_every_package_logger_is_scrubbed() -> None:
 ACCESS = re.compile(r"^\d{3} \w+ \S+ \(([^)]*)\)")
 
 
-def _peers(caplog) -> list[str]:
-    """The client address of each access-log line, in order."""
+def _peers(caplog, n: int) -> list[str]:
+    """The client address of each access-log line, in order, once there are ``n`` of them.
+
+    The server thread logs a request just after writing its response, so the lines are waited
+    for (the client may have its answer first).
+    """
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
+
+    poll(lambda: len(lines()) >= n, 10, f"{n} access-log lines")
     out = []
-    for r in caplog.records:
-        if r.name == "tornado.access":
-            m = ACCESS.match(r.getMessage())
-            assert m, r.getMessage()
-            out.append(m.group(1))
+    for line in lines():
+        m = ACCESS.match(line)
+        assert m, line
+        out.append(m.group(1))
     return out
 
 
@@ -422,7 +438,7 @@ def test_forwarded_headers_are_ignored_without_a_trusted_proxy(make_server, run_
         assert await handshake(srv.url, spoof) == 101
 
     run_async(main())
-    assert _peers(caplog) == ["127.0.0.1", "127.0.0.1"]
+    assert _peers(caplog, 2) == ["127.0.0.1", "127.0.0.1"]
 
 
 def test_forwarded_headers_are_honoured_only_from_trusted_proxies(make_server, run_async,
@@ -447,4 +463,21 @@ def test_forwarded_headers_are_honoured_only_from_trusted_proxies(make_server, r
                             headers={"X-Forwarded-For": "203.0.113.9"})).code == 200
 
     run_async(main())
-    assert _peers(caplog) == ["203.0.113.9"] * 5 + ["127.0.0.1", "127.0.0.1"]
+    assert _peers(caplog, 7) == ["203.0.113.9"] * 5 + ["127.0.0.1", "127.0.0.1"]
+
+
+def test_ipv6_loopback_server_has_bracketed_urls_and_answers_them(make_server,
+                                                                  run_async) -> None:
+    srv = make_server(host="::1")
+    assert srv.url == f"ws://[::1]:{srv.port}/ws"
+    assert srv.http_url == f"http://[::1]:{srv.port}"
+    srv.publish("t", pd.DataFrame({"x": [1, 2]}))
+
+    async def main() -> None:
+        r = await fetch(srv.http_url + "/topics/t?format=csv")
+        assert r.code == 200 and r.body.decode().split() == ["x", "1", "2"]
+        assert await handshake(srv.url, {"Origin": f"http://[::1]:{srv.port}"}) == 101
+        r = await fetch(srv.http_url + "/health", headers={"Host": f"attacker.example:{srv.port}"})
+        assert r.code == 403
+
+    run_async(main())
