@@ -38,8 +38,6 @@ from .security import origin_allowed
 if TYPE_CHECKING:
     from .app import LivestreamServer
 
-__all__ = ["ClientHandler", "origin_allowed"]
-
 log = logging.getLogger("livestream.server")
 
 
