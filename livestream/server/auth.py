@@ -3,7 +3,8 @@
 A request (a WebSocket message, an HTTP request) carries at most one token. The
 :class:`Authenticator` turns it into a :class:`Grant`: glob patterns of topic
 names the bearer may subscribe to (``sub``), publish to (``pub``) and
-administer (``admin``: create and delete), and the time the grant ends
+administer (``admin``: create and delete, and also subscribe and publish: the
+owner of a topic may do everything with it), and the time the grant ends
 (``exp``). The same rules serve the WebSocket and the HTTP endpoints; this
 module does no I/O except reading key files in :meth:`Authenticator.from_config`.
 
@@ -141,9 +142,9 @@ class Grant:
     def allows(self, action: Action, topic: str) -> bool:
         """Whether this grant allows ``action`` on ``topic`` (time not considered)."""
         if action == "subscribe":
-            return matches(self.sub, topic)
+            return matches(self.sub, topic) or matches(self.admin, topic)
         if action == "publish":
-            return matches(self.pub, topic)
+            return matches(self.pub, topic) or matches(self.admin, topic)
         if action == "delete":
             return matches(self.admin, topic)
         if action == "create":

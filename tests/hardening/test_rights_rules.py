@@ -49,7 +49,8 @@ def test_creating_needs_admin_or_a_publish_pattern_naming_the_topic():
     assert g.allows("create", "orders")  # the common case: allowed orders, creates orders
     assert g.allows("publish", "prices.NEW") and not g.allows("create", "prices.NEW")
     assert g.allows("create", "scratch.x") and g.allows("delete", "scratch.x")
-    assert not g.allows("delete", "orders")
+    assert g.allows("publish", "scratch.x") and g.allows("subscribe", "scratch.x")  # owner
+    assert not g.allows("delete", "orders") and not g.allows("subscribe", "orders")
     static_pub = Grant(pub=("*",), pub_creates=True)  # the static publish token, as before
     assert static_pub.allows("create", "anything") and not static_pub.allows("delete", "x")
 
