@@ -407,7 +407,8 @@ def _start_demo_dashboard(srv: Any, feed: Any, kw: dict[str, Any], port: int) ->
     """Serve the demo dashboard (per-session subscriptions to ``srv``) on ``port``."""
     from .demo import demo_dashboard
 
-    token = kw.get("subscribe_token") or kw.get("token")
+    # with signed tokens only, viewers bring theirs: ?livestream_token=
+    token = kw.get("subscribe_token") or kw.get("token") or kw.get("admin_token")
     dash = demo_dashboard(srv.url, feed.feeds, token=token)
     try:
         return dash.serve(port=port, host=kw["host"])
