@@ -76,8 +76,6 @@ PUBLIC_KEY_ALGORITHMS: tuple[str, ...] = (
 )
 DEFAULT_PUBLIC_KEY_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
 
-_WILDCARD = re.compile(r"[*?\[]")
-
 
 class TokenError(AuthError):
     """A token was given and refused; ``expired`` says whether only its time ran out."""
@@ -477,8 +475,3 @@ def parse_duration(text: str) -> float:
     if value <= 0:
         raise ValueError("a duration must be positive")
     return value
-
-
-def is_wildcard(pattern: str) -> bool:
-    """Whether a pattern holds glob characters (else it names one topic)."""
-    return bool(_WILDCARD.search(pattern))
