@@ -1,9 +1,10 @@
 """Message types of protocol version 1, and validation of what clients send.
 
 Every message is a JSON object with a ``type``. Clients send ``hello``,
-``subscribe``, ``unsubscribe``, ``publish`` and ``ping``; servers send
-``welcome``, ``subscribed``, ``snapshot``, ``append``, ``upsert``, ``replace``,
-``gap``, ``unsubscribed``, ``ack``, ``error`` and ``pong``. The fields are
+``subscribe``, ``unsubscribe``, ``publish``, ``ping`` and ``refresh``; servers
+send ``welcome``, ``subscribed``, ``snapshot``, ``append``, ``upsert``,
+``replace``, ``gap``, ``unsubscribed``, ``ack``, ``error``, ``pong``,
+``refreshed`` and ``deleted``. The fields are
 specified in ``docs/protocol.md``; this module is the executable form of that
 document for the client-to-server direction.
 """
@@ -28,7 +29,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4000  # the client's send queue exceeded its limit
     UNSUPPORTED_VERSION = 4001  # hello asked for a protocol version the server lacks
     TOO_MANY_ERRORS = 4002  # too many malformed messages in a row
-    UNAUTHORIZED = 4003  # a token was required at connect time and was wrong
+    UNAUTHORIZED = 4003  # the connection's token expired (no refresh in time)
 
 
 #: Error codes of ``error`` frames.
@@ -39,7 +40,9 @@ ERROR_CODES = {
     "bad_frame": "a binary frame that is not a valid publish frame",
     "bad_topic_name": "the topic name breaks the naming rules",
     "unknown_topic": "the topic does not exist (HTTP endpoints, unsubscribe)",
-    "unauthorized": "the token is missing or wrong",
+    "unauthorized": "the token is missing, wrong, expired, or does not grant this action on "
+                    "this topic",
+    "too_many_topics": "creating the topic would exceed max_topics; nothing was created",
     "schema_mismatch": "a published batch does not match the topic's schema",
     "too_many_subscriptions": "the connection has reached max_subscriptions",
     "too_many_rows": "a publish holds more than max_rows_per_publish rows",
@@ -52,7 +55,7 @@ ERROR_CODES = {
     "internal": "the server failed while handling the message",
 }
 
-CLIENT_TYPES = ("hello", "subscribe", "unsubscribe", "publish", "ping")
+CLIENT_TYPES = ("hello", "subscribe", "unsubscribe", "publish", "ping", "refresh")
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,15 @@ class Ping:
     t: Any
 
 
-ClientMessage = Hello | Subscribe | Unsubscribe | Publish | Ping
+@dataclass(frozen=True)
+class Refresh:
+    """A new token for the connection, sent before the current one expires."""
+
+    token: str
+    id: Any
+
+
+ClientMessage = Hello | Subscribe | Unsubscribe | Publish | Ping | Refresh
 
 
 def _opt_str(msg: dict, name: str, mid: Any) -> str | None:
@@ -149,6 +160,11 @@ def parse_client_message(msg: Any) -> ClientMessage:
         return Publish(_topic(msg, mid), mid, _opt_str(msg, "token", mid), msg)
     if mtype == "ping":
         return Ping(mid, msg.get("t"))
+    if mtype == "refresh":
+        token = msg.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("bad_message", "refresh needs a non-empty string 'token'", id=mid)
+        return Refresh(token, mid)
     raise ProtocolError(
         "unknown_type", f"unknown message type {mtype!r}; expected one of {list(CLIENT_TYPES)}",
         id=mid,

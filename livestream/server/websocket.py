@@ -25,6 +25,7 @@ from ..protocol import (
     Hello,
     Ping,
     Publish,
+    Refresh,
     Subscribe,
     Unsubscribe,
     dumps,
@@ -33,6 +34,7 @@ from ..protocol import (
     parse_client_message,
     unpack_binary,
 )
+from .auth import Grant
 from .security import origin_allowed
 
 if TYPE_CHECKING:
@@ -51,6 +53,9 @@ class ClientHandler(WebSocketHandler):
         self.session = secrets.token_hex(6)
         self.encoding = "json"
         self.token: str | None = None
+        self.grant = Grant()  # the connection's rights (set on open, hello and refresh)
+        self.auth_timer: Any = None  # closes with 4003 / ends subscriptions at token expiry
+        self.sub_exp: dict[str, float] = {}  # topic -> expiry of its own subscribe token
         self.topics: dict[str, str] = {}  # topic -> "live" | "pending"
         # pending topic -> the (epoch, offset) its subscribe resumed from
         self.pending_resume: dict[str, tuple[str | None, int | None]] = {}
@@ -142,7 +147,9 @@ class ClientHandler(WebSocketHandler):
             if msg.encoding is not None:
                 self.encoding = msg.encoding
             if msg.token is not None:
-                self.token = msg.token
+                self.server.set_connection_token(self, msg.token)
+                if self.close_reason_tag == "token_expired":
+                    return
             self.send_json(self.server.welcome(self))
         elif isinstance(msg, Subscribe):
             self.server.subscribe(self, msg)
@@ -150,6 +157,8 @@ class ClientHandler(WebSocketHandler):
             self.server.unsubscribe(self, msg)
         elif isinstance(msg, Publish):
             self._publish(msg, None)
+        elif isinstance(msg, Refresh):
+            self.server.refresh(self, msg)
         elif isinstance(msg, Ping):
             out: dict[str, Any] = {"type": "pong", "server_t": self.server.now_ms()}
             if msg.id is not None:
