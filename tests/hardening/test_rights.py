@@ -34,6 +34,9 @@ def mint(**kw) -> str:
 
 
 async def fetch(url: str, **kw):
+    """An HTTP request; a POST body is JSON unless the caller says otherwise."""
+    if kw.get("method") == "POST":
+        kw["headers"] = {"Content-Type": "application/json", **(kw.get("headers") or {})}
     try:
         return await AsyncHTTPClient().fetch(HTTPRequest(url, **kw))
     except HTTPClientError as exc:
