@@ -386,7 +386,11 @@ class LivestreamServer:
             except SchemaError as exc:
                 raise ProtocolError("bad_message", f"bad 'schema': {exc}") from None
             if schema is not None and given_schema != schema:
-                raise ProtocolError("schema_mismatch", "the given schema differs from the topic's")
+                have = {f.name: f.type for f in schema}
+                col = next((f.name for f in given_schema if have.get(f.name) != f.type),
+                           next((n for n in have if n not in given_schema.names), None))
+                raise SchemaError(f"the given schema differs from the topic's {schema.to_json()}"
+                                  f" at column {col!r}", column=col)
             schema = given_schema
         categories = message.get("categories")
         if categories is not None and not (isinstance(categories, dict) and all(

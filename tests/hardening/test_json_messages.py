@@ -301,3 +301,21 @@ def test_livestream_serve_takes_max_columns(tmp_path) -> None:
         stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_schema_that_differs_from_the_topics_names_the_column(make_server) -> None:
+    srv = make_server()
+    srv.publish("s", pd.DataFrame({"a": [1], "b": [1.5]}))
+
+    @async_test()
+    async def run() -> None:
+        c = await RawClient.open(srv.url)
+        for schema, column in (([{"name": "a", "type": "int64"}, {"name": "b", "type": "int64"}],
+                                "b"),
+                               ([{"name": "a", "type": "int64"}], "b")):
+            err = await error_of(c, {"type": "publish", "topic": "s", "id": 1, "schema": schema,
+                                     "columns": {"a": [1], "b": [2]}})
+            assert (err["code"], err["column"], err["topic"]) == ("schema_mismatch", column, "s")
+        c.close()
+
+    run()
