@@ -158,6 +158,8 @@ def _server_options(fn: Any) -> Any:
                      help="Subscriptions per connection [256]."),
         click.option("--max-rows-per-publish", type=click.IntRange(min=1), default=None,
                      help="Rows in one publish [1000000]."),
+        click.option("--max-columns", type=click.IntRange(min=1), default=None,
+                     help="Columns in one publish or topic [1000]."),
         click.option("--send-queue-bytes", type=click.IntRange(min=1), default=None,
                      help="Unsent bytes allowed per client before --slow-consumer applies "
                           "[8 MiB]."),
@@ -174,8 +176,9 @@ def _server_options(fn: Any) -> Any:
 
 
 _LIMIT_KEYS = ("retention_rows", "retention_seconds", "max_message_size", "max_subscriptions",
-               "max_rows_per_publish", "send_queue_bytes", "max_topics", "admin_token",
-               "jwt_secret_file", "jwt_public_key_file", "jwt_audience", "jwt_leeway")
+               "max_rows_per_publish", "max_columns", "send_queue_bytes", "max_topics",
+               "admin_token", "jwt_secret_file", "jwt_public_key_file", "jwt_audience",
+               "jwt_leeway")
 
 
 def _make_backplane(url: str | None) -> Any:

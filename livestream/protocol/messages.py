@@ -24,6 +24,8 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down
+    PROTOCOL_ERROR = 1002  # a frame breaking RFC 6455 (unmasked, invalid close code, ...)
+    INVALID_PAYLOAD = 1007  # a text frame or close reason that is not UTF-8
     MESSAGE_TOO_BIG = 1009  # a frame above max_message_size
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 4000  # the client's send queue exceeded its limit
@@ -45,7 +47,9 @@ ERROR_CODES = {
     "too_many_topics": "creating the topic would exceed max_topics; nothing was created",
     "schema_mismatch": "a published batch does not match the topic's schema",
     "too_many_subscriptions": "the connection has reached max_subscriptions",
-    "too_many_rows": "a publish holds more than max_rows_per_publish rows",
+    "too_many_rows": "a publish holds more than max_rows_per_publish rows, or more cells "
+                     "(rows x columns) than max_message_size",
+    "too_many_columns": "a publish or schema has more than max_columns columns",
     "not_subscribed": "unsubscribe of a topic this connection is not subscribed to",
     "derived_topic": "a publish to a derived topic",
     "unsupported_version": "hello asked for a protocol version the server lacks (then close 4001)",
@@ -159,7 +163,12 @@ def parse_client_message(msg: Any) -> ClientMessage:
     if mtype == "publish":
         return Publish(_topic(msg, mid), mid, _opt_str(msg, "token", mid), msg)
     if mtype == "ping":
-        return Ping(mid, msg.get("t"))
+        t = msg.get("t")
+        if t is not None and not isinstance(t, int | float | str):  # bool is an int
+            raise ProtocolError(
+                "bad_message", "'t' must be a number, a string, a boolean or null", id=mid
+            )
+        return Ping(mid, t)
     if mtype == "refresh":
         token = msg.get("token")
         if not isinstance(token, str) or not token:

@@ -29,7 +29,7 @@ from ..client.loop import get_loop, on_loop_thread, run_in_loop
 from ..core.derived import Derivation, DeriveError
 from ..core.schema import Schema
 from ..core.topic import Mode, Topic, Update, check_topic_name
-from ..errors import AuthError, LimitError, ProtocolError, TopicError
+from ..errors import AuthError, LimitError, ProtocolError, SchemaError, TopicError
 from ..protocol import (
     PROTOCOL_VERSION,
     CloseCode,
@@ -43,6 +43,8 @@ from ..protocol import (
     encode_data,
     error_message,
 )
+from ..protocol.codec import untrusted_arrow_to_frame
+from ..protocol.ipc import Limits
 from .auth import Authenticator, Grant, TokenError
 from .config import ServerConfig
 from .http import NotFoundHandler, routes
@@ -115,6 +117,11 @@ class LivestreamServer:
             raise LimitError(
                 f"{len(df)} rows in one publish; the limit is {self.config.max_rows_per_publish}",
                 code="too_many_rows",
+            )
+        if len(df.columns) > self.config.max_columns:
+            raise LimitError(
+                f"{len(df.columns)} columns in one publish; the limit is "
+                f"{self.config.max_columns}", code="too_many_columns",
             )
         if self.backplane.get(name) is None:
             # created with its first batch: a refused batch leaves no topic behind
@@ -490,41 +497,78 @@ class LivestreamServer:
         df = self.frame_from_message(msg.topic, msg.message, payload)
         return self.publish(msg.topic, df)
 
-    def frame_from_message(self, name: str, message: dict, payload: Any) -> pd.DataFrame:
-        """Decode the rows of a publish (WebSocket frame or HTTP body)."""
-        from ..protocol import arrow_to_frame
+    def decode_limits(self) -> Limits:
+        """What one untrusted publish may hold (rows, columns, cells)."""
+        cfg = self.config
+        return Limits(max_rows=cfg.max_rows_per_publish, max_columns=cfg.max_columns,
+                      max_cells=cfg.max_message_size)
 
+    def _check_shape(self, rows: int, columns: int) -> None:
+        """Refuse a publish of more rows, columns or cells than the limits, before any
+        of its values are decoded."""
+        cfg = self.config
+        if columns > cfg.max_columns:
+            raise LimitError(f"{columns} columns in one publish; the limit is "
+                             f"{cfg.max_columns}", code="too_many_columns")
+        if rows > cfg.max_rows_per_publish:
+            raise LimitError(f"{rows} rows in one publish; the limit is "
+                             f"{cfg.max_rows_per_publish}", code="too_many_rows")
+        if rows * columns > cfg.max_message_size:
+            raise LimitError(f"{rows} rows x {columns} columns is more than "
+                             f"{cfg.max_message_size} cells (max_message_size) in one publish",
+                             code="too_many_rows")
+
+    def frame_from_message(self, name: str, message: dict, payload: Any) -> pd.DataFrame:
+        """Decode the rows of a publish (WebSocket frame or HTTP body).
+
+        Everything in it is untrusted: shapes and types of the JSON fields, and the
+        Arrow payload (validated in full, see ``untrusted_arrow_to_frame``), are
+        checked, and the limits applied, before any rows are built.
+        """
         if payload is not None:
-            return arrow_to_frame(payload)
+            return untrusted_arrow_to_frame(payload, self.decode_limits())
         topic = self.backplane.get(name)
         schema = topic.schema if topic is not None else None
-        if "schema" in message and message["schema"] is not None:
-            given = Schema.from_json(message["schema"])
-            if schema is not None and given != schema:
-                raise ProtocolError("schema_mismatch", "the given schema differs from the topic's")
-            schema = given
+        given = message.get("schema")
+        if given is not None:
+            if isinstance(given, list):
+                self._check_shape(0, len(given))
+            try:
+                given_schema = Schema.from_json(given)
+            except SchemaError as exc:
+                raise ProtocolError("bad_message", f"bad 'schema': {exc}") from None
+            if schema is not None and given_schema != schema:
+                have = {f.name: f.type for f in schema}
+                col = next((f.name for f in given_schema if have.get(f.name) != f.type),
+                           next((n for n in have if n not in given_schema.names), None))
+                raise SchemaError(f"the given schema differs from the topic's {schema.to_json()}"
+                                  f" at column {col!r}", column=col)
+            schema = given_schema
+        categories = message.get("categories")
+        if categories is not None and not (isinstance(categories, dict) and all(
+                isinstance(v, list) and all(isinstance(c, str) for c in v)
+                for v in categories.values())):
+            raise ProtocolError("bad_message",
+                                "'categories' must be an object of arrays of strings")
         if "rows" in message:
             rows = message["rows"]
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise ProtocolError("bad_message", "'rows' must be an array of objects")
-            if len(rows) > self.config.max_rows_per_publish:
-                raise LimitError(f"{len(rows)} rows in one publish; the limit is "
-                                 f"{self.config.max_rows_per_publish}", code="too_many_rows")
-            columns: dict[str, list] = {}
             names = schema.names if schema is not None else list(dict.fromkeys(
                 k for r in rows for k in r))
-            for n in names:
-                columns[n] = [r.get(n) for r in rows]
+            self._check_shape(len(rows), len(names))
             extra = {k for r in rows for k in r} - set(names)
             if extra:
-                from ..errors import SchemaError
                 col = sorted(extra)[0]
                 raise SchemaError(f"column {col!r} is not in the topic's schema {names}",
                                   column=col)
+            columns: dict[str, list] = {n: [r.get(n) for r in rows] for n in names}
         elif "columns" in message:
             columns = message["columns"]
             if not isinstance(columns, dict):
                 raise ProtocolError("bad_message", "'columns' must be an object of arrays")
+            self._check_shape(max((len(v) for v in columns.values() if isinstance(v, list)),
+                                  default=0), len(columns))
         else:
             raise ProtocolError("bad_message", "a publish needs 'columns' or 'rows'")
         if schema is None:
@@ -532,7 +576,7 @@ class LivestreamServer:
                 return pd.DataFrame(columns)
             except (ValueError, TypeError) as exc:
                 raise ProtocolError("bad_message", f"cannot build a table: {exc}") from None
-        return decode_columns_json(columns, schema, message.get("categories"))
+        return decode_columns_json(columns, schema, categories)
 
     def resync(self, h: ClientHandler) -> None:
         """A conflated client drained its queue: gap + fresh snapshot for each topic."""

@@ -23,6 +23,10 @@ class ServerConfig:
     - ``max_subscriptions`` [256 per connection]: error frame
       ``too_many_subscriptions``.
     - ``max_rows_per_publish`` [1,000,000]: error frame / HTTP 413 ``too_many_rows``.
+      A publish may also hold at most ``max_message_size`` cells (rows × columns),
+      so that a small frame cannot decode to a huge table: ``too_many_rows`` too.
+    - ``max_columns`` [1,000]: columns of a publish (and of a topic); more gets
+      error frame / HTTP 413 ``too_many_columns``, before the rows are decoded.
     - ``send_queue_bytes`` [8 MiB per client]: bytes written to a client and not
       yet flushed to its socket. Past it, ``slow_consumer="close"`` closes the
       client with 4000; ``"conflate"`` drops its updates until its queue drains
@@ -75,6 +79,7 @@ class ServerConfig:
     max_message_size: int = 16 * MiB
     max_subscriptions: int = 256
     max_rows_per_publish: int = 1_000_000
+    max_columns: int = 1000
     send_queue_bytes: int = 8 * MiB
     slow_consumer: Literal["close", "conflate"] = "close"
     retention_rows: int = DEFAULT_RETENTION_ROWS
@@ -101,7 +106,8 @@ class ServerConfig:
         if self.slow_consumer not in ("close", "conflate"):
             raise ValueError("slow_consumer must be 'close' or 'conflate'")
         for name in ("max_message_size", "max_subscriptions", "max_rows_per_publish",
-                     "send_queue_bytes", "retention_rows", "max_errors", "max_topics"):
+                     "max_columns", "send_queue_bytes", "retention_rows", "max_errors",
+                     "max_topics"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if (self.certfile is None) != (self.keyfile is None):
@@ -131,6 +137,7 @@ class ServerConfig:
             "max_message_size": self.max_message_size,
             "max_subscriptions": self.max_subscriptions,
             "max_rows_per_publish": self.max_rows_per_publish,
+            "max_columns": self.max_columns,
             "send_queue_bytes": self.send_queue_bytes,
             "slow_consumer": self.slow_consumer,
             "retention_rows": self.retention_rows,

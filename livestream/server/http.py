@@ -57,6 +57,7 @@ _STATUS = {
     "schema_mismatch": 422,
     "too_many_rows": 413,
     "too_many_topics": 409,
+    "too_many_columns": 413,
     "limit_exceeded": 413,
     "derived_topic": 409,
     "topic_exists": 409,
@@ -197,7 +198,7 @@ class TopicHandler(_Base):
         except (ProtocolError, TopicError, AuthError) as exc:
             return self.fail(exc.code, str(exc))
         except LimitError as exc:
-            return self.fail(exc.code if exc.code in _STATUS else "too_many_rows", str(exc))
+            return self.fail(exc.code, str(exc))
         except LivestreamError as exc:
             return self.fail(exc.code, str(exc))
         self.write_json({"type": "ack", "topic": name, "offset": update.offset,
