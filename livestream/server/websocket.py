@@ -3,15 +3,17 @@
 The handler is thin: it parses frames with :mod:`livestream.protocol`, asks the
 :class:`~livestream.server.app.LivestreamServer` to act, and writes frames. All
 of it runs on the server's loop. Bytes written but not yet flushed are counted
-per client (``queued``) so that a client that stops reading is dealt with by the
-slow-consumer policy instead of growing the server's memory without end.
+per client (``queued``) and for the whole process
+(:class:`~livestream.server.budget.SendBudget`) so that a client that stops reading
+is dealt with by the slow-consumer policy instead of growing the server's memory
+without end. Frames are written by :mod:`._tornado_compat`, the one module that
+relies on Tornado internals.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import struct
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -34,9 +36,13 @@ from ..protocol import (
     parse_client_message,
     unpack_binary,
 )
+from ._tornado_compat import closing, unflushed, write_frame
 
 if TYPE_CHECKING:
+    from ..core.delivery import Delivery
     from .app import LivestreamServer
+
+__all__ = ["ClientHandler", "origin_allowed", "unflushed"]
 
 log = logging.getLogger("livestream.server")
 
@@ -68,8 +74,15 @@ class ClientHandler(WebSocketHandler):
         self.topics: dict[str, str] = {}  # topic -> "live" | "pending"
         # pending topic -> the (epoch, offset) its subscribe resumed from
         self.pending_resume: dict[str, tuple[str | None, int | None]] = {}
-        self.queued = 0  # bytes written, not yet flushed
+        self.queued = 0  # bytes written, not yet flushed (kept by server.budget)
+        self.bytes_out = 0  # bytes of frames handed to the stream (progress = this - queued)
+        self.progress: tuple[int, float] = (0, 0.0)  # (bytes taken by the socket, since when)
+        self.out_stream: IOStream | None = None
         self.stalled = False  # conflating: updates dropped until the queue drains
+        # topic -> snapshot (or missed rows) still being sent, in order (server.pacer)
+        self.deliveries: dict[str, Delivery] = {}
+        self.pacing_queued = False
+        self.drain_waiting = False
         self.errors_in_row = 0
         self.close_reason_tag = "client"
 
@@ -91,6 +104,8 @@ class ClientHandler(WebSocketHandler):
         if enc in ("json", "arrow"):
             self.encoding = enc
         self.set_nodelay(True)
+        conn = self.ws_connection
+        self.out_stream = conn.stream if conn is not None else None
         self.server._client_opened(self)
 
     def on_close(self) -> None:
@@ -100,6 +115,8 @@ class ClientHandler(WebSocketHandler):
         self.server._client_closed(self, reason)
 
     def on_message(self, message: str | bytes) -> None:
+        if closing(self):
+            return  # closing (4002, 4000, ...): frames already received are not acted on
         try:
             if isinstance(message, bytes):
                 header, payload = unpack_binary(message)
@@ -192,47 +209,54 @@ class ClientHandler(WebSocketHandler):
         """Write one frame; False if the client is gone or was just dropped as slow.
 
         When nothing is queued for this client (the common case) the frame goes
-        to the socket with one ``send()``; only what the kernel does not take is
+        to the socket with one ``sendmsg()``; only what the kernel does not take is
         handed to the Tornado stream, whose unflushed byte count is the client's
-        send queue for the slow-consumer check. No Future, task or callback per
-        frame per client (see docs/decisions.md).
+        send queue for the slow-consumer check. ``data`` is never copied: it may be
+        the same bytes for every client. No Future, task or callback per frame per
+        client (see docs/decisions.md).
         """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return False
         stream = conn.stream
         n = len(data)
-        queued = self.queued = unflushed(stream)
+        queued = unflushed(stream)
+        if queued != self.queued:
+            self.server.budget.changed(self, queued)
         if queued + n > self.server.config.send_queue_bytes and queued > 0:
             return self._over_limit()
-        frame = _frame_header(0x2 if binary else 0x1, n) + data
         try:
-            sent = 0
-            if queued == 0 and type(stream) is IOStream:  # plain TCP; TLS goes through write()
-                try:
-                    sent = stream.socket.send(frame)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:  # reset by the peer: closing runs on_close's bookkeeping
-                    stream.close()
-                    return False
-            if sent < len(frame):
-                stream.write(memoryview(frame)[sent:] if sent else frame)
+            added = write_frame(stream, 0x2 if binary else 0x1, data, queued == 0)
         except StreamClosedError:
             return False
+        self.bytes_out += n + (2 if n < 126 else 4 if n <= 0xFFFF else 10)
+        if added or queued:
+            self.server.budget.changed(self, unflushed(stream))
         m = self.server.metrics
         m.messages_sent += 1
         m.bytes_sent += n
         m.rows_sent += rows
         return True
 
-    def queue_drained(self) -> bool:
-        """Whether a stalled (conflating) client has flushed below half its limit."""
-        conn = self.ws_connection
-        if conn is None or conn.is_closing():
-            return False
-        queued = self.queued = unflushed(conn.stream)
-        return queued <= self.server.config.send_queue_bytes // 2
+    def queue_now(self) -> int:
+        """Bytes queued for this client now (also updates the server's accounting)."""
+        stream = self.out_stream
+        queued = unflushed(stream) if stream is not None else 0
+        if queued != self.queued:
+            self.server.budget.changed(self, queued)
+        return queued
+
+    def drop_slow(self, tag: str, reason: str) -> None:
+        """Disconnect now: close code 4000, then abort the connection, so what is
+        queued for it is freed at once (a client that does not read would never see
+        the close frame anyway)."""
+        log.warning("livestream: dropping client %s (%d bytes queued): %s", self.session,
+                    self.queued, reason)
+        self.close_reason_tag = tag
+        self.close(CloseCode.SLOW_CONSUMER, reason)
+        if self.out_stream is not None:
+            self.out_stream.close()
+        self.server.budget.forget(self)
 
     def _over_limit(self) -> bool:
         cfg = self.server.config
@@ -276,19 +300,3 @@ def _bearer(request: Any) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return None
-
-
-def unflushed(stream: Any) -> int:
-    """Bytes written to a Tornado IOStream and not yet accepted by the socket."""
-    buf = getattr(stream, "_write_buffer", None)
-    return len(buf) if buf is not None else 0
-
-
-def _frame_header(opcode: int, n: int) -> bytes:
-    """An unmasked, final WebSocket frame header (RFC 6455 §5.2) for ``n`` payload bytes."""
-    first = 0x80 | opcode
-    if n < 126:
-        return struct.pack("BB", first, n)
-    if n <= 0xFFFF:
-        return struct.pack("!BBH", first, 126, n)
-    return struct.pack("!BBQ", first, 127, n)
