@@ -300,3 +300,21 @@ def test_half_sent_http_requests_are_closed_after_the_idle_timeouts():
         ws.close()
     finally:
         srv.close()
+
+
+# -- documented ------------------------------------------------------------------------------
+
+
+def test_these_limits_have_documented_defaults():
+    from pathlib import Path
+
+    from livestream.server.config import ServerConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    table = doc.split("## 8. Limits and defaults", 1)[1].split("\n## ", 1)[0]
+    for name in ("send_queue_bytes", "snapshot_slice_bytes", "max_send_bytes_total",
+                 "send_timeout", "http_idle_timeout", "http_body_timeout"):
+        assert f"| `{name}` |" in table, name
+        assert f"``{name}``" in (ServerConfig.__doc__ or ""), name
+    limits = ServerConfig().limits()
+    assert limits["snapshot_slice_bytes"] == 1 * MiB and limits["send_timeout"] == 20.0
