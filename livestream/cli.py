@@ -3,6 +3,7 @@
 ::
 
     livestream serve    [--host H] [--port P] [--token T] [--allow-origin O]... [--cert C --key K]
+                        [--allow-host NAME]... [--trusted-proxy IP[/BITS]]...
     livestream demo     [--port P] [--rate R] [--duration S]
     livestream publish  FILE --topic T [--url URL] [--token T]
     livestream replay   FILE --topic T --time-column C [--speed N] [--url URL]
@@ -103,6 +104,16 @@ def _server_options(fn: Any) -> Any:
                      help="Browser Origin allowed to open a WebSocket, e.g. "
                           "http://localhost:5006 (repeatable; '*' allows all). "
                           "Default: same host and localhost."),
+        click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+                     help="Host name the server answers besides IP addresses, localhost and "
+                          "--host (and, when listening beyond loopback, this machine's name): "
+                          "e.g. the public name behind a proxy (repeatable; '.example.com' for "
+                          "a domain and its subdomains). Other Host headers get 403, against "
+                          "DNS rebinding. '*' answers any Host: unsafe."),
+        click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP[/BITS]",
+                     help="Reverse proxy address or network whose X-Forwarded-For / X-Real-Ip "
+                          "/ X-Forwarded-Proto headers are believed (repeatable). Default: "
+                          "none; those headers are ignored."),
         click.option("--cert", "certfile", type=click.Path(exists=True, dir_okay=False),
                      help="TLS certificate (PEM); serves wss:// and https://. Needs --key."),
         click.option("--key", "keyfile", type=click.Path(exists=True, dir_okay=False),
@@ -174,7 +185,8 @@ def _start_server(kw: dict[str, Any]) -> Any:
     try:
         return ls.serve(
             kw["host"], kw["port"], backplane=backplane,
-            allowed_origins=list(kw["allow_origins"]), certfile=kw["certfile"],
+            allowed_origins=list(kw["allow_origins"]), allowed_hosts=list(kw["allow_hosts"]),
+            trusted_proxies=list(kw["trusted_proxies"]), certfile=kw["certfile"],
             keyfile=kw["keyfile"], slow_consumer=kw["slow_consumer"],
             subscribe_token=sub_tok, publish_token=pub_tok, **options,
         )

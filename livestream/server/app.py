@@ -46,9 +46,10 @@ from ..protocol import (
 from . import _tornado_compat
 from .budget import SendBudget
 from .config import ServerConfig
-from .http import routes
+from .http import NotFoundHandler, routes
 from .metrics import Metrics
 from .pacing import SnapshotPacer
+from .security import RequestGuard
 from .websocket import ClientHandler
 
 log = logging.getLogger("livestream.server")
@@ -62,6 +63,7 @@ class LivestreamServer:
         self.backplane = backplane or MemoryBackplane()
         self.backplane.add_listener(self._on_update)
         self.metrics = Metrics()
+        self.guard = RequestGuard(config)  # Host allowlist, origin rule, trusted proxies
         self.clients: set[ClientHandler] = set()
         self.subscribers: dict[str, set[ClientHandler]] = {}
         self.derivations: dict[str, Derivation] = {}
@@ -394,6 +396,8 @@ def make_app(server: LivestreamServer) -> tornado.web.Application:
     cfg = server.config
     return tornado.web.Application(
         [(r"/ws", ClientHandler, {"server": server}), *routes(server)],
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"server": server},
         websocket_ping_interval=cfg.ping_interval,
         websocket_ping_timeout=cfg.ping_timeout,
         websocket_max_message_size=cfg.max_message_size,
@@ -438,7 +442,11 @@ class Server:
     @property
     def host(self) -> str:
         h = self.config.host
-        return "127.0.0.1" if h in ("", "0.0.0.0") else ("[::1]" if h == "::" else h)
+        if h in ("", "0.0.0.0"):
+            return "127.0.0.1"
+        if h == "::":
+            return "[::1]"
+        return f"[{h}]" if ":" in h and not h.startswith("[") else h  # an IPv6 literal
 
     @property
     def url(self) -> str:
@@ -566,11 +574,11 @@ def serve(
         app = make_app(core)
         http = tornado.httpserver.HTTPServer(
             app, ssl_options=_ssl_context(cfg), max_buffer_size=cfg.max_message_size,
-            max_body_size=cfg.max_message_size, xheaders=True,
+            max_body_size=cfg.max_message_size,
             # a request's headers (or the next request on a kept-alive connection) and
             # its body must arrive in time: half-sent requests cannot hold connections
             idle_connection_timeout=cfg.http_idle_timeout, body_timeout=cfg.http_body_timeout,
-        )
+        )  # no xheaders: handlers honour proxy headers from trusted_proxies only
         sockets = tornado.netutil.bind_sockets(cfg.port, cfg.host or None)
         http.add_sockets(sockets)
         handle.http_server = http
@@ -579,4 +587,10 @@ def serve(
 
     run_in_loop(loop, start)
     log.info("livestream: serving %s", handle.url)
+    hosts = core.guard.hosts
+    if hosts.any_host:
+        log.warning("livestream: allowed_hosts '*': any Host header is answered, so a web page "
+                    "whose name resolves to this server (DNS rebinding) can use it")
+    elif hosts.network:
+        log.info("livestream: answering Host %s (more with --allow-host)", hosts.describe())
     return handle

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..core.topic import DEFAULT_RETENTION_ROWS
+from .security import parse_allowed_host, parse_trusted_proxy
 
 MiB = 1024 * 1024
 
@@ -44,7 +45,21 @@ class ServerConfig:
     - ``http_body_timeout`` [30 s]: a request body not received in full this long
       after its headers is abandoned and the connection closed.
     - ``allowed_origins`` [same host and localhost]: browser ``Origin`` values
-      allowed to open a WebSocket; others get HTTP 403. ``["*"]`` allows all.
+      allowed to open a WebSocket or to ``POST``; others get HTTP 403
+      (``origin_not_allowed`` for a POST). ``["*"]`` allows all.
+
+    Protection from hostile web pages and spoofed headers (docs/protocol.md §2.2, §2.4):
+
+    - ``allowed_hosts`` [``[]``]: extra ``Host`` header names the server answers, on
+      the WebSocket handshake and every HTTP endpoint; other names get HTTP 403
+      ``host_not_allowed`` (the DNS-rebinding defence). Always accepted: IP address
+      literals, ``localhost`` and the bound ``host`` name; when bound beyond loopback
+      (``0.0.0.0``, ``::``, a LAN address or name) also this machine's host name and
+      FQDN. Entries are names (a port is ignored), ``".example.com"`` for a domain and
+      its subdomains, or ``"*"`` for any Host (unsafe: turns the check off).
+    - ``trusted_proxies`` [``[]``]: proxy IPs / CIDR networks whose ``X-Forwarded-For``,
+      ``X-Real-Ip`` and ``X-Forwarded-Proto`` headers are believed. Empty: those
+      headers are ignored and the client address is the socket peer.
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +80,8 @@ class ServerConfig:
     http_idle_timeout: float = 10.0
     http_body_timeout: float = 30.0
     allowed_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    trusted_proxies: list[str] = field(default_factory=list)
     subscribe_token: str | None = None
     publish_token: str | None = None
     certfile: str | None = None
@@ -83,6 +100,13 @@ class ServerConfig:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("give both certfile and keyfile for TLS, or neither")
+        for name, check in (("allowed_hosts", parse_allowed_host),
+                            ("trusted_proxies", parse_trusted_proxy)):
+            value = getattr(self, name)
+            value = [value] if isinstance(value, str) else list(value)
+            setattr(self, name, value)
+            for entry in value:
+                check(entry)  # ValueError naming the setting and the entry
 
     @property
     def slice_bytes(self) -> int:

@@ -5,12 +5,20 @@
 - ``GET /topics`` → every topic's name, mode, key, schema, rows and offsets
 - ``GET /topics/{name}?format=json|arrow|csv`` → the current snapshot
 - ``POST /topics/{name}`` → publish rows (JSON ``{"columns": …}`` / ``{"rows": […]}`` /
-  a JSON array of row objects, or an Arrow IPC stream with content type
-  ``application/vnd.apache.arrow.stream``); needs the publish token if one is set
+  a JSON array of row objects with content type ``application/json``, or an Arrow IPC
+  stream with content type ``application/vnd.apache.arrow.stream``); needs the publish
+  token if one is set
+- anything else → 404 ``not_found``
+
+Before any of them (``_Base.prepare``, see :mod:`.security`): a ``Host`` the server does not
+answer gets 403 ``host_not_allowed``; a ``POST`` from another site's page gets 403
+``origin_not_allowed``; a ``POST`` body that is neither JSON nor Arrow gets 415
+``unsupported_media_type``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +26,23 @@ import tornado.web
 
 from ..errors import AuthError, LimitError, LivestreamError, ProtocolError, SchemaError, TopicError
 from ..protocol import data_header, dumps, encode_data, frame_to_arrow, loads
+from .security import media_type
 
 if TYPE_CHECKING:
     from .app import LivestreamServer
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+#: The content types a POST body may have; anything else (a form, text/plain — what a page on
+#: another site can send without a CORS preflight — or none) gets 415.
+POST_TYPES = ("application/json", ARROW_STREAM)
+#: Methods that change nothing: no cross-site check (browsers do not let a page read the answer).
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+log = logging.getLogger("livestream.server")
 
 _STATUS = {
     "unknown_topic": 404,
+    "not_found": 404,
     "bad_topic_name": 400,
     "unauthorized": 401,
     "schema_mismatch": 422,
@@ -39,6 +56,32 @@ _STATUS = {
 class _Base(tornado.web.RequestHandler):
     def initialize(self, server: LivestreamServer) -> None:
         self.server = server
+
+    def prepare(self) -> None:
+        """The checks every request passes first: proxy headers, Host, cross-site, body type."""
+        guard = self.server.guard
+        req = self.request
+        guard.apply_proxy(req)
+        why = guard.host_refusal(req)
+        if why is not None:
+            log.warning("livestream: refused %s request from %s: %s", req.method,
+                        req.remote_ip, why)
+            return self.fail("host_not_allowed", why, 403)
+        if req.method in SAFE_METHODS:
+            return None
+        why = guard.cross_origin_refusal(req)
+        if why is not None:
+            log.warning("livestream: refused %s request from %s: %s", req.method,
+                        req.remote_ip, why)
+            return self.fail("origin_not_allowed", why, 403)
+        if req.method == "POST" and media_type(req.headers.get("Content-Type")) not in POST_TYPES:
+            given = req.headers.get("Content-Type")
+            return self.fail(
+                "unsupported_media_type",
+                f"a POST body must be JSON (Content-Type: application/json) or an Arrow IPC "
+                f"stream (Content-Type: {ARROW_STREAM}); got "
+                f"{'no Content-Type' if given is None else repr(given)}", 415)
+        return None
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -142,6 +185,15 @@ class TopicHandler(_Base):
             return self.fail(exc.code, str(exc))
         self.write_json({"type": "ack", "topic": name, "offset": update.offset,
                          "next": update.next, "rows": update.rows})
+
+
+class NotFoundHandler(_Base):
+    """Any other path: 404 ``not_found`` (after the same Host check as every endpoint)."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not self._finished:
+            self.fail("not_found", f"no such endpoint: {self.request.path}", 404)
 
 
 def routes(server: LivestreamServer) -> list:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
@@ -37,28 +36,13 @@ from ..protocol import (
     unpack_binary,
 )
 from ._tornado_compat import closing, unflushed, write_frame
+from .security import origin_allowed
 
 if TYPE_CHECKING:
     from ..core.delivery import Delivery
     from .app import LivestreamServer
 
-__all__ = ["ClientHandler", "origin_allowed", "unflushed"]
-
 log = logging.getLogger("livestream.server")
-
-
-def origin_allowed(origin: str, host_header: str, allowed: list[str]) -> bool:
-    """The origin rule: same host as the request, localhost, or the allowlist."""
-    if "*" in allowed:
-        return True
-    parsed = urlparse(origin)
-    o_host = (parsed.hostname or "").lower()
-    if origin in allowed or o_host in (a.lower() for a in allowed):
-        return True
-    req_host = urlparse("//" + host_header).hostname or ""
-    if o_host and o_host == req_host.lower():
-        return True
-    return o_host in ("localhost", "127.0.0.1", "::1")
 
 
 class ClientHandler(WebSocketHandler):
@@ -88,10 +72,26 @@ class ClientHandler(WebSocketHandler):
 
     # -- tornado hooks ------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Before the upgrade: trusted-proxy headers, then the Host allowlist (DNS rebinding)."""
+        guard = self.server.guard
+        guard.apply_proxy(self.request)
+        why = guard.host_refusal(self.request)
+        if why is None:
+            return
+        log.warning("livestream: refused WebSocket from %s: %s", self.request.remote_ip, why)
+        m = self.server.metrics
+        m.errors["host_not_allowed"] += 1
+        m.disconnects["host_refused"] += 1
+        self.set_status(403)
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps(error_message("host_not_allowed", why)))
+
     def check_origin(self, origin: str) -> bool:
         ok = origin_allowed(origin, self.request.host, self.server.config.allowed_origins)
         if not ok:
-            log.warning("livestream: refused WebSocket origin %s", origin)
+            log.warning("livestream: refused WebSocket origin %s from %s", origin,
+                        self.request.remote_ip)
             self.server.metrics.disconnects["origin_refused"] += 1
         return ok
 

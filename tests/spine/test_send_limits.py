@@ -275,17 +275,20 @@ def test_half_sent_http_requests_are_closed_after_the_idle_timeouts():
     try:
         ws = StalledSocket(srv.port, None, 1 << 20)
         socks = []
+        host = f"Host: 127.0.0.1:{srv.port}\r\n".encode()
         for i in range(200):
             s = socket.create_connection(("127.0.0.1", srv.port))
             if i % 4 == 0:  # headers never finished
-                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                s.sendall(b"GET /health HTTP/1.1\r\n" + host + b"X-Slow: ")
             elif i % 4 == 1:  # a body that never arrives
-                s.sendall(b"POST /topics/t HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                s.sendall(b"POST /topics/t HTTP/1.1\r\n" + host +
                           b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"r")
             elif i % 4 == 2:  # nothing at all
                 pass
             else:  # a finished request, then an idle keep-alive connection
-                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                s.sendall(b"GET /health HTTP/1.1\r\n" + host + b"\r\n")
+                s.settimeout(5)
+                assert b" 200 " in s.recv(65536).split(b"\r\n", 1)[0]
             socks.append(s)
         for s in socks:
             s.setblocking(False)
