@@ -217,7 +217,7 @@ async def test_a_frame_queued_for_many_clients_is_not_copied_per_client():
     srv = ls.serve(port=0, send_queue_bytes=64 * MiB)
     slow = [await asyncio.to_thread(StalledSocket, srv.port) for _ in range(10)]
     await until(lambda: len(srv.core.clients) == 10, what="10 connections")
-    payload = bytes(4 * MiB)
+    payload = bytes(8 * MiB)
     handlers = list(srv.core.clients)
     tracemalloc.start()
     try:
