@@ -69,6 +69,8 @@ class Delivery:
         self.gap_reason: GapReason | None = gap
         self.done = False
         self.slices = 0
+        #: rows it had still to send left the retention window (the client read too slowly)
+        self.fell_behind = False
 
     def __repr__(self) -> str:
         return (f"<Delivery {self.topic} epoch={self.epoch} cursor={self.cursor} "
@@ -134,6 +136,7 @@ class Delivery:
                 # rows not sent yet left the retention window: start over
                 self.gap_reason = self.gap_reason or "retention"
                 self.cursor = None
+                self.fell_behind = True
         if self.cursor is None:
             kind: Kind = "snapshot"
             if topic.mode == "append":

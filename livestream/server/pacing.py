@@ -19,6 +19,10 @@ decides when each slice goes:
   kind, encoding and first offset (rows of a topic's log never change within an
   epoch): forty clients subscribing to the same topic at once share every slice.
 
+A client that reads so slowly that rows still to be sent leave the topic's retention
+window is a slow consumer: with ``slow_consumer="close"`` it is closed with 4000, with
+``"conflate"`` it gets a gap and the delivery starts over from a fresh snapshot.
+
 Slices aim at ``ServerConfig.slice_bytes``; the rows per slice are learned per topic
 and encoding from the slices encoded so far, and a slice that comes out bigger is
 encoded again with fewer rows. Keyed snapshots and ``replace`` tables cannot be
@@ -174,6 +178,10 @@ class SnapshotPacer:
             return
         enc = h.encoding
         sl = d.next_slice(topic, self._rows.get((name, enc)) or self._first_rows(topic, enc))
+        if d.fell_behind and server.config.slow_consumer == "close":
+            # the topic outran the client: a slow consumer, as if its queue had overflowed
+            h._over_limit()
+            return
         data, end, rows = self._encoded(topic, sl, enc)
         if q > 0 and len(data) > room:  # a whole table: send it once the queue is empty
             self._wait(h)

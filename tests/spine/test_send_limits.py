@@ -209,6 +209,40 @@ async def test_updates_during_a_paced_snapshot_arrive_after_it_in_offset_order()
     await srv.aclose()
 
 
+@pytest.mark.parametrize("policy", ["close", "conflate"])
+@async_test(timeout=120)
+async def test_a_client_the_topic_outruns_during_its_snapshot_is_a_slow_consumer(policy):
+    srv = ls.serve(port=0, snapshot_slice_bytes=64 * KiB, send_queue_bytes=256 * KiB,
+                   slow_consumer=policy)
+    n = 100_000
+    srv.publish("t", trades(n))
+    client = await asyncio.to_thread(StalledSocket, srv.port, "t")  # not reading yet
+    await until(lambda: srv.metrics.snapshot_waits > 0, what="snapshot paused")
+    srv.publish("t", trades(n, n))  # the rows not sent yet leave the retention window
+    n *= 2
+    frames: list[tuple[int, bytes]] = []
+    while not frames or frames[-1][0] != 0x8:
+        more = await asyncio.to_thread(client.read_frames, 5.0)
+        if not more:
+            break
+        frames += more
+    texts = [orjson.loads(p) for op, p in frames if op == 0x1]
+    if policy == "close":
+        assert frames[-1][0] == 0x8
+        assert struct.unpack("!H", frames[-1][1][:2])[0] == CloseCode.SLOW_CONSUMER
+        assert not any(m["type"] == "gap" for m in texts)
+    else:  # a gap, then the delivery starts over with a fresh snapshot: every row once
+        kinds = [m["type"] for m in texts]
+        gap = texts[kinds.index("gap")]
+        assert gap["reason"] == "retention" and gap["until"] == n // 2
+        after = texts[kinds.index("gap") + 1:]
+        assert after[0]["type"] == "snapshot" and after[0]["offset"] == n // 2
+        seqs = [s for m in after for s in m["columns"]["seq"]]
+        assert seqs == list(range(n // 2, n))
+    client.close()
+    await srv.aclose()
+
+
 # -- the payload is shared, not copied per client ---------------------------------------------
 
 
