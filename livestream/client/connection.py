@@ -7,6 +7,12 @@ reconnect it resubscribes every subscription with its (epoch, offset), so the
 server sends exactly the rows missed, or a ``gap`` and a fresh snapshot when they
 are no longer retained. Rows are never applied twice: an update whose offsets
 overlap what a subscription already holds is trimmed.
+
+Tokens that expire (signed tokens) are renewed without reconnecting:
+``conn.refresh_token(new)`` sends a ``refresh``; a ``token=`` callable is asked
+for a new token shortly before the current one expires and at every reconnect.
+A connection the server closed with 4003 (token expired) does not reconnect with
+the same token: it waits in state ``unauthorized`` for a new one.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ class Connection:
         self,
         url: str,
         *,
-        token: str | None = None,
+        token: str | Callable[[], str | None] | None = None,
         encoding: str = "arrow",
         reconnect: bool = True,
         backoff: Backoff | tuple[float, float] = (0.1, 10.0),
@@ -91,7 +97,16 @@ class Connection:
         if encoding not in ("json", "arrow"):
             raise ValueError("encoding must be 'json' or 'arrow'")
         self.url = url
-        self.token = token
+        # the current token (a string); a callable is asked for one at each (re)connect
+        # and before the current one expires
+        self._token_provider: Callable[[], str | None] | None = token if callable(token) \
+            else None
+        self.token: str | None = None if callable(token) else token
+        #: When the connection's token expires (seconds since the epoch; from ``welcome``).
+        self.token_exp: float | None = None
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self._new_token: asyncio.Event | None = None
+        self._close_code: int | None = None
         self.encoding = encoding
         self.reconnect = reconnect
         self._backoff = backoff if isinstance(backoff, Backoff) else Backoff(*backoff)
@@ -130,6 +145,7 @@ class Connection:
     def _start(self) -> None:
         if self._live is None:
             self._live = asyncio.Event()
+        self._new_token = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
 
     def __repr__(self) -> str:
@@ -137,7 +153,8 @@ class Connection:
 
     @property
     def state(self) -> str:
-        """connecting, live, reconnecting or closed."""
+        """connecting, live, reconnecting, unauthorized (token expired: waiting for a new
+        one, see :meth:`refresh_token`) or closed."""
         return self.stats_data.state
 
     @property
@@ -177,8 +194,11 @@ class Connection:
                 break
             if self._live is not None:
                 self._live.clear()
+            self._cancel_refresh()
             if not self.reconnect:
                 self._close_now("connection lost")
+                break
+            if self._close_code == 4003 and not await self._await_new_token():
                 break
             self._set_state("reconnecting")
             try:
@@ -187,7 +207,38 @@ class Connection:
             except asyncio.CancelledError:
                 break
 
+    async def _await_new_token(self) -> bool:
+        """After close 4003: a new token from the provider, else wait for
+        :meth:`refresh_token`. False if the connection was closed meanwhile."""
+        expired = self.token
+        fresh = self._provided_token()
+        if fresh and fresh != expired:
+            self.token = fresh
+            return True
+        self._set_state("unauthorized")
+        log.warning("livestream: %s closed the connection: its token expired; waiting for "
+                    "conn.refresh_token(new_token)", self.url)
+        assert self._new_token is not None
+        self._new_token.clear()
+        try:
+            await self._new_token.wait()
+        except asyncio.CancelledError:
+            return False
+        return not self._closed
+
+    def _provided_token(self) -> str | None:
+        if self._token_provider is None:
+            return None
+        try:
+            return self._token_provider()
+        except Exception:
+            log.exception("livestream: the token callable failed")
+            return None
+
     async def _connect_once(self) -> None:
+        self._close_code = None
+        if self._token_provider is not None:
+            self.token = self._provided_token() or self.token
         headers = dict(self.headers)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -220,6 +271,7 @@ class Connection:
                 msg = await ws.read_message()
                 if msg is None:
                     code, reason = ws.close_code, ws.close_reason
+                    self._close_code = code
                     self.stats_data.last_error = f"closed by server ({code}: {reason})" if code \
                         else "connection lost"
                     break
@@ -233,6 +285,7 @@ class Connection:
 
     def _close_now(self, reason: str) -> None:
         self._closed = True
+        self._cancel_refresh()
         registry.unregister(self)
         self._set_state("closed")
         for sub in list(self.subscriptions.values()):
@@ -338,6 +391,65 @@ class Connection:
         sub._set_state(self.state)
         call_in_loop(self.loop, self._send_subscribe, sub)
 
+    # -- tokens -------------------------------------------------------------------------
+
+    def refresh_token(self, token: str) -> Any:
+        """Give the connection a new token (before the current one expires).
+
+        Sent at once as a ``refresh`` when connected, and used for every later
+        (re)connect. Returns a future of the server's ``refreshed`` reply (``None``
+        when not connected: the token is used when the connection is made); a
+        refused token raises :class:`~livestream.errors.RemoteError` from it and
+        the connection keeps its current token. A connection waiting in state
+        ``unauthorized`` (closed with 4003) reconnects with the new token.
+        Like :meth:`publish`: an asyncio future on the loop, a
+        ``concurrent.futures.Future`` from another thread.
+        """
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        if on_loop_thread(self.loop):
+            return self._refresh(token)
+        return asyncio.run_coroutine_threadsafe(self._refresh_async(token), self.loop)
+
+    async def _refresh_async(self, token: str) -> dict | None:
+        return await self._refresh(token)
+
+    def _refresh(self, token: str) -> asyncio.Future:
+        fut: asyncio.Future = self.loop.create_future()
+        self.token = token
+        ws = self._ws
+        if ws is None or self.welcome is None:
+            if self._new_token is not None:
+                self._new_token.set()
+            fut.set_result(None)
+            return fut
+        mid = next(self._ids)
+        self._pending[mid] = fut
+        self._write({"type": "refresh", "token": token, "id": mid})
+        return fut
+
+    def _cancel_refresh(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+
+    def _schedule_refresh(self) -> None:
+        """With a token callable: ask it for a new token a little before ``token_exp``."""
+        self._cancel_refresh()
+        if self._token_provider is None or self.token_exp is None:
+            return
+        left = self.token_exp - time.time()
+        margin = min(30.0, max(0.5, 0.25 * left))
+        self._refresh_timer = self.loop.call_later(max(0.0, left - margin), self._auto_refresh)
+
+    def _auto_refresh(self) -> None:
+        self._refresh_timer = None
+        fresh = self._provided_token()
+        if not fresh or fresh == self.token or self._ws is None:
+            return  # nothing new: the server closes with 4003 at exp; reconnect asks again
+        fut = self._refresh(fresh)
+        fut.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
     # -- publishing ---------------------------------------------------------------------
 
     def publish(self, topic: str, df: pd.DataFrame) -> asyncio.Future:
@@ -406,9 +518,29 @@ class Connection:
         elif mtype == "welcome":
             self.welcome = msg
             self._failures = 0
+            self.token_exp = msg.get("exp")
+            self._schedule_refresh()
             self._set_state("live")
             if self._live is not None:
                 self._live.set()
+        elif mtype == "refreshed":
+            self.token_exp = msg.get("exp")
+            self._schedule_refresh()
+            fut = self._pending.pop(msg.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            for s in list(self.subscriptions.values()):  # ended by the old token: try again
+                if s.stats_data.state == "unauthorized" and not s.paused and not s.closed:
+                    self._send_subscribe(s)
+        elif mtype == "deleted":
+            if sub is not None:
+                sub._set_state("waiting")  # like a topic not created yet; a gap comes with it
+            log.info("livestream: topic %r was deleted on %s", topic, self.url)
+        elif mtype == "unsubscribed":
+            if sub is not None and msg.get("reason") and not sub.closed:
+                # the server ended the subscription (its token no longer allows it)
+                sub._error(f"unsubscribed by the server: {msg['reason']}")
+                sub._set_state("unauthorized")
         elif mtype == "subscribed":
             if sub is None:
                 return
@@ -438,6 +570,8 @@ class Connection:
                                               topic))
             elif sub is not None:
                 sub._error(f"{msg.get('code')}: {msg.get('message')}")
+                if msg.get("code") == "unauthorized":
+                    sub._set_state("unauthorized")
             else:
                 log.warning("livestream: server error %s: %s", msg.get("code"),
                             msg.get("message"))
@@ -493,7 +627,8 @@ class Connection:
 def connect(url: str, **options: Any) -> Connection:
     """Connect to a livestream server; returns at once, connecting in the background.
 
-    Options: ``token``, ``encoding`` ("arrow" or "json"), ``reconnect``,
+    Options: ``token`` (a string, or a callable returning the current token: asked at
+    every connect and shortly before the token expires), ``encoding`` ("arrow" or "json"), ``reconnect``,
     ``backoff=(base, cap)`` seconds, ``ca`` (a CA bundle for wss), ``verify``,
     ``headers``, ``ping_interval``/``ping_timeout``, ``max_message_size``.
     """

@@ -17,6 +17,11 @@ explicitly. So does its Host rule: a ``url`` naming the server by a name other
 than an IP address, ``localhost`` or the server's own names (a proxy's public
 name) needs that name in the server's ``allowed_hosts``. Tokens: the page carries the subscribe token it is given (by
 default the connection's), in clear text, like any credential in a page.
+explicitly. Tokens: the page carries the subscribe token it is given (by
+default the connection's), in clear text, like any credential in a page; a
+viewer's own token in the page address (``desk.html#livestream_token=TOKEN``, or
+``?livestream_token=``) replaces it, so a page saved with ``token=""`` holds no
+credential and each viewer brings theirs.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ TEMPLATE_COLOR = "#808080"
 #: inline in saved pages; a notebook loads it with a display output), then starts the views.
 START_JS = """
 const server = JSON.parse(server_json);
+// a viewer's own token from the page address: #livestream_token=... (never sent to a web
+// server) or ?livestream_token=...; it replaces the token saved in the page
+try {
+  const mine = new URLSearchParams(window.location.hash.slice(1)).get("livestream_token")
+      || new URLSearchParams(window.location.search).get("livestream_token");
+  if (mine) server.token = mine;
+} catch (err) { /* no location (not a browser page) */ }
 let waited = 0;
 function start() {
   const L = window.Livestream;

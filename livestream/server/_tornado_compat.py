@@ -11,7 +11,11 @@ Tornado's own write buffer"). Those reliances are:
   before it has been flushed (public, but we rely on the ordering);
 - ``WebSocketProtocol.stream`` / ``is_closing()`` and ``WebSocketHandler.ws_connection``;
 - the handshake negotiates no extension when ``get_compression_options()`` returns
-  ``None``, so frames we write ourselves need no RSV bits.
+  ``None``, so frames we write ourselves need no RSV bits;
+- :class:`StrictProtocol`, the RFC 6455 checks Tornado's server side leaves out, hooks
+  ``WebSocketProtocol13``'s frame reader (``_receive_frame``, ``_read_bytes``,
+  ``_handle_message``, ``_run_callback``, ``_frame_compressed``, ``_message_bytes_in``)
+  and is installed through ``WebSocketHandler.get_websocket_protocol``.
 
 :func:`check` verifies them on a real socket pair and raises :class:`RuntimeError`
 naming what changed; ``livestream.serve()`` calls it before it listens, and the test
@@ -21,6 +25,8 @@ disabling the send-queue bound.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import socket
 import struct
 from collections.abc import Callable
@@ -28,9 +34,14 @@ from typing import Any
 
 import tornado
 from tornado.iostream import IOStream, StreamClosedError
-from tornado.websocket import WebSocketHandler, WebSocketProtocol
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
-__all__ = ["check", "closing", "frame_header", "on_flushed", "unflushed", "write_frame"]
+from ..protocol import CloseCode
+
+__all__ = ["StrictProtocol", "check", "closing", "frame_header", "on_flushed", "unflushed",
+           "write_frame"]
+
+log = logging.getLogger("livestream.server")
 
 _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 _checked = False
@@ -119,17 +130,124 @@ def closing(handler: WebSocketHandler) -> bool:
     return conn is None or conn.is_closing()
 
 
+#: Close codes a peer may send (RFC 6455 §7.4 and the IANA registry): others get 1002.
+_VALID_CLOSE_CODES = frozenset([*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)])
+
+
+class _Violation(Exception):
+    """A frame that breaks RFC 6455; fail the connection with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class StrictProtocol(WebSocketProtocol13):
+    """Tornado's RFC 6455 protocol, plus the checks its server side leaves out.
+
+    Tornado 6.6 handles an unmasked client frame as a masked one, echoes any close
+    code (999 included), silently drops the connection (no close frame) on a frame
+    with reserved bits or opcodes and on invalid UTF-8, and raises from its read
+    loop on a close reason that is not UTF-8. Here each of these *fails the
+    connection* (RFC 6455 §7.1.7): a close frame with 1002 (protocol error) or 1007
+    (invalid payload), then the TCP connection is closed; nothing of the offending
+    frame reaches ``on_message``. The frame header is checked as Tornado reads it
+    (the first read of each frame); see docs/decisions.md.
+    """
+
+    _at_header = False
+
+    async def _receive_frame(self) -> None:
+        self._at_header = True
+        try:
+            await super()._receive_frame()
+        except _Violation as v:
+            self._fail(v.code, v.reason)
+
+    async def _read_bytes(self, n: int) -> bytes:
+        data = await super()._read_bytes(n)
+        if self._at_header:
+            self._at_header = False
+            opcode = data[0] & 0x0F
+            if data[0] & 0x70:
+                raise _Violation(CloseCode.PROTOCOL_ERROR, "reserved bits set")
+            if opcode in (3, 4, 5, 6, 7) or opcode > 0xA:
+                raise _Violation(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
+            if opcode & 0x8 and (not data[0] & 0x80 or (data[1] & 0x7F) > 125):
+                raise _Violation(CloseCode.PROTOCOL_ERROR, "bad control frame")
+            if not data[1] & 0x80:
+                raise _Violation(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
+        return data
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if self.client_terminated or self._frame_compressed:
+            return super()._handle_message(opcode, data)
+        if opcode == 0x1:  # as Tornado does, but a bad text frame is a 1007, not a drop
+            self._message_bytes_in += len(data)
+            try:
+                decoded = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_PAYLOAD, "text frame is not UTF-8")
+                return None
+            return self._run_callback(self.handler.on_message, decoded)
+        if opcode == 0x8:
+            if len(data) == 1:
+                self._fail(CloseCode.PROTOCOL_ERROR, "close frame of one byte")
+                return None
+            if len(data) >= 2 and struct.unpack(">H", data[:2])[0] not in _VALID_CLOSE_CODES:
+                self._fail(CloseCode.PROTOCOL_ERROR, "invalid close code")
+                return None
+            try:
+                data[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_PAYLOAD, "close reason is not UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: a close frame with ``code``, then close the TCP stream."""
+        log.info("livestream: closing a client that broke RFC 6455 (%s): %s", code, reason)
+        handler = self.handler
+        if hasattr(handler, "close_reason_tag"):  # a livestream ClientHandler
+            handler.close_reason_tag = "protocol_error"
+        self.client_terminated = True  # read no more frames; close() then closes the stream
+        self.close(code, reason)
+
+
 def _static_problems() -> list[str]:
     problems = []
     if tornado.version_info < (6, 0):
         problems.append(f"Tornado {tornado.version} is too old (need 6.x)")
-    init_names = IOStream.__mro__[1].__init__.__code__.co_names
-    if "_write_buffer" not in init_names:
+    if "_write_buffer" not in IOStream.__mro__[1].__init__.__code__.co_names:
         problems.append("IOStream no longer creates _write_buffer")
     for cls, attr in ((WebSocketProtocol, "is_closing"), (WebSocketHandler, "close"),
-                      (WebSocketHandler, "get_compression_options"), (IOStream, "write")):
+                      (WebSocketHandler, "get_compression_options"), (IOStream, "write"),
+                      (WebSocketHandler, "get_websocket_protocol"),
+                      (WebSocketProtocol13, "_handle_message"),
+                      (WebSocketProtocol13, "_run_callback")):
         if not callable(getattr(cls, attr, None)):
             problems.append(f"{cls.__name__}.{attr} is missing")
+    # StrictProtocol hooks the frame reader: _receive_frame awaits _read_bytes (the header
+    # first) and hands each message to _handle_message
+    for attr in ("_receive_frame", "_read_bytes"):
+        if not inspect.iscoroutinefunction(getattr(WebSocketProtocol13, attr, None)):
+            problems.append(f"WebSocketProtocol13.{attr} is not a coroutine method any more")
+    recv = getattr(WebSocketProtocol13, "_receive_frame", None)
+    names = recv.__code__.co_names if recv is not None else ()
+    if "_read_bytes" not in names or "_handle_message" not in names:
+        problems.append("WebSocketProtocol13._receive_frame no longer reads through "
+                        "_read_bytes and _handle_message")
+    init_names = (WebSocketProtocol13.__init__.__code__.co_names
+                  + WebSocketProtocol.__init__.__code__.co_names)
+    for attr in ("_frame_compressed", "_message_bytes_in", "client_terminated", "params"):
+        if attr not in init_names:
+            problems.append(f"WebSocketProtocol13 no longer sets {attr}")
+    try:
+        params = list(inspect.signature(WebSocketProtocol13.__init__).parameters)
+    except (TypeError, ValueError):
+        params = []
+    if params[1:4] != ["handler", "mask_outgoing", "params"]:
+        problems.append(f"WebSocketProtocol13(...) takes {params[1:]} now")
     return problems
 
 

@@ -9,6 +9,7 @@ from ..core.topic import DEFAULT_RETENTION_ROWS
 from .security import parse_allowed_host, parse_trusted_proxy
 
 MiB = 1024 * 1024
+DEFAULT_MAX_TOPICS = 10_000
 
 
 @dataclass
@@ -22,6 +23,10 @@ class ServerConfig:
     - ``max_subscriptions`` [256 per connection]: error frame
       ``too_many_subscriptions``.
     - ``max_rows_per_publish`` [1,000,000]: error frame / HTTP 413 ``too_many_rows``.
+      A publish may also hold at most ``max_message_size`` cells (rows × columns),
+      so that a small frame cannot decode to a huge table: ``too_many_rows`` too.
+    - ``max_columns`` [1,000]: columns of a publish (and of a topic); more gets
+      error frame / HTTP 413 ``too_many_columns``, before the rows are decoded.
     - ``send_queue_bytes`` [8 MiB per client]: bytes written to a client and not
       yet flushed to its socket, snapshots included. Past it, ``slow_consumer="close"``
       closes the client with 4000; ``"conflate"`` drops its updates until its queue
@@ -60,6 +65,27 @@ class ServerConfig:
     - ``trusted_proxies`` [``[]``]: proxy IPs / CIDR networks whose ``X-Forwarded-For``,
       ``X-Real-Ip`` and ``X-Forwarded-Proto`` headers are believed. Empty: those
       headers are ignored and the client address is the socket peer.
+    - ``max_topics`` [10,000]: topics held (declared, published or derived).
+      Creating one more is refused with error ``too_many_topics`` (HTTP 409);
+      nothing is created.
+
+    Rights (``docs/protocol.md`` §2.3; rules in :mod:`livestream.server.auth`),
+    all unset by default, which leaves everything open and allows deleting
+    topics from loopback only:
+
+    - ``subscribe_token`` / ``publish_token`` / ``admin_token``: static tokens.
+      Subscribe: subscribe to every topic. Publish: publish to and create every
+      topic. Admin: everything, deleting topics included. Setting one closes
+      its action (and, for publish, creating) to requests without it.
+    - ``jwt_secret_file`` (HS256 shared secret, at least 32 bytes) and/or
+      ``jwt_public_key_file`` (PEM; RS256/ES256): accept signed tokens whose
+      ``livestream`` claim grants ``sub``/``pub``/``admin`` topic patterns until
+      ``exp``. Configuring either closes subscribe, publish and create to
+      requests without a token that grants them.
+    - ``jwt_algorithms`` [HS256 for the secret; RS256, ES256 for the public
+      key]: the algorithms accepted. ``jwt_audience`` [none]: the ``aud`` a
+      token must carry (tokens with an ``aud`` are refused when unset).
+      ``jwt_leeway`` [0 s]: clock skew allowed on ``exp``/``nbf``/``iat``.
     """
 
     host: str = "127.0.0.1"
@@ -67,6 +93,7 @@ class ServerConfig:
     max_message_size: int = 16 * MiB
     max_subscriptions: int = 256
     max_rows_per_publish: int = 1_000_000
+    max_columns: int = 1000
     send_queue_bytes: int = 8 * MiB
     snapshot_slice_bytes: int = 1 * MiB
     max_send_bytes_total: int = 256 * MiB
@@ -84,6 +111,13 @@ class ServerConfig:
     trusted_proxies: list[str] = field(default_factory=list)
     subscribe_token: str | None = None
     publish_token: str | None = None
+    admin_token: str | None = None
+    jwt_secret_file: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_algorithms: list[str] | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = 0.0
+    max_topics: int = DEFAULT_MAX_TOPICS
     certfile: str | None = None
     keyfile: str | None = None
 
@@ -91,8 +125,8 @@ class ServerConfig:
         if self.slow_consumer not in ("close", "conflate"):
             raise ValueError("slow_consumer must be 'close' or 'conflate'")
         for name in ("max_message_size", "max_subscriptions", "max_rows_per_publish",
-                     "send_queue_bytes", "retention_rows", "max_errors",
-                     "snapshot_slice_bytes", "max_send_bytes_total"):
+                     "max_columns", "send_queue_bytes", "retention_rows", "max_errors",
+                     "max_topics", "snapshot_slice_bytes", "max_send_bytes_total"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("send_timeout", "http_idle_timeout", "http_body_timeout"):
@@ -107,6 +141,17 @@ class ServerConfig:
             setattr(self, name, value)
             for entry in value:
                 check(entry)  # ValueError naming the setting and the entry
+        if self.jwt_leeway < 0:
+            raise ValueError("jwt_leeway must be at least 0 (seconds)")
+        if self.jwt_algorithms is not None:
+            from .auth import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS
+
+            self.jwt_algorithms = list(self.jwt_algorithms)
+            bad = [a for a in self.jwt_algorithms
+                   if a not in HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS]
+            if bad or not self.jwt_algorithms:
+                raise ValueError(f"jwt_algorithms: unsupported {bad}; choose from "
+                                 f"{list(HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS)}")
 
     @property
     def slice_bytes(self) -> int:
@@ -125,9 +170,11 @@ class ServerConfig:
             "max_message_size": self.max_message_size,
             "max_subscriptions": self.max_subscriptions,
             "max_rows_per_publish": self.max_rows_per_publish,
+            "max_columns": self.max_columns,
             "send_queue_bytes": self.send_queue_bytes,
             "snapshot_slice_bytes": self.slice_bytes,
             "send_timeout": self.send_timeout,
             "slow_consumer": self.slow_consumer,
             "retention_rows": self.retention_rows,
+            "max_topics": self.max_topics,
         }

@@ -26,6 +26,7 @@ class Metrics:
     snapshot_encodes: int = 0
     snapshot_waits: int = 0
     snapshots_pending: int = 0
+    topics_deleted: int = 0
     disconnects: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
 
@@ -73,6 +74,8 @@ class Metrics:
         metric("livestream_snapshot_waits_total", "counter",
                "Times a snapshot paused until its client's send queue drained.",
                self.snapshot_waits)
+        metric("livestream_topics_deleted_total", "counter", "Topics deleted.",
+               self.topics_deleted)
         if not self.disconnects:
             metric("livestream_disconnects_total", "counter", "Closed connections by reason.", 0,
                    '{reason="none"}')

@@ -17,7 +17,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from tornado.iostream import IOStream, StreamClosedError
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from ..core.topic import Gap, Update
 from ..errors import LimitError, LivestreamError, ProtocolError, SchemaError, TopicError
@@ -27,6 +27,7 @@ from ..protocol import (
     Hello,
     Ping,
     Publish,
+    Refresh,
     Subscribe,
     Unsubscribe,
     dumps,
@@ -35,7 +36,8 @@ from ..protocol import (
     parse_client_message,
     unpack_binary,
 )
-from ._tornado_compat import closing, unflushed, write_frame
+from ._tornado_compat import StrictProtocol, closing, unflushed, write_frame
+from .auth import Grant
 from .security import origin_allowed
 
 if TYPE_CHECKING:
@@ -55,6 +57,9 @@ class ClientHandler(WebSocketHandler):
         self.session = secrets.token_hex(6)
         self.encoding = "json"
         self.token: str | None = None
+        self.grant = Grant()  # the connection's rights (set on open, hello and refresh)
+        self.auth_timer: Any = None  # closes with 4003 / ends subscriptions at token expiry
+        self.sub_exp: dict[str, float] = {}  # topic -> expiry of its own subscribe token
         self.topics: dict[str, str] = {}  # topic -> "live" | "pending"
         # pending topic -> the (epoch, offset) its subscribe resumed from
         self.pending_resume: dict[str, tuple[str | None, int | None]] = {}
@@ -97,6 +102,12 @@ class ClientHandler(WebSocketHandler):
 
     def get_compression_options(self) -> None:
         return None  # frames are encoded once; per-client compression would re-encode
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        proto = super().get_websocket_protocol()
+        if type(proto) is WebSocketProtocol13:
+            return StrictProtocol(self, False, proto.params)
+        return proto
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.token = self.get_query_argument("token", None) or _bearer(self.request)
@@ -157,7 +168,9 @@ class ClientHandler(WebSocketHandler):
             if msg.encoding is not None:
                 self.encoding = msg.encoding
             if msg.token is not None:
-                self.token = msg.token
+                self.server.set_connection_token(self, msg.token)
+                if self.close_reason_tag == "token_expired":
+                    return
             self.send_json(self.server.welcome(self))
         elif isinstance(msg, Subscribe):
             self.server.subscribe(self, msg)
@@ -165,6 +178,8 @@ class ClientHandler(WebSocketHandler):
             self.server.unsubscribe(self, msg)
         elif isinstance(msg, Publish):
             self._publish(msg, None)
+        elif isinstance(msg, Refresh):
+            self.server.refresh(self, msg)
         elif isinstance(msg, Ping):
             out: dict[str, Any] = {"type": "pong", "server_t": self.server.now_ms()}
             if msg.id is not None:
