@@ -243,6 +243,33 @@ async def test_a_client_the_topic_outruns_during_its_snapshot_is_a_slow_consumer
     await srv.aclose()
 
 
+@async_test(timeout=120)
+async def test_a_topic_deleted_while_its_snapshot_is_paced_stops_it_and_restarts_with_a_gap():
+    srv = ls.serve(port=0, snapshot_slice_bytes=64 * KiB, send_queue_bytes=256 * KiB)
+    srv.publish("t", trades(100_000))
+    client = await asyncio.to_thread(StalledSocket, srv.port, "t")  # not reading yet
+    await until(lambda: srv.metrics.snapshot_waits > 0, what="snapshot paused")
+    assert srv.core.delete_topic("t")
+    assert srv.metrics.snapshots_pending == 0
+    srv.publish("t", trades(5))  # created again: a new epoch
+    msgs: list[dict] = []
+    while not msgs or msgs[-1].get("type") != "snapshot" or msgs[-1]["next"] != 5:
+        frames = await asyncio.to_thread(client.read_frames, 5.0)
+        assert frames, f"no more frames after {[m['type'] for m in msgs][-5:]}"
+        msgs += [orjson.loads(p) for op, p in frames if op == 0x1]
+    kinds = [m["type"] for m in msgs]
+    cut = kinds.index("deleted")
+    before, after = msgs[:cut], msgs[cut + 1:]
+    held = max(m["next"] for m in before if m["type"] in ("snapshot", "append"))
+    assert held < 100_000  # part of the snapshot had been sent
+    assert [m["type"] for m in after] == ["subscribed", "gap", "snapshot"]
+    gap = after[1]
+    assert gap["reason"] == "epoch" and gap["offset"] == held and gap["until"] == 0
+    assert after[2]["epoch"] != before[1]["epoch"] and after[2]["columns"]["seq"] == list(range(5))
+    client.close()
+    await srv.aclose()
+
+
 # -- the payload is shared, not copied per client ---------------------------------------------
 
 
