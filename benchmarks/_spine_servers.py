@@ -29,6 +29,7 @@ import tornado.web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 import livestream as ls
+from livestream.server._tornado_compat import unflushed
 
 SYSTEMS = ("livestream", "json", "arrow")  # the default comparison
 ALL_SYSTEMS = ("livestream", "json", "arrow")
@@ -44,8 +45,7 @@ def buffered(handler: WebSocketHandler) -> int:
     conn = handler.ws_connection
     if conn is None or conn.stream is None or conn.stream.closed():
         return 0
-    buf = getattr(conn.stream, "_write_buffer", None)
-    return len(buf) if buf is not None else 0
+    return unflushed(conn.stream)
 
 
 class Target:

@@ -163,6 +163,9 @@ def _server_options(fn: Any) -> Any:
         click.option("--send-queue-bytes", type=click.IntRange(min=1), default=None,
                      help="Unsent bytes allowed per client before --slow-consumer applies "
                           "[8 MiB]."),
+        click.option("--max-send-bytes-total", type=click.IntRange(min=1), default=None,
+                     help="Unsent bytes allowed for all clients together; past it the "
+                          "clients with the most are dropped [256 MiB]."),
         click.option("--backplane", default=None, metavar="URL",
                      help="Share topics between server processes, e.g. "
                           "redis://localhost:6379/0 (default: in this process)."),
@@ -177,8 +180,8 @@ def _server_options(fn: Any) -> Any:
 
 _LIMIT_KEYS = ("retention_rows", "retention_seconds", "max_message_size", "max_subscriptions",
                "max_rows_per_publish", "max_columns", "send_queue_bytes", "max_topics",
-               "admin_token", "jwt_secret_file", "jwt_public_key_file", "jwt_audience",
-               "jwt_leeway")
+               "max_send_bytes_total", "admin_token", "jwt_secret_file", "jwt_public_key_file",
+               "jwt_audience", "jwt_leeway")
 
 
 def _make_backplane(url: str | None) -> Any:

@@ -258,6 +258,13 @@ class Topic:
         assert self._log is not None
         return self._log.to_frame()
 
+    def rows(self, start: int, end: int) -> pd.DataFrame:
+        """Retained rows with offsets in ``[start, end)``: appended rows, or the upserts
+        of a keyed topic. Rows below ``first_offset`` are no longer there."""
+        if self._log is None:
+            return self.frame().iloc[0:0]
+        return self._log.to_frame(from_offset=start, to_offset=end)
+
     def snapshot(self) -> Update:
         """The current state: the retained window, keyed table or replaced table.
 

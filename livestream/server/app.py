@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import tornado.httpserver
@@ -26,6 +26,7 @@ import tornado.web
 from .. import __version__
 from ..backplane import Backplane, MemoryBackplane
 from ..client.loop import get_loop, on_loop_thread, run_in_loop
+from ..core.delivery import Delivery
 from ..core.derived import Derivation, DeriveError
 from ..core.schema import Schema
 from ..core.topic import Mode, Topic, Update, check_topic_name
@@ -45,15 +46,15 @@ from ..protocol import (
 )
 from ..protocol.codec import untrusted_arrow_to_frame
 from ..protocol.ipc import Limits
+from . import _tornado_compat
 from .auth import Authenticator, Grant, TokenError
+from .budget import SendBudget
 from .config import ServerConfig
 from .http import NotFoundHandler, routes
 from .metrics import Metrics
+from .pacing import SnapshotPacer
 from .security import RequestGuard
 from .websocket import ClientHandler
-
-if TYPE_CHECKING:
-    from ..core.topic import Resume
 
 log = logging.getLogger("livestream.server")
 
@@ -75,7 +76,8 @@ class LivestreamServer:
         self._by_source: dict[str, list[Derivation]] = {}
         self.started = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._resync_timer: asyncio.TimerHandle | None = None
+        self.budget = SendBudget(self)
+        self.pacer = SnapshotPacer(self)
 
     @staticmethod
     def now_ms() -> float:
@@ -226,11 +228,16 @@ class LivestreamServer:
         self.metrics.topics_deleted += 1
         frame = dumps({"type": "deleted", "topic": name})
         for h in list(self.subscribers.get(name, ())):
-            if h.topics.get(name) == "live":
+            if h.topics.get(name) in ("live", "sending"):
                 # like a subscription made before the topic existed, resuming from where
                 # the deleted history ended: a re-created topic starts with a gap
+                held: tuple[str | None, int | None] = (topic.epoch, topic.next_offset)
+                d = h.deliveries.get(name)
+                if d is not None:  # its snapshot was being sent: it holds only part of it
+                    held = d.held or (None, None)
+                    self.pacer.cancel(h, name)
                 h.topics[name] = "pending"
-                h.pending_resume[name] = (topic.epoch, topic.next_offset)
+                h.pending_resume[name] = held
             h.send_frame(frame, binary=False, size=None)
 
     # -- fan-out ------------------------------------------------------------------------
@@ -245,28 +252,20 @@ class LivestreamServer:
         topic = self.backplane.get(update.topic)
         assert topic is not None and topic.schema is not None
         frames: dict[str, bytes] = {}
-        snapshots: dict[str, bytes] = {}
-        snap: Update | None = None
         for h in list(subs):
             enc = h.encoding
-            if h.topics.get(update.topic) == "pending":
-                # the topic just got its schema: start this client with a snapshot
-                h.topics[update.topic] = "live"
-                h.send_json({"type": "subscribed", "topic": topic.name, "exists": True,
-                             "mode": topic.mode, "key": list(topic.key),
-                             "schema": topic.schema.to_json(), "epoch": topic.epoch,
-                             "offset": topic.first_offset, "next": topic.next_offset,
-                             "resumed": False})
-                old_epoch, old_offset = h.pending_resume.pop(update.topic, (None, None))
-                if old_epoch is not None and old_epoch != topic.epoch:
-                    h.send_json({"type": "gap", "topic": topic.name, "epoch": old_epoch,
-                                 "offset": old_offset, "new_epoch": topic.epoch,
-                                 "until": topic.first_offset, "reason": "epoch"})
-                data = snapshots.get(enc)
-                if data is None:
-                    snap = snap or topic.snapshot()
-                    data = snapshots[enc] = self.encode(snap, topic.schema, enc)
-                h.send_update(snap or update, data, enc == "arrow")
+            state = h.topics.get(update.topic)
+            if state != "live":
+                if state == "pending":
+                    # the topic just got its schema: start this client with a snapshot
+                    h.send_json({"type": "subscribed", "topic": topic.name, "exists": True,
+                                 "mode": topic.mode, "key": list(topic.key),
+                                 "schema": topic.schema.to_json(), "epoch": topic.epoch,
+                                 "offset": topic.first_offset, "next": topic.next_offset,
+                                 "resumed": False})
+                    old_epoch, old_offset = h.pending_resume.pop(update.topic, (None, None))
+                    self.pacer.start(h, topic.name, Delivery.fresh(topic, old_epoch, old_offset))
+                # "sending": the pacer sends these rows from the topic's log, in order
                 continue
             data = frames.get(enc)
             if data is None:
@@ -282,11 +281,6 @@ class LivestreamServer:
                              schema if (with_schema or update.kind in ("snapshot", "replace"))
                              else None)
         return encode_data(header, update.frame, schema, encoding)
-
-    def _send_snapshot(self, h: ClientHandler, topic: Topic, snap: Update) -> None:
-        assert topic.schema is not None
-        h.send_frame(self.encode(snap, topic.schema, h.encoding), binary=h.encoding == "arrow",
-                     size=None, rows=snap.rows)
 
     # -- clients ------------------------------------------------------------------------
 
@@ -305,11 +299,14 @@ class LivestreamServer:
             h.auth_timer = None
         for name in list(h.topics):
             self._drop_subscriber(h, name)
+        self.pacer.forget(h)
+        self.budget.forget(h)
         self.metrics.connections -= 1
         self.metrics.disconnects[reason] += 1
 
     def _drop_subscriber(self, h: ClientHandler, name: str) -> None:
         h.pending_resume.pop(name, None)
+        self.pacer.cancel(h, name)
         h.sub_exp.pop(name, None)
         if h.topics.pop(name, None) is not None:
             self.metrics.subscriptions -= 1
@@ -462,20 +459,16 @@ class LivestreamServer:
             h.send_json(ack)
             return
         h.topics[msg.topic] = "live"
-        resume: Resume = topic.since(msg.epoch, msg.offset)
+        # what the client misses (a snapshot, the rows since its offset, or a gap and a
+        # snapshot) goes in slices paced by its send queue: server/pacing.py
+        delivery = Delivery.for_subscribe(topic, msg.epoch, msg.offset)
         ack.update(exists=True, mode=topic.mode, key=list(topic.key),
                    schema=topic.schema.to_json(), epoch=topic.epoch,
                    offset=topic.first_offset, next=topic.next_offset,
-                   resumed=msg.epoch is not None and resume.gap is None)
+                   resumed=msg.epoch is not None and (delivery is None or delivery.resumes))
         h.send_json(ack)
-        if resume.gap is not None:
-            h.send_gap(resume.gap)
-        if resume.snapshot is not None:
-            self._send_snapshot(h, topic, resume.snapshot)
-        elif resume.update is not None:
-            u = resume.update
-            h.send_frame(self.encode(u, topic.schema, h.encoding), binary=h.encoding == "arrow",
-                         size=None, rows=u.rows)
+        if delivery is not None:
+            self.pacer.start(h, msg.topic, delivery)
 
     def unsubscribe(self, h: ClientHandler, msg: Unsubscribe) -> None:
         if msg.topic not in h.topics:
@@ -579,34 +572,19 @@ class LivestreamServer:
         return decode_columns_json(columns, schema, categories)
 
     def resync(self, h: ClientHandler) -> None:
-        """A conflated client drained its queue: gap + fresh snapshot for each topic."""
+        """A conflated client drained its queue: gap + fresh snapshot for each live topic
+        (topics still being delivered lost nothing: the pacer reads them from the log)."""
         for name, state in list(h.topics.items()):
             topic = self.backplane.get(name)
             if state != "live" or topic is None or topic.schema is None:
                 continue
-            snap = topic.snapshot()
-            h.send_json({"type": "gap", "topic": name, "epoch": topic.epoch, "offset": None,
-                         "new_epoch": topic.epoch, "until": snap.offset,
-                         "reason": "slow_consumer"})
-            self._send_snapshot(h, topic, snap)
-
-    def _check_stalled(self) -> None:
-        for h in list(self.clients):
-            if h.stalled and h.queue_drained():
-                h.stalled = False
-                self.resync(h)
-        loop = self.loop
-        if loop is not None and not loop.is_closed():
-            self._resync_timer = loop.call_later(0.05, self._check_stalled)
+            self.pacer.start(h, name, Delivery.after_slow_consumer(topic))
 
     def start_timers(self) -> None:
         self.loop = asyncio.get_running_loop()
-        if self.config.slow_consumer == "conflate":
-            self._check_stalled()
 
     def close_clients(self) -> None:
-        if self._resync_timer is not None:
-            self._resync_timer.cancel()
+        self.budget.close()
         for h in list(self.clients):
             h.close_reason_tag = "shutdown"
             h.close(CloseCode.GOING_AWAY, "server shutting down")
@@ -795,11 +773,15 @@ def serve(
     handle = Server(core, loop, owned)
 
     def start() -> None:
+        _tornado_compat.check()  # fails loudly if a Tornado upgrade broke a reliance
         core.start_timers()
         app = make_app(core)
         http = tornado.httpserver.HTTPServer(
             app, ssl_options=_ssl_context(cfg), max_buffer_size=cfg.max_message_size,
             max_body_size=cfg.max_message_size,
+            # a request's headers (or the next request on a kept-alive connection) and
+            # its body must arrive in time: half-sent requests cannot hold connections
+            idle_connection_timeout=cfg.http_idle_timeout, body_timeout=cfg.http_body_timeout,
         )  # no xheaders: handlers honour proxy headers from trusted_proxies only
         sockets = tornado.netutil.bind_sockets(cfg.port, cfg.host or None)
         http.add_sockets(sockets)

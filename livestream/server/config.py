@@ -28,13 +28,27 @@ class ServerConfig:
     - ``max_columns`` [1,000]: columns of a publish (and of a topic); more gets
       error frame / HTTP 413 ``too_many_columns``, before the rows are decoded.
     - ``send_queue_bytes`` [8 MiB per client]: bytes written to a client and not
-      yet flushed to its socket. Past it, ``slow_consumer="close"`` closes the
-      client with 4000; ``"conflate"`` drops its updates until its queue drains
-      below half, then sends each of its topics a ``gap`` and a fresh snapshot.
+      yet flushed to its socket, snapshots included. Past it, ``slow_consumer="close"``
+      closes the client with 4000; ``"conflate"`` drops its updates until its queue
+      drains below half, then sends each of its topics a ``gap`` and a fresh snapshot.
+      Snapshots never trip it: they are paced (below).
+    - ``snapshot_slice_bytes`` [1 MiB]: a subscription's snapshot (or the rows a
+      resume missed) is sent in slices of about this size (at most half of
+      ``send_queue_bytes``), each only while the client's queue is below half of
+      ``send_queue_bytes``; the rest follows as the client reads.
+    - ``max_send_bytes_total`` [256 MiB]: bytes queued for all clients together.
+      Past it, the clients with the largest queues are disconnected (close code
+      4000, connection aborted at once) until the total is below it again.
+    - ``send_timeout`` [20 s]: a client with bytes queued that accepts none of them
+      for this long is disconnected (4000, aborted).
     - ``retention_rows`` [100,000 per topic]: rows kept for snapshots and resume.
     - ``max_errors`` [100]: malformed messages in a row before closing with 4002.
     - ``ping_interval`` / ``ping_timeout`` [20 s / 20 s]: WebSocket keepalive; a
       client that does not answer a ping in time is disconnected.
+    - ``http_idle_timeout`` [10 s]: an HTTP connection whose request headers are not
+      complete this long after it opened (or after its previous request) is closed.
+    - ``http_body_timeout`` [30 s]: a request body not received in full this long
+      after its headers is abandoned and the connection closed.
     - ``allowed_origins`` [same host and localhost]: browser ``Origin`` values
       allowed to open a WebSocket or to ``POST``; others get HTTP 403
       (``origin_not_allowed`` for a POST). ``["*"]`` allows all.
@@ -81,12 +95,17 @@ class ServerConfig:
     max_rows_per_publish: int = 1_000_000
     max_columns: int = 1000
     send_queue_bytes: int = 8 * MiB
+    snapshot_slice_bytes: int = 1 * MiB
+    max_send_bytes_total: int = 256 * MiB
+    send_timeout: float = 20.0
     slow_consumer: Literal["close", "conflate"] = "close"
     retention_rows: int = DEFAULT_RETENTION_ROWS
     retention_seconds: float | None = None
     max_errors: int = 100
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+    http_idle_timeout: float = 10.0
+    http_body_timeout: float = 30.0
     allowed_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
     trusted_proxies: list[str] = field(default_factory=list)
@@ -107,9 +126,12 @@ class ServerConfig:
             raise ValueError("slow_consumer must be 'close' or 'conflate'")
         for name in ("max_message_size", "max_subscriptions", "max_rows_per_publish",
                      "max_columns", "send_queue_bytes", "retention_rows", "max_errors",
-                     "max_topics"):
+                     "max_topics", "snapshot_slice_bytes", "max_send_bytes_total"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in ("send_timeout", "http_idle_timeout", "http_body_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("give both certfile and keyfile for TLS, or neither")
         for name, check in (("allowed_hosts", parse_allowed_host),
@@ -131,6 +153,17 @@ class ServerConfig:
                 raise ValueError(f"jwt_algorithms: unsupported {bad}; choose from "
                                  f"{list(HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS)}")
 
+    @property
+    def slice_bytes(self) -> int:
+        """The size a snapshot slice aims at: ``snapshot_slice_bytes``, at most half
+        of ``send_queue_bytes``."""
+        return max(1, min(self.snapshot_slice_bytes, self.send_queue_bytes // 2))
+
+    @property
+    def pacing_bytes(self) -> int:
+        """A client gets its next snapshot slice only while its queue stays below this."""
+        return max(1, self.send_queue_bytes // 2)
+
     def limits(self) -> dict:
         """The limits a client is told in ``welcome``."""
         return {
@@ -139,6 +172,8 @@ class ServerConfig:
             "max_rows_per_publish": self.max_rows_per_publish,
             "max_columns": self.max_columns,
             "send_queue_bytes": self.send_queue_bytes,
+            "snapshot_slice_bytes": self.slice_bytes,
+            "send_timeout": self.send_timeout,
             "slow_consumer": self.slow_consumer,
             "retention_rows": self.retention_rows,
             "max_topics": self.max_topics,

@@ -20,6 +20,12 @@ class Metrics:
     publishes: int = 0
     queue_drops: int = 0
     encodes: int = 0
+    send_queue_bytes: int = 0
+    send_queue_bytes_peak: int = 0
+    snapshot_slices: int = 0
+    snapshot_encodes: int = 0
+    snapshot_waits: int = 0
+    snapshots_pending: int = 0
     topics_deleted: int = 0
     disconnects: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
@@ -51,6 +57,23 @@ class Metrics:
                self.encodes)
         metric("livestream_queue_drops_total", "counter",
                "Updates not sent to a slow client (conflated).", self.queue_drops)
+        metric("livestream_send_queue_bytes", "gauge",
+               "Bytes written to all clients and not yet taken by their sockets.",
+               self.send_queue_bytes)
+        metric("livestream_send_queue_bytes_peak", "gauge",
+               "Highest livestream_send_queue_bytes since the server started.",
+               self.send_queue_bytes_peak)
+        metric("livestream_snapshots_pending", "gauge",
+               "Subscriptions whose snapshot (or missed rows) is still being sent.",
+               self.snapshots_pending)
+        metric("livestream_snapshot_slices_total", "counter",
+               "Snapshot slices sent to clients.", self.snapshot_slices)
+        metric("livestream_snapshot_encodes_total", "counter",
+               "Snapshot slices encoded (one encoding is shared by every client that needs it).",
+               self.snapshot_encodes)
+        metric("livestream_snapshot_waits_total", "counter",
+               "Times a snapshot paused until its client's send queue drained.",
+               self.snapshot_waits)
         metric("livestream_topics_deleted_total", "counter", "Topics deleted.",
                self.topics_deleted)
         if not self.disconnects:

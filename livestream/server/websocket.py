@@ -3,15 +3,17 @@
 The handler is thin: it parses frames with :mod:`livestream.protocol`, asks the
 :class:`~livestream.server.app.LivestreamServer` to act, and writes frames. All
 of it runs on the server's loop. Bytes written but not yet flushed are counted
-per client (``queued``) so that a client that stops reading is dealt with by the
-slow-consumer policy instead of growing the server's memory without end.
+per client (``queued``) and for the whole process
+(:class:`~livestream.server.budget.SendBudget`) so that a client that stops reading
+is dealt with by the slow-consumer policy instead of growing the server's memory
+without end. Frames are written by :mod:`._tornado_compat`, the one module that
+relies on Tornado internals.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import struct
 from typing import TYPE_CHECKING, Any
 
 from tornado.iostream import IOStream, StreamClosedError
@@ -34,97 +36,15 @@ from ..protocol import (
     parse_client_message,
     unpack_binary,
 )
+from ._tornado_compat import StrictProtocol, closing, unflushed, write_frame
 from .auth import Grant
 from .security import origin_allowed
 
 if TYPE_CHECKING:
+    from ..core.delivery import Delivery
     from .app import LivestreamServer
 
 log = logging.getLogger("livestream.server")
-
-
-#: Close codes a peer may send (RFC 6455 §7.4 and the IANA registry): others get 1002.
-_VALID_CLOSE_CODES = frozenset([*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)])
-
-
-class _Violation(Exception):
-    """A frame that breaks RFC 6455; fail the connection with ``code``."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
-
-
-class StrictProtocol(WebSocketProtocol13):
-    """Tornado's RFC 6455 protocol, plus the checks its server side leaves out.
-
-    Tornado 6.6 handles an unmasked client frame as a masked one, echoes any close
-    code (999 included), silently drops the connection (no close frame) on a frame
-    with reserved bits or opcodes and on invalid UTF-8, and raises from its read
-    loop on a close reason that is not UTF-8. Here each of these *fails the
-    connection* (RFC 6455 §7.1.7): a close frame with 1002 (protocol error) or 1007
-    (invalid payload), then the TCP connection is closed; nothing of the offending
-    frame reaches ``on_message``. The frame header is checked as Tornado reads it
-    (the first read of each frame); see docs/decisions.md.
-    """
-
-    _at_header = False
-
-    async def _receive_frame(self) -> None:
-        self._at_header = True
-        try:
-            await super()._receive_frame()
-        except _Violation as v:
-            self._fail(v.code, v.reason)
-
-    async def _read_bytes(self, n: int) -> bytes:
-        data = await super()._read_bytes(n)
-        if self._at_header:
-            self._at_header = False
-            opcode = data[0] & 0x0F
-            if data[0] & 0x70:
-                raise _Violation(CloseCode.PROTOCOL_ERROR, "reserved bits set")
-            if opcode in (3, 4, 5, 6, 7) or opcode > 0xA:
-                raise _Violation(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
-            if opcode & 0x8 and (not data[0] & 0x80 or (data[1] & 0x7F) > 125):
-                raise _Violation(CloseCode.PROTOCOL_ERROR, "bad control frame")
-            if not data[1] & 0x80:
-                raise _Violation(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
-        return data
-
-    def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if self.client_terminated or self._frame_compressed:
-            return super()._handle_message(opcode, data)
-        if opcode == 0x1:  # as Tornado does, but a bad text frame is a 1007, not a drop
-            self._message_bytes_in += len(data)
-            try:
-                decoded = data.decode("utf-8")
-            except UnicodeDecodeError:
-                self._fail(CloseCode.INVALID_PAYLOAD, "text frame is not UTF-8")
-                return None
-            return self._run_callback(self.handler.on_message, decoded)
-        if opcode == 0x8:
-            if len(data) == 1:
-                self._fail(CloseCode.PROTOCOL_ERROR, "close frame of one byte")
-                return None
-            if len(data) >= 2 and struct.unpack(">H", data[:2])[0] not in _VALID_CLOSE_CODES:
-                self._fail(CloseCode.PROTOCOL_ERROR, "invalid close code")
-                return None
-            try:
-                data[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                self._fail(CloseCode.INVALID_PAYLOAD, "close reason is not UTF-8")
-                return None
-        return super()._handle_message(opcode, data)
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection: a close frame with ``code``, then close the TCP stream."""
-        log.info("livestream: closing a client that broke RFC 6455 (%s): %s", code, reason)
-        handler = self.handler
-        if isinstance(handler, ClientHandler):
-            handler.close_reason_tag = "protocol_error"
-        self.client_terminated = True  # read no more frames; close() then closes the stream
-        self.close(code, reason)
 
 
 class ClientHandler(WebSocketHandler):
@@ -143,8 +63,15 @@ class ClientHandler(WebSocketHandler):
         self.topics: dict[str, str] = {}  # topic -> "live" | "pending"
         # pending topic -> the (epoch, offset) its subscribe resumed from
         self.pending_resume: dict[str, tuple[str | None, int | None]] = {}
-        self.queued = 0  # bytes written, not yet flushed
+        self.queued = 0  # bytes written, not yet flushed (kept by server.budget)
+        self.bytes_out = 0  # bytes of frames handed to the stream (progress = this - queued)
+        self.progress: tuple[int, float] = (0, 0.0)  # (bytes taken by the socket, since when)
+        self.out_stream: IOStream | None = None
         self.stalled = False  # conflating: updates dropped until the queue drains
+        # topic -> snapshot (or missed rows) still being sent, in order (server.pacer)
+        self.deliveries: dict[str, Delivery] = {}
+        self.pacing_queued = False
+        self.drain_waiting = False
         self.errors_in_row = 0
         self.close_reason_tag = "client"
 
@@ -188,6 +115,8 @@ class ClientHandler(WebSocketHandler):
         if enc in ("json", "arrow"):
             self.encoding = enc
         self.set_nodelay(True)
+        conn = self.ws_connection
+        self.out_stream = conn.stream if conn is not None else None
         self.server._client_opened(self)
 
     def on_close(self) -> None:
@@ -197,6 +126,8 @@ class ClientHandler(WebSocketHandler):
         self.server._client_closed(self, reason)
 
     def on_message(self, message: str | bytes) -> None:
+        if closing(self):
+            return  # closing (4002, 4000, ...): frames already received are not acted on
         try:
             if isinstance(message, bytes):
                 header, payload = unpack_binary(message)
@@ -293,47 +224,54 @@ class ClientHandler(WebSocketHandler):
         """Write one frame; False if the client is gone or was just dropped as slow.
 
         When nothing is queued for this client (the common case) the frame goes
-        to the socket with one ``send()``; only what the kernel does not take is
+        to the socket with one ``sendmsg()``; only what the kernel does not take is
         handed to the Tornado stream, whose unflushed byte count is the client's
-        send queue for the slow-consumer check. No Future, task or callback per
-        frame per client (see docs/decisions.md).
+        send queue for the slow-consumer check. ``data`` is never copied: it may be
+        the same bytes for every client. No Future, task or callback per frame per
+        client (see docs/decisions.md).
         """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return False
         stream = conn.stream
         n = len(data)
-        queued = self.queued = unflushed(stream)
+        queued = unflushed(stream)
+        if queued != self.queued:
+            self.server.budget.changed(self, queued)
         if queued + n > self.server.config.send_queue_bytes and queued > 0:
             return self._over_limit()
-        frame = _frame_header(0x2 if binary else 0x1, n) + data
         try:
-            sent = 0
-            if queued == 0 and type(stream) is IOStream:  # plain TCP; TLS goes through write()
-                try:
-                    sent = stream.socket.send(frame)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:  # reset by the peer: closing runs on_close's bookkeeping
-                    stream.close()
-                    return False
-            if sent < len(frame):
-                stream.write(memoryview(frame)[sent:] if sent else frame)
+            added = write_frame(stream, 0x2 if binary else 0x1, data, queued == 0)
         except StreamClosedError:
             return False
+        self.bytes_out += n + (2 if n < 126 else 4 if n <= 0xFFFF else 10)
+        if added or queued:
+            self.server.budget.changed(self, unflushed(stream))
         m = self.server.metrics
         m.messages_sent += 1
         m.bytes_sent += n
         m.rows_sent += rows
         return True
 
-    def queue_drained(self) -> bool:
-        """Whether a stalled (conflating) client has flushed below half its limit."""
-        conn = self.ws_connection
-        if conn is None or conn.is_closing():
-            return False
-        queued = self.queued = unflushed(conn.stream)
-        return queued <= self.server.config.send_queue_bytes // 2
+    def queue_now(self) -> int:
+        """Bytes queued for this client now (also updates the server's accounting)."""
+        stream = self.out_stream
+        queued = unflushed(stream) if stream is not None else 0
+        if queued != self.queued:
+            self.server.budget.changed(self, queued)
+        return queued
+
+    def drop_slow(self, tag: str, reason: str) -> None:
+        """Disconnect now: close code 4000, then abort the connection, so what is
+        queued for it is freed at once (a client that does not read would never see
+        the close frame anyway)."""
+        log.warning("livestream: dropping client %s (%d bytes queued): %s", self.session,
+                    self.queued, reason)
+        self.close_reason_tag = tag
+        self.close(CloseCode.SLOW_CONSUMER, reason)
+        if self.out_stream is not None:
+            self.out_stream.close()
+        self.server.budget.forget(self)
 
     def _over_limit(self) -> bool:
         cfg = self.server.config
@@ -377,19 +315,3 @@ def _bearer(request: Any) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return None
-
-
-def unflushed(stream: Any) -> int:
-    """Bytes written to a Tornado IOStream and not yet accepted by the socket."""
-    buf = getattr(stream, "_write_buffer", None)
-    return len(buf) if buf is not None else 0
-
-
-def _frame_header(opcode: int, n: int) -> bytes:
-    """An unmasked, final WebSocket frame header (RFC 6455 §5.2) for ``n`` payload bytes."""
-    first = 0x80 | opcode
-    if n < 126:
-        return struct.pack("BB", first, n)
-    if n <= 0xFFFF:
-        return struct.pack("!BBH", first, 126, n)
-    return struct.pack("!BBQ", first, 127, n)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from tornado.websocket import websocket_connect
 
@@ -90,6 +94,92 @@ class RawClient:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def masked_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One final, masked client-to-server WebSocket frame (RFC 6455 §5.2) of any length."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | opcode, 0x80 | n])
+    elif n <= 0xFFFF:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack("!Q", n)
+    key = np.frombuffer((mask * (n // 4 + 1))[:n], dtype=np.uint8)
+    body = (np.frombuffer(payload, dtype=np.uint8) ^ key).tobytes()
+    return head + mask + body
+
+
+class StalledSocket:
+    """A raw WebSocket client on a blocking socket with a tiny receive buffer.
+
+    It subscribes (when given a topic), then reads only when told to, so the server
+    sees real TCP backpressure.
+    """
+
+    def __init__(self, port: int, topic: str | None = None, rcvbuf: int = 4096) -> None:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(1024)
+        assert b" 101 " in buf.split(b"\r\n")[0]
+        self.buf = buf.split(b"\r\n\r\n", 1)[1]
+        self.sock = s
+        if topic is not None:
+            self.send_text(orjson.dumps({"type": "subscribe", "topic": topic}))
+
+    def send_text(self, payload: bytes) -> None:
+        self.sock.sendall(masked_frame(payload))
+
+    def read_frames(self, timeout: float = 5.0) -> list[tuple[int, bytes]]:
+        """Drain the socket; return complete (opcode, payload) frames read so far."""
+        self.sock.settimeout(timeout)
+        frames = []
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                self.buf += chunk
+                while True:
+                    f = self._frame()
+                    if f is None:
+                        break
+                    frames.append(f)
+                    if f[0] == 0x8:
+                        return frames
+                self.sock.settimeout(0.5)
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return frames
+
+    def _frame(self) -> tuple[int, bytes] | None:
+        b = self.buf
+        if len(b) < 2:
+            return None
+        op, n, pos = b[0] & 0x0F, b[1] & 0x7F, 2
+        if n == 126:
+            if len(b) < 4:
+                return None
+            n, pos = struct.unpack("!H", b[2:4])[0], 4
+        elif n == 127:
+            if len(b) < 10:
+                return None
+            n, pos = struct.unpack("!Q", b[2:10])[0], 10
+        if len(b) < pos + n:
+            return None
+        self.buf = b[pos + n:]
+        return op, b[pos:pos + n]
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def cut(conn: ls.Connection) -> bool:
