@@ -7,6 +7,8 @@ See ``docs/dashboards.md``.
 
 from __future__ import annotations
 
-from .layout import Column, Dashboard, Row, Tabs, Text, ViewSpec, spec_of
+from ..views.spec import ViewSpec
+from .dashboard import Dashboard
+from .layout import Column, Row, Tabs, Text, spec_of
 
 __all__ = ["Column", "Dashboard", "Row", "Tabs", "Text", "ViewSpec", "spec_of"]

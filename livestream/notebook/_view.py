@@ -50,8 +50,8 @@ class LiveView:
         self._fps = float(fps)
         self._timer = FrameTimer(self.loop, fps, self._tick, on_error=self._report_error)
         track(self)
-        if sub is not None and hasattr(sub, "_ls_register_view"):
-            sub._ls_register_view(self)
+        if sub is not None and hasattr(sub, "register_view"):
+            sub.register_view(self)
 
     # -- frames -----------------------------------------------------------------------
 
@@ -114,8 +114,8 @@ class LiveView:
         log.error("livestream: %s of %r failed", type(self).__name__,
                   getattr(self.sub, "name", None), exc_info=exc)
         sub = self.sub
-        if sub is not None and hasattr(sub, "_error"):
-            sub._error(f"{type(self).__name__}: {exc!r}")
+        if sub is not None and hasattr(sub, "report_error"):
+            sub.report_error(f"{type(self).__name__}: {exc!r}")
 
     # -- control ----------------------------------------------------------------------
 
@@ -140,5 +140,5 @@ class LiveView:
         if self._timer is not None:
             self._timer.stop()
         sub = self.sub
-        if sub is not None and hasattr(sub, "_ls_unregister_view"):
-            sub._ls_unregister_view(self)
+        if sub is not None and hasattr(sub, "unregister_view"):
+            sub.unregister_view(self)
