@@ -17,8 +17,9 @@ from ..errors import LivestreamError
 
 __all__ = ["KINDS", "ViewFactory", "factory", "make", "register"]
 
-#: The view kinds a subscription offers.
-KINDS: tuple[str, ...] = ("chart", "table", "ticker", "controls")
+#: The view kinds: those a subscription offers, and ``listing`` (the widget of
+#: ``livestream.subscriptions()``).
+KINDS: tuple[str, ...] = ("chart", "table", "ticker", "controls", "listing")
 
 ViewFactory = Callable[..., Any]
 

@@ -50,9 +50,9 @@ from bokeh.models import (
 )
 
 from ..client.subscription import ViewFilters
-from ..notebook._view import ViewStats
 from ..views.cards import _CSS, FilterChoices, TableCore, TickerCore, guess_filter_column
 from ..views.chart_core import ChartCore
+from ..views.stats import ViewStats
 from . import layout as L
 from .layout import DARK_CSS
 

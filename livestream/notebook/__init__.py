@@ -97,8 +97,15 @@ def controls(sub: Any, filter_column: str | None = None) -> Controls:
     return Controls(sub, filter_column=filter_column)
 
 
+def listing(subs: Any, refresh_every: float | None = 1.0) -> Any:
+    """``livestream.subscriptions().widget()``: rows with pause/resume/close buttons."""
+    from .listing import listing_widget
+
+    return listing_widget(subs, refresh_every)
+
+
 for _kind, _factory in (("chart", chart), ("table", table), ("ticker", ticker),
-                        ("controls", controls)):
+                        ("controls", controls), ("listing", listing)):
     view_factories.register(_kind, _factory)
 
 

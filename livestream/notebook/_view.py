@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from ..views.stats import ViewStats
 from ._runtime import FrameTimer, current_loop, log, on_loop, track
 
-
-@dataclass
-class ViewStats:
-    """Counters of one live view.
-
-    ``rows``: rows the view took from its subscription; ``frames``: frames that
-    sent an update; ``comm_messages``: comm messages it sent to the browser;
-    ``last_frame_ms``: time the last frame took in the kernel.
-    """
-
-    frames: int = 0
-    idle_frames: int = 0
-    rows: int = 0
-    comm_messages: int = 0
-    last_frame_ms: float = 0.0
-    errors: int = 0
-    last_error: str | None = None
+__all__ = ["LiveView", "ViewStats"]
 
 
 class LiveView:

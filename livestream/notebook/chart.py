@@ -39,8 +39,9 @@ from bokeh.models import ColumnDataSource
 from .._compat.bokeh_internals import BokehModel, patch_doc_parts, sync_model
 from ..views.chart_core import ChartCore
 from ..views.spec import ViewSpec
+from ..views.stats import ViewStats
 from ._runtime import on_loop
-from ._view import LiveView, ViewStats
+from ._view import LiveView
 from .loader import load_bokehjs
 
 
