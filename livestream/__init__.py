@@ -18,6 +18,7 @@ import logging as _logging
 from typing import Any
 
 from . import notebook as _notebook  # noqa: F401  (registers sub.chart(), .table(), ...)
+from . import redact as _redact
 from ._version import __version__
 from .client.connection import Connection, ConnectionStats
 from .client.registry import subscriptions
@@ -40,6 +41,8 @@ from .server.config import ServerConfig
 # Library convention: no output unless the application configures logging (otherwise
 # Python's last-resort handler would print warnings into whichever notebook cell runs).
 _logging.getLogger("livestream").addHandler(_logging.NullHandler())
+# Token values and Authorization headers never reach a livestream or Tornado log record.
+_redact.install()
 
 
 def connect(

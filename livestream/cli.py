@@ -3,9 +3,14 @@
 ::
 
     livestream serve    [--host H] [--port P] [--token T] [--allow-origin O]... [--cert C --key K]
+                        [--allow-host NAME]... [--trusted-proxy IP[/BITS]]...
+                        [--admin-token T] [--jwt-secret-file F | --jwt-public-key-file K]
     livestream demo     [--port P] [--rate R] [--duration S]
     livestream publish  FILE --topic T [--url URL] [--token T]
     livestream replay   FILE --topic T --time-column C [--speed N] [--url URL]
+    livestream token    --secret-file F | --private-key-file K  [--sub P] [--pub P] [--admin P]
+                        [--ttl 1h] [--aud A] [--nbf WHEN] [--subject NAME]
+    livestream topics   ls | rm NAME...  [--url URL] [--token T]
 
 Every command has ``--help``. Bad arguments and runtime failures end with one
 line, ``Error: …``, on stderr and exit code 2 (usage) or 1 (anything else); no
@@ -99,10 +104,42 @@ def _server_options(fn: Any) -> Any:
                      help="Token required to subscribe (overrides --token)."),
         click.option("--publish-token", envvar="LIVESTREAM_PUBLISH_TOKEN", default=None,
                      help="Token required to publish (overrides --token)."),
+        click.option("--admin-token", envvar="LIVESTREAM_ADMIN_TOKEN", default=None,
+                     help="Token that may do everything, deleting topics included "
+                          "[env: LIVESTREAM_ADMIN_TOKEN]."),
+        click.option("--jwt-secret-file", type=click.Path(exists=True, dir_okay=False),
+                     default=None,
+                     help="Accept signed tokens (HS256) made with this shared secret "
+                          "(at least 32 bytes); see `livestream token`."),
+        click.option("--jwt-public-key-file", type=click.Path(exists=True, dir_okay=False),
+                     default=None,
+                     help="Accept signed tokens (RS256/ES256) verified with this PEM "
+                          "public key."),
+        click.option("--jwt-algorithm", "jwt_algorithms", multiple=True, metavar="ALG",
+                     help="Signing algorithm to accept (repeatable) [HS256 for the secret; "
+                          "RS256, ES256 for the public key]."),
+        click.option("--jwt-audience", default=None, metavar="AUD",
+                     help="The 'aud' signed tokens must carry (default: none; tokens with "
+                          "an 'aud' are then refused)."),
+        click.option("--jwt-leeway", type=click.FloatRange(min=0), default=None,
+                     metavar="SECONDS", help="Clock skew allowed on token times [0]."),
+        click.option("--max-topics", type=click.IntRange(min=1), default=None,
+                     help="Topics the server holds at most; creating more is refused "
+                          "[10000]."),
         click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
                      help="Browser Origin allowed to open a WebSocket, e.g. "
                           "http://localhost:5006 (repeatable; '*' allows all). "
                           "Default: same host and localhost."),
+        click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+                     help="Host name the server answers besides IP addresses, localhost and "
+                          "--host (and, when listening beyond loopback, this machine's name): "
+                          "e.g. the public name behind a proxy (repeatable; '.example.com' for "
+                          "a domain and its subdomains). Other Host headers get 403, against "
+                          "DNS rebinding. '*' answers any Host: unsafe."),
+        click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP[/BITS]",
+                     help="Reverse proxy address or network whose X-Forwarded-For / X-Real-Ip "
+                          "/ X-Forwarded-Proto headers are believed (repeatable). Default: "
+                          "none; those headers are ignored."),
         click.option("--cert", "certfile", type=click.Path(exists=True, dir_okay=False),
                      help="TLS certificate (PEM); serves wss:// and https://. Needs --key."),
         click.option("--key", "keyfile", type=click.Path(exists=True, dir_okay=False),
@@ -121,6 +158,8 @@ def _server_options(fn: Any) -> Any:
                      help="Subscriptions per connection [256]."),
         click.option("--max-rows-per-publish", type=click.IntRange(min=1), default=None,
                      help="Rows in one publish [1000000]."),
+        click.option("--max-columns", type=click.IntRange(min=1), default=None,
+                     help="Columns in one publish or topic [1000]."),
         click.option("--send-queue-bytes", type=click.IntRange(min=1), default=None,
                      help="Unsent bytes allowed per client before --slow-consumer applies "
                           "[8 MiB]."),
@@ -137,7 +176,9 @@ def _server_options(fn: Any) -> Any:
 
 
 _LIMIT_KEYS = ("retention_rows", "retention_seconds", "max_message_size", "max_subscriptions",
-               "max_rows_per_publish", "send_queue_bytes")
+               "max_rows_per_publish", "max_columns", "send_queue_bytes", "max_topics",
+               "admin_token", "jwt_secret_file", "jwt_public_key_file", "jwt_audience",
+               "jwt_leeway")
 
 
 def _make_backplane(url: str | None) -> Any:
@@ -165,13 +206,16 @@ def _start_server(kw: dict[str, Any]) -> Any:
     if (kw["certfile"] is None) != (kw["keyfile"] is None):
         raise click.UsageError("give both --cert and --key for TLS, or neither")
     options: dict[str, Any] = {k: kw[k] for k in _LIMIT_KEYS if kw.get(k) is not None}
+    if kw.get("jwt_algorithms"):
+        options["jwt_algorithms"] = list(kw["jwt_algorithms"])
     sub_tok = kw["subscribe_token"] or kw["token"]
     pub_tok = kw["publish_token"] or kw["token"]
     backplane = _make_backplane(kw.get("backplane"))
     try:
         return serve(
             kw["host"], kw["port"], backplane=backplane,
-            allowed_origins=list(kw["allow_origins"]), certfile=kw["certfile"],
+            allowed_origins=list(kw["allow_origins"]), allowed_hosts=list(kw["allow_hosts"]),
+            trusted_proxies=list(kw["trusted_proxies"]), certfile=kw["certfile"],
             keyfile=kw["keyfile"], slow_consumer=kw["slow_consumer"],
             subscribe_token=sub_tok, publish_token=pub_tok, **options,
         )
@@ -378,7 +422,8 @@ def _start_demo_dashboard(srv: Any, feed: Any, kw: dict[str, Any], port: int) ->
     """Serve the demo dashboard (per-session subscriptions to ``srv``) on ``port``."""
     from .demo import demo_dashboard
 
-    token = kw.get("subscribe_token") or kw.get("token")
+    # with signed tokens only, viewers bring theirs: ?livestream_token=
+    token = kw.get("subscribe_token") or kw.get("token") or kw.get("admin_token")
     dash = demo_dashboard(srv.url, feed.feeds, token=token)
     try:
         return dash.serve(port=port, host=kw["host"])
@@ -406,13 +451,12 @@ def _http_base(url: str) -> urllib.parse.SplitResult:
     return urllib.parse.SplitResult(scheme, u.netloc, path, "", "")
 
 
-class HttpPublisher:
-    """POSTs DataFrames as Arrow IPC streams to ``/topics/{topic}`` on one keep-alive connection."""
+class HttpClient:
+    """Requests to a livestream server's HTTP endpoints on one keep-alive connection."""
 
-    def __init__(self, url: str, topic: str, token: str | None = None, *,
-                 insecure: bool = False, ca: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, token: str | None = None, *, insecure: bool = False,
+                 ca: str | None = None, timeout: float = 30.0) -> None:
         self.base = _http_base(url)
-        self.topic = topic
         self.token = token
         self.timeout = timeout
         self._ctx: ssl.SSLContext | None = None
@@ -423,9 +467,8 @@ class HttpPublisher:
                 self._ctx.verify_mode = ssl.CERT_NONE
         self._conn: http.client.HTTPConnection | None = None
 
-    @property
-    def url(self) -> str:
-        return f"{self.base.geturl()}/topics/{urllib.parse.quote(self.topic, safe='')}"
+    def topic_url(self, topic: str) -> str:
+        return f"{self.base.geturl()}/topics/{urllib.parse.quote(topic, safe='')}"
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -437,20 +480,22 @@ class HttpPublisher:
                 self._conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
         return self._conn
 
-    def publish(self, df: Any) -> dict:
-        """POST one batch; returns the server's ack, or raises :class:`CLIError`."""
-        from .protocol import frame_to_arrow
+    def request(self, method: str, url: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> Any:
+        """Send one request to ``url`` (on this server); returns the decoded JSON reply,
+        or raises :class:`CLIError` with the server's error code and message."""
         from .protocol.codec import loads
 
-        body = frame_to_arrow(df)
-        headers = {"Content-Type": ARROW_STREAM, "Content-Length": str(len(body))}
+        headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        path = urllib.parse.urlsplit(self.url).path
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        path = urllib.parse.urlsplit(url).path
         for attempt in (1, 2):  # one retry when a kept-alive connection was closed under us
             conn = self._connection()
             try:
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 break
@@ -458,7 +503,7 @@ class HttpPublisher:
                     ConnectionResetError) as exc:
                 self.close()
                 if attempt == 2:
-                    raise CLIError(f"cannot publish to {self.url}: {exc}") from None
+                    raise CLIError(f"cannot {method} {url}: {exc}") from None
             except OSError as exc:
                 self.close()
                 raise CLIError(f"cannot reach {self.base.geturl()}: "
@@ -470,13 +515,34 @@ class HttpPublisher:
         if resp.status != 200:
             if isinstance(reply, dict) and "message" in reply:
                 raise CLIError(f"{reply.get('code', resp.status)}: {reply['message']}")
-            raise CLIError(f"HTTP {resp.status} from {self.url}")
-        return reply if isinstance(reply, dict) else {}
+            raise CLIError(f"HTTP {resp.status} from {url}")
+        return reply
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class HttpPublisher(HttpClient):
+    """POSTs DataFrames as Arrow IPC streams to ``/topics/{topic}`` on one keep-alive connection."""
+
+    def __init__(self, url: str, topic: str, token: str | None = None, *,
+                 insecure: bool = False, ca: str | None = None, timeout: float = 30.0) -> None:
+        super().__init__(url, token, insecure=insecure, ca=ca, timeout=timeout)
+        self.topic = topic
+
+    @property
+    def url(self) -> str:
+        return self.topic_url(self.topic)
+
+    def publish(self, df: Any) -> dict:
+        """POST one batch; returns the server's ack, or raises :class:`CLIError`."""
+        from .protocol import frame_to_arrow
+
+        reply = self.request("POST", self.url, frame_to_arrow(df),
+                             {"Content-Type": ARROW_STREAM})
+        return reply if isinstance(reply, dict) else {}
 
 
 def read_table(path: str, fmt: str | None = None, parse_dates: tuple[str, ...] = ()) -> Any:
@@ -680,6 +746,185 @@ def replay(file: str, topic: str, url: str, token: str | None, fmt: str | None,
     took = time.monotonic() - t0
     click.echo(f"replayed {sent:,} rows to {topic!r} in {took:.1f} s "
                f"(recording spans {rel[-1] * speed if len(rel) else 0:.1f} s, speed {speed:g}×)")
+
+
+# -- token ------------------------------------------------------------------------------------
+
+
+def _when(text: str, now: float) -> float:
+    """``--nbf``: a delay from now (``10m``) or an ISO-8601 time (naive = UTC)."""
+    import datetime as dt
+
+    from .server.auth import parse_duration
+
+    try:
+        return now + parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a delay (10m) nor an ISO time",
+                                 param_hint="'--nbf'") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+@cli.command()
+@click.option("--secret-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Shared secret (the server's --jwt-secret-file): signs with HS256.")
+@click.option("--private-key-file", type=click.Path(exists=True, dir_okay=False),
+              default=None,
+              help="PEM private key whose public key the server has (--jwt-public-key-file): "
+                   "RSA signs with RS256, EC P-256 with ES256, Ed25519 with EdDSA.")
+@click.option("--alg", default=None, metavar="ALG",
+              help="Signing algorithm (default: from the key, as above).")
+@click.option("--sub", "sub", multiple=True, metavar="PATTERN",
+              help="Topics the bearer may subscribe to (glob, e.g. 'prices.*'; repeatable).")
+@click.option("--pub", "pub", multiple=True, metavar="PATTERN",
+              help="Topics the bearer may publish to (repeatable). A pattern naming one "
+                   "topic exactly also lets the bearer create it.")
+@click.option("--admin", "admin", multiple=True, metavar="PATTERN",
+              help="Topics the bearer owns: create, delete, publish and subscribe "
+                   "(repeatable).")
+@click.option("--ttl", default="1h", show_default=True, metavar="DURATION",
+              help="How long the token is valid: 90s, 15m, 1h, 7d.")
+@click.option("--aud", default=None, metavar="AUD",
+              help="Audience: the server's --jwt-audience.")
+@click.option("--nbf", default=None, metavar="WHEN",
+              help="Not valid before: a delay (10m) or an ISO time; --ttl counts from it.")
+@click.option("--subject", default=None, metavar="NAME",
+              help="Who the token is for (the JWT 'sub' claim; shown in server logs).")
+def token(secret_file: str | None, private_key_file: str | None, alg: str | None,
+          sub: tuple[str, ...], pub: tuple[str, ...], admin: tuple[str, ...], ttl: str,
+          aud: str | None, nbf: str | None, subject: str | None) -> None:
+    """Mint a signed token granting topic patterns; prints it (one line).
+
+    \b
+    livestream token --secret-file jwt.secret --sub 'prices.*' --pub orders --ttl 1h
+    """
+    from .server.auth import (
+        HMAC_ALGORITHMS,
+        PUBLIC_KEY_ALGORITHMS,
+        load_private_key,
+        mint_token,
+        parse_duration,
+        read_secret,
+    )
+
+    if (secret_file is None) == (private_key_file is None):
+        raise click.UsageError("give --secret-file or --private-key-file (one of them)")
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--ttl'") from None
+    try:
+        if secret_file is not None:
+            key: Any = read_secret(secret_file)
+            algorithm = alg or "HS256"
+            if algorithm not in HMAC_ALGORITHMS:
+                raise click.BadParameter(f"a secret signs with {', '.join(HMAC_ALGORITHMS)}",
+                                         param_hint="'--alg'")
+        else:
+            key, default_alg = load_private_key(private_key_file)  # type: ignore[arg-type]
+            algorithm = alg or default_alg
+            if algorithm not in PUBLIC_KEY_ALGORITHMS:
+                raise click.BadParameter(
+                    f"a private key signs with {', '.join(PUBLIC_KEY_ALGORITHMS)}",
+                    param_hint="'--alg'")
+        now = time.time()
+        tok = mint_token(key, algorithm=algorithm, sub=sub, pub=pub, admin=admin, ttl=seconds,
+                         audience=aud, not_before=_when(nbf, now) if nbf else None,
+                         subject=subject, now=now)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(tok)
+
+
+# -- topics -----------------------------------------------------------------------------------
+
+
+def _topics_options(fn: Any) -> Any:
+    opts = [
+        click.option("--url", envvar="LIVESTREAM_URL", default="http://127.0.0.1:8765",
+                     show_default=True,
+                     help="The server (http(s):// or its ws(s):// URL) [env: LIVESTREAM_URL]."),
+        click.option("--token", envvar="LIVESTREAM_TOKEN", default=None,
+                     help="Token: subscribe rights to list, admin rights to delete "
+                          "[env: LIVESTREAM_TOKEN]."),
+        click.option("--insecure", is_flag=True,
+                     help="Do not verify the server's TLS certificate."),
+        click.option("--ca", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="CA bundle to verify an https:// server with."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@cli.group()
+def topics() -> None:
+    """List or delete a server's topics (over HTTP)."""
+
+
+@topics.command("ls")
+@_topics_options
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer.")
+def topics_ls(url: str, token: str | None, insecure: bool, ca: str | None,
+              as_json: bool) -> None:
+    """List the topics the token may see: name, mode, rows held, next offset."""
+    import json as json_mod
+
+    from rich.table import Table
+
+    client = HttpClient(url, token, insecure=insecure, ca=ca)
+    try:
+        reply = client.request("GET", f"{client.base.geturl()}/topics")
+    finally:
+        client.close()
+    items = reply.get("topics", []) if isinstance(reply, dict) else []
+    if as_json:
+        click.echo(json_mod.dumps(items, indent=2))
+        return
+    table = Table(title_justify="left", box=None)
+    for col, just in (("topic", "left"), ("mode", "left"), ("rows", "right"),
+                      ("next offset", "right"), ("epoch", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for t in items:
+        mode = t.get("mode", "")
+        if t.get("key"):
+            mode += f" by {', '.join(t['key'])}"
+        table.add_row(t.get("name", ""), mode, f"{t.get('rows', 0):,}",
+                      f"{t.get('next_offset', 0):,}", str(t.get("epoch", "")))
+    _console().print(table)
+    if not items:
+        click.echo("(no topics)")
+
+
+@topics.command("rm")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@_topics_options
+def topics_rm(names: tuple[str, ...], url: str, token: str | None, insecure: bool,
+              ca: str | None) -> None:
+    """Delete topics and their history (needs the admin right on each; without auth on
+    the server, only from the server's own machine). Their subscribers are told, and a
+    topic published to again starts afresh."""
+    from .core.topic import check_topic_name
+    from .errors import TopicError
+
+    for name in names:
+        try:
+            check_topic_name(name)
+        except TopicError as exc:
+            raise click.BadParameter(str(exc), param_hint="'NAME'") from None
+    client = HttpClient(url, token, insecure=insecure, ca=ca)
+    try:
+        for name in names:
+            client.request("DELETE", client.topic_url(name))
+            click.echo(f"deleted {name!r}")
+    finally:
+        client.close()
 
 
 # -- plug-in commands -------------------------------------------------------------------------

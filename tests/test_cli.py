@@ -210,6 +210,8 @@ def table_files(tmp_path: Path) -> dict[str, Path]:
     ["serve", "--retention-rows", "0"],
     ["serve", "--cert", "{csv}"],
     ["serve", "--backplane", "nonsense"],
+    ["serve", "--allow-host", "http://desk.example"],
+    ["serve", "--trusted-proxy", "proxy.example"],
     ["demo", "--rate", "0"],
     ["demo", "--duration", "-1"],
     ["publish", "{missing}", "--topic", "t"],
@@ -271,6 +273,33 @@ def test_serve_answers_health_and_stops_on_sigterm(procs) -> None:
     assert rc == 0, err
     assert "stopped." in out
     assert "Traceback" not in err
+
+
+def test_serve_allow_host_trusted_proxy_and_scrubbed_log(procs) -> None:
+    p = start(procs, "serve", "--port", "0", "--duration", "120", "--token", "s3cret-tok",
+              "--allow-host", "desk.example", "--trusted-proxy", "127.0.0.1",
+              "--log-level", "info")
+    port = int(p.wait_for(WS_URL).group(1))
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, **headers: str) -> int:
+        req = urllib.request.Request(base + path, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    poll(lambda: get("/health") == 200, what="GET /health")
+    assert get("/health", Host=f"desk.example:{port}") == 200
+    assert get("/health", Host=f"attacker.example:{port}") == 403
+    assert get("/topics?token=s3cret-tok", **{"X-Forwarded-For": "203.0.113.9"}) == 200
+    p.p.send_signal(signal.SIGTERM)
+    rc, out, err = p.finish()
+    assert rc == 0, err
+    assert "200 GET /topics?token=*** (203.0.113.9)" in err, err
+    assert "s3cret-tok" not in err + out
+    assert "attacker.example" in err  # the refusal is logged
 
 
 def test_serve_stops_by_itself_after_duration(procs) -> None:

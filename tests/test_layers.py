@@ -8,7 +8,7 @@ from a higher layer is still a dependency on it).
 
 The layers, bottom to top (``docs/decisions.md``, "Layers point one way")::
 
-    errors  _version  _compat  loop
+    errors  _version  _compat  loop  redact
     core                                  pure: topics, schemas, windows
     protocol                              pure: messages and codecs
     backplane         client  views       where topics live | subscriptions | drawing
@@ -38,6 +38,7 @@ BELOW: dict[str, tuple[str, ...]] = {
     "_version": (),
     "_compat": (),
     "loop": (),
+    "redact": (),
     "core": ("errors", "_compat"),
     "protocol": ("core",),
     "backplane": ("core",),

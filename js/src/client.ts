@@ -16,6 +16,7 @@ import {
   type GapMessage,
   type PongMessage,
   PROTOCOL_VERSION,
+  type RefreshedMessage,
   type SubscribedMessage,
   unpackBinary,
   type WelcomeMessage,
@@ -196,6 +197,19 @@ export class Client extends Emitter<ClientEvents> implements SubscriptionHost {
     const token = opts.token ?? this.opts.token;
     if (token) msg.token = token;
     return this.request(msg);
+  }
+
+  /**
+   * Give the connection a new token before the current one expires (docs/protocol.md §4.10):
+   * sent as `refresh` when live, and used for every later (re)connect. Resolves with the
+   * server's `refreshed` (null when not connected); rejects with a RemoteError if the server
+   * refuses the token (the connection then keeps its current one).
+   */
+  refreshToken(token: string): Promise<RefreshedMessage | null> {
+    if (typeof token !== "string" || token === "") return Promise.reject(new Error("token must be a non-empty string"));
+    this.opts = { ...this.opts, token };
+    if (this.state !== "live" || !this.ws) return Promise.resolve(null);
+    return this.request<RefreshedMessage>({ type: "refresh", token });
   }
 
   /** Application-level round trip to the server, in ms. */
@@ -473,7 +487,8 @@ export class Client extends Emitter<ClientEvents> implements SubscriptionHost {
         }
         return;
       case "ack":
-      case "pong": {
+      case "pong":
+      case "refreshed": {
         const p = this.pending.get(msg.id);
         if (p) {
           this.pending.delete(msg.id);
@@ -499,7 +514,7 @@ export class Client extends Emitter<ClientEvents> implements SubscriptionHost {
         return;
       }
       default:
-        return; // unsubscribed, and types of later protocol revisions
+        return; // unsubscribed, deleted, and types of later protocol revisions
     }
   }
 }

@@ -26,7 +26,7 @@ export {
 } from "./protocol.js";
 export type {
   AckMessage, DataHeader, DataKind, Encoding, ErrorMessage, Field, GapMessage, GapReason,
-  SubscribedMessage, TopicMode, WelcomeMessage,
+  RefreshedMessage, SubscribedMessage, TopicMode, WelcomeMessage,
 } from "./protocol.js";
 export {
   attachChart, normalizeSpec, pyStr, seedColors, seriesColor, tzOffsetMs, DOWN_COLOR, UP_COLOR,

@@ -48,6 +48,7 @@ export const ERROR_CODES = [
   "unsupported_encoding",
   "bad_resume",
   "internal",
+  "too_many_topics",
 ] as const;
 
 export interface WelcomeMessage {
@@ -58,6 +59,15 @@ export interface WelcomeMessage {
   encoding: Encoding;
   heartbeat: number;
   limits: Record<string, unknown>;
+  /** When the connection's token expires (seconds since the epoch), or null/absent. */
+  exp?: number | null;
+}
+
+/** The answer to `refresh`: the new token's expiry (seconds since the epoch), or null. */
+export interface RefreshedMessage {
+  type: "refreshed";
+  exp: number | null;
+  id?: string | number;
 }
 
 export interface SubscribedMessage {

@@ -15,6 +15,18 @@ A server never touches topics directly; it asks its backplane. The contract:
 - ``get(name)`` returns the topic's local state, from which snapshots and
   resume decisions (``since``) are served. A shared backplane keeps that local
   mirror in step with the shared log and gives it the shared epoch.
+- ``publish_new(name, df, ...)`` creates a topic **with** its first batch: the
+  topic exists afterwards only if the batch was accepted (a refused first batch
+  leaves no empty topic behind).
+- ``delete(name)`` removes a topic, its history and its epoch, and returns
+  whether it existed. Every deletion (also one made by another process sharing
+  the backplane) is delivered to every listener registered with
+  ``add_delete_listener``, on the server's loop, after the topic is gone, with
+  the removed topic's last local state (name, epoch, offsets). A
+  topic created again under the same name is a new history: a new epoch,
+  offsets from 0, so no client can resume into it with stale offsets. A
+  shared backplane deletes the shared log and epoch atomically and tells
+  the other processes, which drop their local mirror.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import pandas as pd
 from ..core.topic import Mode, Topic, Update
 
 UpdateListener = Callable[[Update], None]
+DeleteListener = Callable[[Topic], None]
 
 
 class Backplane(ABC):
@@ -34,6 +47,7 @@ class Backplane(ABC):
 
     def __init__(self) -> None:
         self._listeners: list[UpdateListener] = []
+        self._delete_listeners: list[DeleteListener] = []
 
     def add_listener(self, listener: UpdateListener) -> None:
         self._listeners.append(listener)
@@ -45,6 +59,15 @@ class Backplane(ABC):
     def _deliver(self, update: Update) -> None:
         for listener in list(self._listeners):
             listener(update)
+
+    def add_delete_listener(self, listener: DeleteListener) -> None:
+        """Call ``listener(topic)`` after every deletion, with the removed topic's last
+        local state (its name, epoch and offsets)."""
+        self._delete_listeners.append(listener)
+
+    def _deliver_delete(self, topic: Topic) -> None:
+        for listener in list(self._delete_listeners):
+            listener(topic)
 
     @abstractmethod
     def create(
@@ -65,6 +88,24 @@ class Backplane(ABC):
 
     @abstractmethod
     def publish(self, name: str, df: pd.DataFrame) -> Update: ...
+
+    @abstractmethod
+    def publish_new(
+        self,
+        name: str,
+        df: pd.DataFrame,
+        *,
+        mode: Mode = "append",
+        key: Sequence[str] | None = None,
+        retention_rows: int,
+        retention_seconds: float | None = None,
+    ) -> Update:
+        """Create ``name`` with ``df`` as its first batch; nothing is created if the
+        batch is refused (``SchemaError``). ``TopicError`` if it exists already."""
+
+    @abstractmethod
+    def delete(self, name: str) -> bool:
+        """Remove a topic and its history; ``False`` if there was none."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect to shared storage, if any."""

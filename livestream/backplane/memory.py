@@ -59,3 +59,29 @@ class MemoryBackplane(Backplane):
         update = topic.publish(df)
         self._deliver(update)
         return update
+
+    def publish_new(
+        self,
+        name: str,
+        df: pd.DataFrame,
+        *,
+        mode: Mode = "append",
+        key: Sequence[str] | None = None,
+        retention_rows: int,
+        retention_seconds: float | None = None,
+    ) -> Update:
+        if name in self._topics:
+            raise TopicError(f"topic {name!r} already exists", code="topic_exists")
+        topic = Topic(name, mode=mode, key=key, retention_rows=retention_rows,
+                      retention_seconds=retention_seconds)
+        update = topic.publish(df)  # a refused batch raises here, before the topic is listed
+        self._topics[name] = topic
+        self._deliver(update)
+        return update
+
+    def delete(self, name: str) -> bool:
+        topic = self._topics.pop(name, None)
+        if topic is None:
+            return False
+        self._deliver_delete(topic)
+        return True

@@ -13,6 +13,14 @@ protocol resubscribes every subscription with its (epoch, offset), so the server
 sends exactly the rows missed, or a ``gap`` and a fresh snapshot when they are no
 longer retained. Rows are never applied twice: an update whose offsets overlap
 what a subscription already holds is trimmed.
+
+Tokens that expire (signed tokens) are renewed without reconnecting:
+``conn.refresh_token(new)`` sends a ``refresh``; a ``token=`` callable is asked
+for a new token shortly before the current one expires and at every reconnect.
+A connection the server closed with 4003 (token expired) does not reconnect with
+the same token: it waits in state ``unauthorized`` for a new one. The protocol
+decides (when to renew, whether a new token is needed); this adapter runs the
+timer, asks the callable and waits.
 """
 
 from __future__ import annotations
@@ -33,7 +41,17 @@ from ..errors import ConnectionClosed, RemoteError
 from ..loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
 from . import registry
 from .backoff import Backoff
-from .protocol import BadFrame, ClientProtocol, Event, Refused, Replied, ServerError, Welcomed
+from .protocol import (
+    BadFrame,
+    ClientProtocol,
+    Event,
+    Refused,
+    Replied,
+    ServerError,
+    TokenRefreshed,
+    TopicDeleted,
+    Welcomed,
+)
 from .state import DEFAULT_WINDOW, GapDetected, RateMeter, RowsApplied
 from .subscription import Subscription
 
@@ -66,7 +84,7 @@ class Connection:
         self,
         url: str,
         *,
-        token: str | None = None,
+        token: str | Callable[[], str | None] | None = None,
         encoding: str = "arrow",
         reconnect: bool = True,
         backoff: Backoff | tuple[float, float] = (0.1, 10.0),
@@ -84,7 +102,12 @@ class Connection:
         if encoding not in ("json", "arrow"):
             raise ValueError("encoding must be 'json' or 'arrow'")
         self.url = url
-        self.token = token
+        # a callable is asked for a token at each (re)connect and before the current
+        # one expires; the current token itself lives in the protocol (``self.token``)
+        self._token_provider: Callable[[], str | None] | None = token if callable(token) \
+            else None
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self._new_token: asyncio.Event | None = None
         self.encoding = encoding
         self.reconnect = reconnect
         self._backoff = backoff if isinstance(backoff, Backoff) else Backoff(*backoff)
@@ -107,7 +130,8 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self.stats_data = ConnectionStats(url)
         #: the sans-I/O protocol this connection drives (touched on the loop only)
-        self.protocol = ClientProtocol(encoding=encoding, token=token)
+        self.protocol = ClientProtocol(encoding=encoding,
+                                       token=None if callable(token) else token)
         self._meter = RateMeter()
         self._ws: WebSocketClientConnection | None = None
         self._closed = False
@@ -123,6 +147,7 @@ class Connection:
     def _start(self) -> None:
         if self._live is None:
             self._live = asyncio.Event()
+        self._new_token = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
 
     def __repr__(self) -> str:
@@ -130,8 +155,25 @@ class Connection:
 
     @property
     def state(self) -> str:
-        """connecting, live, reconnecting or closed."""
+        """connecting, live, reconnecting, unauthorized (token expired: waiting for a new
+        one, see :meth:`refresh_token`) or closed."""
         return self.stats_data.state
+
+    @property
+    def token(self) -> str | None:
+        """The token the connection uses (sent at every connect; set by
+        :meth:`refresh_token` or the ``token=`` callable)."""
+        return self.protocol.token
+
+    @token.setter
+    def token(self, token: str | None) -> None:
+        self.protocol.set_token(token)
+
+    @property
+    def token_exp(self) -> float | None:
+        """When the connection's token expires (seconds since the epoch; from the
+        server's ``welcome``/``refreshed``), None if it does not."""
+        return self.protocol.token_exp
 
     @property
     def stats(self) -> ConnectionStats:
@@ -176,8 +218,11 @@ class Connection:
                 break
             if self._live is not None:
                 self._live.clear()
+            self._cancel_refresh()
             if not self.reconnect:
                 self._close_now("connection lost")
+                break
+            if self.protocol.needs_token() and not await self._await_new_token():
                 break
             self._set_state("reconnecting")
             try:
@@ -186,7 +231,39 @@ class Connection:
             except asyncio.CancelledError:
                 break
 
+    async def _await_new_token(self) -> bool:
+        """After close 4003: a new token from the callable, else wait (state
+        ``unauthorized``) for :meth:`refresh_token`. False if closed meanwhile."""
+        fresh = self._provided_token()
+        if fresh:
+            self.protocol.set_token(fresh)
+        if not self.protocol.needs_token():
+            return True
+        self._set_state("unauthorized")
+        log.warning("livestream: %s closed the connection: its token expired; waiting for "
+                    "conn.refresh_token(new_token)", self.url)
+        assert self._new_token is not None
+        self._new_token.clear()
+        while self.protocol.needs_token():
+            try:
+                await self._new_token.wait()
+            except asyncio.CancelledError:
+                return False
+            self._new_token.clear()
+        return not self._closed
+
+    def _provided_token(self) -> str | None:
+        if self._token_provider is None:
+            return None
+        try:
+            return self._token_provider()
+        except Exception:
+            log.exception("livestream: the token callable failed")
+            return None
+
     async def _connect_once(self) -> None:
+        if self._token_provider is not None:
+            self.protocol.set_token(self._provided_token() or self.protocol.token)
         headers = dict(self.headers)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -219,7 +296,7 @@ class Connection:
                 self._on_message(msg)
         finally:
             self._ws = None
-            self._deliver(self.protocol.connection_lost("connection lost"))
+            self._deliver(self.protocol.connection_lost("connection lost", ws.close_code))
 
     def _flush(self) -> None:
         """Write what the protocol queued."""
@@ -236,6 +313,7 @@ class Connection:
 
     def _close_now(self, reason: str) -> None:
         self._closed = True
+        self._cancel_refresh()
         registry.unregister(self)
         self._set_state("closed")
         for sub in list(self.subscriptions.values()):
@@ -339,6 +417,63 @@ class Connection:
         sub.set_state(self.state)
         call_in_loop(self.loop, self._protocol_call, self.protocol.resume, sub.name)
 
+    # -- tokens -------------------------------------------------------------------------
+
+    def refresh_token(self, token: str) -> Any:
+        """Give the connection a new token (before the current one expires).
+
+        Sent at once as a ``refresh`` when connected, and used for every later
+        (re)connect. Returns a future of the server's ``refreshed`` reply (``None``
+        when not connected: the token is used when the connection is made); a
+        refused token raises :class:`~livestream.errors.RemoteError` from it and
+        the connection keeps its current token. A connection waiting in state
+        ``unauthorized`` (closed with 4003) reconnects with the new token.
+        Like :meth:`publish`: an asyncio future on the loop, a
+        ``concurrent.futures.Future`` from another thread.
+        """
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        if on_loop_thread(self.loop):
+            return self._refresh(token)
+        return asyncio.run_coroutine_threadsafe(self._refresh_async(token), self.loop)
+
+    async def _refresh_async(self, token: str) -> dict | None:
+        return await self._refresh(token)
+
+    def _refresh(self, token: str) -> asyncio.Future:
+        fut: asyncio.Future = self.loop.create_future()
+        mid = self.protocol.refresh(token)
+        if mid is None:  # not connected: used by the next connect (and ends a 4003 wait)
+            if self._new_token is not None:
+                self._new_token.set()
+            fut.set_result(None)
+            return fut
+        self._pending[mid] = fut
+        self._flush()
+        return fut
+
+    def _cancel_refresh(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+
+    def _schedule_refresh(self) -> None:
+        """With a token callable: ask it for a new token when the protocol says."""
+        self._cancel_refresh()
+        if self._token_provider is None:
+            return
+        delay = self.protocol.refresh_delay(time.time())
+        if delay is not None:
+            self._refresh_timer = self.loop.call_later(delay, self._auto_refresh)
+
+    def _auto_refresh(self) -> None:
+        self._refresh_timer = None
+        fresh = self._provided_token()
+        if not fresh or fresh == self.protocol.token or self._ws is None:
+            return  # nothing new: the server closes with 4003 at exp; reconnect asks again
+        fut = self._refresh(fresh)
+        fut.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
     # -- publishing ---------------------------------------------------------------------
 
     def publish(self, topic: str, df: pd.DataFrame) -> asyncio.Future:
@@ -385,6 +520,7 @@ class Connection:
         s.messages += 1
         s.bytes += len(raw)
         self._deliver(self.protocol.receive_data(raw))
+        self._flush()  # what the message made the protocol send (a resubscribe after refresh)
 
     def _deliver(self, events: Iterable[Event]) -> None:
         """Act on the protocol's events: callbacks, futures, counters."""
@@ -405,9 +541,14 @@ class Connection:
                     sub.dispatch((ev,))
             elif isinstance(ev, Welcomed):
                 self._failures = 0
+                self._schedule_refresh()
                 self._state_changed("live")
                 if self._live is not None:
                     self._live.set()
+            elif isinstance(ev, TokenRefreshed):
+                self._schedule_refresh()
+            elif isinstance(ev, TopicDeleted):
+                log.info("livestream: topic %r was deleted on %s", ev.topic, self.url)
             elif isinstance(ev, Replied):
                 fut = self._pending.pop(ev.id, None)
                 if fut is not None and not fut.done():
@@ -433,7 +574,9 @@ class Connection:
 def connect(url: str, **options: Any) -> Connection:
     """Connect to a livestream server; returns at once, connecting in the background.
 
-    Options: ``token``, ``encoding`` ("arrow" or "json"), ``reconnect``,
+    Options: ``token`` (a string, or a callable returning the current token: asked at
+    every connect and shortly before the token expires), ``encoding`` ("arrow" or
+    "json"), ``reconnect``,
     ``backoff=(base, cap)`` seconds, ``ca`` (a CA bundle for wss), ``verify``,
     ``headers``, ``ping_interval``/``ping_timeout``, ``max_message_size``.
     """

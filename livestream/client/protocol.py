@@ -16,7 +16,9 @@ later) drives it like this::
         ...                                  # RowsApplied, Welcomed, Replied, ...
     send(proto.data_to_send())
     # the socket closed:
-    events = proto.connection_lost("connection lost")   # fails the requests in flight
+    events = proto.connection_lost("connection lost", code)   # fails the requests in flight
+    if proto.needs_token():                  # closed with 4003: the token expired
+        ...                                  # get a new one (proto.refresh(t)), then reconnect
 
 It keeps what a connection must remember across sockets (``docs/protocol.md`` §10):
 the topics and their tokens, which are paused, and each topic's
@@ -26,11 +28,24 @@ to that topic's state (which applies the dedupe rules) and its events are
 returned; messages for topics not subscribed (in flight after ``unsubscribe``, or
 paused) are dropped (§10.7).
 
+Tokens that expire (signed tokens, ``docs/protocol.md`` §4.10, §5.6) are decided
+here too: :attr:`ClientProtocol.token_exp` comes from ``welcome``/``refreshed``,
+:meth:`ClientProtocol.refresh` queues a ``refresh`` (or, with no live socket, only
+takes the token for the next connect), :meth:`ClientProtocol.refresh_delay` says when
+to ask for a new token before the current one expires, and after a close with 4003
+:meth:`ClientProtocol.needs_token` is true until a new token is given: reconnecting
+with the expired one would only be refused again. A topic the server ends (an
+``error unauthorized`` answering its ``subscribe``, an unsolicited ``unsubscribed``)
+goes to state ``unauthorized`` and is subscribed again after the next ``refreshed``;
+a ``deleted`` topic goes to ``waiting`` (its re-creation arrives as a gap and a
+snapshot).
+
 Events of the connection itself: :class:`Welcomed`, :class:`Replied` (``ack``,
-``pong``), :class:`Refused` (an ``error`` answering a request, or a request lost
-with the connection), :class:`ServerError` (an ``error`` frame that answers no
-request), :class:`BadFrame` (a frame that does not decode). Events of a topic come
-from :mod:`livestream.client.state`.
+``pong``, ``refreshed``), :class:`Refused` (an ``error`` answering a request, or a
+request lost with the connection), :class:`TokenRefreshed` (the server took a new
+token), :class:`TopicDeleted`, :class:`ServerError` (an ``error`` frame that answers
+no request), :class:`BadFrame` (a frame that does not decode). Events of a topic
+come from :mod:`livestream.client.state`.
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ from ..core.schema import Schema
 from ..errors import ConnectionClosed, LivestreamError, RemoteError
 from ..protocol import (
     PROTOCOL_VERSION,
+    CloseCode,
     dumps,
     encode_columns_json,
     frame_to_arrow,
@@ -69,6 +85,8 @@ __all__ = [
     "Refused",
     "Replied",
     "ServerError",
+    "TokenRefreshed",
+    "TopicDeleted",
     "Welcomed",
 ]
 
@@ -111,13 +129,31 @@ class ServerError:
 
 
 @dataclass(frozen=True)
+class TokenRefreshed:
+    """The server accepted a new token (``refreshed``); ``exp`` is its expiry (seconds
+    since the epoch, None for a token that does not expire)."""
+
+    exp: float | None
+    message: dict
+
+
+@dataclass(frozen=True)
+class TopicDeleted:
+    """The server deleted ``topic``; its subscription waits for it to be created again
+    (state ``waiting``)."""
+
+    topic: str
+
+
+@dataclass(frozen=True)
 class BadFrame:
     """A frame that could not be decoded (it is dropped)."""
 
     error: LivestreamError
 
 
-ConnectionEvent = Welcomed | Replied | Refused | ServerError | BadFrame
+ConnectionEvent = Welcomed | Replied | Refused | TokenRefreshed | TopicDeleted | ServerError \
+    | BadFrame
 Event = ConnectionEvent | RowsApplied | GapDetected | StateChanged | ErrorReported
 
 
@@ -127,7 +163,8 @@ class ClientProtocol:
     ``encoding`` (``"arrow"`` or ``"json"``) and ``token`` go into ``hello``.
     ``state`` is the connection's state as the user sees it: ``connecting``, ``live``
     (after ``welcome``), and whatever the driver sets with :meth:`set_state`
-    (``reconnecting``, ``closed``); topics that are not paused follow it.
+    (``reconnecting``, ``unauthorized``, ``closed``); topics that are not paused
+    follow it.
     """
 
     def __init__(self, *, encoding: str = "arrow", token: str | None = None,
@@ -148,6 +185,13 @@ class ClientProtocol:
         self._pending: set[int] = set()
         self._ids: Iterator[int] = itertools.count(1)
         self._out: list[str | bytes] = []
+        #: when :attr:`token` expires (seconds since the epoch; from ``welcome``/``refreshed``)
+        self.token_exp: float | None = None
+        #: the close code of the last socket (None: not closed by the server with a code)
+        self.close_code: int | None = None
+        self._expired_token: str | None = None  # the token a 4003 close said expired
+        self._expired = False
+        self._refreshing: dict[int, tuple[str, str | None]] = {}  # id → (new, previous)
 
     def __repr__(self) -> str:
         return f"<ClientProtocol {self.state} topics={len(self.topics)} open={self.open}>"
@@ -159,6 +203,7 @@ class ClientProtocol:
         for every topic that is not paused (§10.5)."""
         self.open = True
         self.welcome = None
+        self.close_code = None
         hello: dict[str, Any] = {"type": "hello", "v": PROTOCOL_VERSION,
                                  "encoding": self.encoding, "client": self.client}
         if self.token:
@@ -168,11 +213,19 @@ class ClientProtocol:
             if name not in self._paused and not st.closed:
                 self._subscribe(st)
 
-    def connection_lost(self, reason: str = "connection lost") -> list[Event]:
-        """The socket closed: every request in flight fails with ``ConnectionClosed``
-        (:class:`Refused` events). Queued frames are dropped."""
+    def connection_lost(self, reason: str = "connection lost",
+                        code: int | None = None) -> list[Event]:
+        """The socket closed (``code``: the server's close code, if any): every request
+        in flight fails with ``ConnectionClosed`` (:class:`Refused` events). Queued
+        frames are dropped. A refresh in flight keeps its token for the next connect.
+        Close code 4003 (the token expired) makes :meth:`needs_token` true until a
+        new token is given."""
         self.open = False
+        self.close_code = code
+        if code == CloseCode.UNAUTHORIZED:
+            self._expired, self._expired_token = True, self.token
         self._out.clear()
+        self._refreshing.clear()
         lost = sorted(self._pending)
         self._pending.clear()
         return [Refused(i, ConnectionClosed(f"{reason} before the reply")) for i in lost]
@@ -192,6 +245,46 @@ class ClientProtocol:
             if name not in self._paused:
                 events += st.set_state(state)
         return events
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def needs_token(self) -> bool:
+        """True after the server closed with 4003 (token expired) and no other token
+        was given since: a reconnect with the same token would be refused."""
+        return self._expired and self.token == self._expired_token
+
+    def set_token(self, token: str | None) -> None:
+        """Use ``token`` from the next connect on (nothing is sent)."""
+        self.token = token
+
+    def refresh(self, token: str) -> int | None:
+        """Renew the connection's token (§4.10).
+
+        With a welcomed socket, queues a ``refresh`` and returns its request id: the
+        answer is :class:`Replied` + :class:`TokenRefreshed`, or :class:`Refused`
+        (the token is then given back: the server keeps the current one). Without
+        one, only takes the token for the next connect and returns None. Either way
+        later connects use it (and a 4003 wait ends).
+        """
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        previous, self.token = self.token, token
+        if not self.open or self.welcome is None:
+            return None
+        mid = self._request()
+        self._refreshing[mid] = (token, previous)
+        self._send({"type": "refresh", "token": token, "id": mid})
+        return mid
+
+    def refresh_delay(self, now: float) -> float | None:
+        """Seconds from ``now`` (epoch seconds) until a new token should be asked for:
+        a little before :attr:`token_exp` (25 % of the time left, between 0.5 and
+        30 s). None when the token does not expire."""
+        if self.token_exp is None:
+            return None
+        left = self.token_exp - now
+        margin = min(30.0, max(0.5, 0.25 * left))
+        return max(0.0, left - margin)
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -323,6 +416,8 @@ class ClientProtocol:
             return st.receive(msg, payload)
         if mtype == "welcome":
             self.welcome = msg
+            self.token_exp = _exp(msg)
+            self._expired = False
             return [Welcomed(msg), *self.set_state("live")]
         if mtype in ("ack", "pong"):
             mid = msg.get("id")
@@ -330,14 +425,53 @@ class ClientProtocol:
                 self._pending.discard(mid)
                 return [Replied(mid, msg)]
             return []
+        if mtype == "refreshed":
+            return self._refreshed(msg)
+        if mtype == "deleted":
+            if st is None or st.closed or topic in self._paused:
+                return []
+            # like a topic not created yet; its re-creation comes as a gap + snapshot
+            return [TopicDeleted(st.name), *st.set_state("waiting")]
+        if mtype == "unsubscribed":
+            if st is None or st.closed or topic in self._paused or not msg.get("reason"):
+                return []
+            # the server ended the subscription (its token no longer allows it)
+            return [*st.error(f"unsubscribed by the server: {msg['reason']}"),
+                    *st.set_state("unauthorized")]
         if mtype == "error":
             code, text = str(msg.get("code")), str(msg.get("message"))
             mid = msg.get("id")
             if mid is not None and mid in self._pending:
                 self._pending.discard(mid)
+                refused = self._refreshing.pop(mid, None)
+                if refused is not None and self.token == refused[0]:
+                    self.token = refused[1]  # the server keeps the current token
                 return [Refused(mid, RemoteError(code, text, topic))]
             events: list[Event] = [ServerError(code, text, topic if st is not None else None)]
             if st is not None:
                 events += st.receive(msg)
+                if code == "unauthorized" and not st.closed and topic not in self._paused:
+                    events += st.set_state("unauthorized")
             return events
         return []  # unknown types are ignored (§10.9)
+
+    def _refreshed(self, msg: dict) -> list[Event]:
+        self.token_exp = _exp(msg)
+        events: list[Event] = []
+        mid = msg.get("id")
+        if mid in self._pending:
+            self._pending.discard(mid)
+            self._refreshing.pop(mid, None)
+            events.append(Replied(mid, msg))
+        events.append(TokenRefreshed(self.token_exp, msg))
+        if self.open:  # subscriptions the old token ended: try again with the new one
+            for name, st in self.topics.items():
+                if st.stats.state == "unauthorized" and name not in self._paused \
+                        and not st.closed:
+                    self._subscribe(st)
+        return events
+
+
+def _exp(msg: dict) -> float | None:
+    exp = msg.get("exp")
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None

@@ -57,10 +57,24 @@ def datetime_parts(t: str) -> tuple[str, str | None]:
 
 
 def is_supported_type(t: str) -> bool:
-    """Whether ``t`` is one of livestream's logical type names."""
+    """Whether ``t`` is one of livestream's logical type names (with a time zone pandas
+    knows, for an aware datetime type)."""
     return t in NUMPY_TYPES or t in MASKED_TYPES or t in ("string", "category") or (
-        is_datetime_type(t)
+        is_datetime_type(t) and _known_time_zone(datetime_parts(t)[1])
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _known_time_zone(tz: str | None) -> bool:
+    if tz is None:
+        return True
+    if len(tz) > 64:  # IANA names are far shorter; do not hand long strings to tz lookups
+        return False
+    try:
+        pd.DatetimeTZDtype(unit="ns", tz=tz)
+    except Exception:  # pandas raises many kinds of exception for a bad time zone
+        return False
+    return True
 
 
 def logical_type(series: pd.Series, name: str | None = None) -> str:
@@ -144,11 +158,27 @@ class Schema:
 
     @classmethod
     def from_json(cls, items: Iterable[dict]) -> Schema:
+        """The schema of its JSON form (``to_json``): a non-empty array of
+        ``{"name": str, "type": str}`` with distinct names and supported types.
+        Anything else raises :class:`SchemaError` (naming the column when there is one)."""
+        if not isinstance(items, list | tuple) or not items:
+            raise SchemaError("a schema must be a non-empty array of {name, type} objects")
         fields = []
+        seen: set[str] = set()
         for item in items:
+            if not isinstance(item, dict):
+                raise SchemaError(f"a schema field must be a {{name, type}} object, not "
+                                  f"{type(item).__name__}")
             name, t = item.get("name"), item.get("type")
-            if not isinstance(name, str) or not isinstance(t, str) or not is_supported_type(t):
-                raise SchemaError(f"bad schema field {item!r}")
+            if not isinstance(name, str) or not isinstance(t, str):
+                raise SchemaError("a schema field needs a string 'name' and 'type'")
+            if name in seen:
+                raise SchemaError(f"column {name!r} appears twice in the schema", column=name)
+            seen.add(name)
+            if not is_supported_type(t):
+                raise SchemaError(f"column {name!r} has unsupported type {t[:80]!r} (see "
+                                  "docs/protocol.md §6.1; time zones are IANA names)",
+                                  column=name)
             fields.append(Field(name, t))
         return cls(tuple(fields))
 
@@ -273,7 +303,11 @@ def _conform_series(s: pd.Series, f: Field) -> pd.Series:
         _, got_tz = datetime_parts(got)
         if (tz is None) != (got_tz is None):
             raise _bad(f, got)
-        return values.astype(pandas_dtype(t))
+        try:
+            return values.astype(pandas_dtype(t))
+        except (ValueError, OverflowError) as exc:  # OutOfBoundsDatetime in another unit
+            raise SchemaError(f"column {f.name!r} has values outside the range of {t}: {exc}",
+                              column=f.name) from None
     if t in NUMPY_TYPES or t in MASKED_TYPES:
         return _conform_numeric(values, f, got)
     raise _bad(f, got)

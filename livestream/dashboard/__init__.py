@@ -11,4 +11,13 @@ from ..views.spec import ViewSpec
 from .dashboard import Dashboard
 from .layout import Column, Row, Tabs, Text, spec_of
 
-__all__ = ["Column", "Dashboard", "Row", "Tabs", "Text", "ViewSpec", "spec_of"]
+
+def viewer_token(doc: object = None) -> str | None:
+    """The viewer's ``?livestream_token=`` of the current Bokeh server session (or ``None``);
+    see :func:`livestream.dashboard.server.viewer_token`."""
+    from .server import viewer_token as _viewer_token
+
+    return _viewer_token(doc)  # type: ignore[arg-type]
+
+
+__all__ = ["Column", "Dashboard", "Row", "Tabs", "Text", "ViewSpec", "spec_of", "viewer_token"]

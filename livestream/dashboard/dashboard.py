@@ -103,7 +103,9 @@ class Dashboard:
 
     def serve(self, port: int = 5006, *, host: str = "127.0.0.1", path: str = "/",
               allow_websocket_origin: Iterable[str] | None = None, show: bool = False,
-              session_expiry: float = 2.0, **server_kw: Any) -> Any:
+              session_expiry: float = 2.0,
+              viewer_tokens: Literal["optional", "required", "ignore"] = "optional",
+              **server_kw: Any) -> Any:
         """Serve this dashboard as a Bokeh server app, in this process; returns the
         :class:`~livestream.dashboard.server.DashboardServer` (``.url``, ``.stop()``).
 
@@ -115,12 +117,17 @@ class Dashboard:
         ``allow_websocket_origin``: the ``host[:port]`` values a browser may load
         the page from (default: ``localhost:PORT`` and ``127.0.0.1:PORT``; add the
         public host name when publishing). ``port=0`` picks a free port.
+        ``viewer_tokens``: a viewer who opens ``URL?livestream_token=TOKEN`` gets
+        subscriptions made with that token instead of the views' own
+        (``"optional"``); ``"required"`` shows a note instead of views without one;
+        ``"ignore"`` always uses the views' token (docs/dashboards.md, Tokens).
         """
         from .server import serve_dashboard
 
         return serve_dashboard(self, port=port, host=host, path=path,
                                allow_websocket_origin=allow_websocket_origin, show=show,
-                               session_expiry=session_expiry, **server_kw)
+                               session_expiry=session_expiry, viewer_tokens=viewer_tokens,
+                               **server_kw)
 
     def servable(self) -> Dashboard:
         """Mark this dashboard as the app of a ``livestream dashboard`` / ``bokeh serve``

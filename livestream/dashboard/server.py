@@ -18,6 +18,12 @@
 * **No CDN.** The Bokeh server serves BokehJS from its own ``/static`` route;
   :func:`serve_dashboard` refuses a ``BOKEH_RESOURCES`` setting that would
   point pages at a CDN.
+* **Viewer tokens.** A viewer who opens the page as
+  ``…/?livestream_token=TOKEN`` gets subscriptions made with that token instead
+  of the dashboard's own (``viewer_token="optional"``, the default), so each
+  viewer sees what their token allows; ``"required"`` refuses sessions without
+  one, ``"ignore"`` always uses the dashboard's token. Served scripts read it
+  with :func:`viewer_token`.
 
 :func:`live_stats` counts what is open (sessions, views, callbacks,
 subscriptions, connections), for tests and diagnostics.
@@ -32,7 +38,7 @@ import socket
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -66,6 +72,36 @@ log = logging.getLogger("livestream.dashboard")
 
 _lock = threading.Lock()
 _sessions: dict[int, SessionViews] = {}
+
+#: The page URL's query argument that carries a viewer's livestream token (not ``token``:
+#: Jupyter and other servers use that name for their own tokens).
+VIEWER_TOKEN_ARG = "livestream_token"
+ViewerTokenPolicy = Literal["optional", "required", "ignore"]
+VIEWER_TOKEN_POLICIES: tuple[str, ...] = ("optional", "required", "ignore")
+
+
+def viewer_token(doc: Document | None = None) -> str | None:
+    """The livestream token the viewer put in the page URL (``?livestream_token=…``) of a
+    Bokeh server session (``doc``, default ``curdoc()``); ``None`` without one or outside
+    a server session. For scripts served by ``livestream dashboard``::
+
+        conn = ls.connect(URL, token=viewer_token() or os.environ["LIVESTREAM_TOKEN"])
+    """
+    if doc is None:
+        from bokeh.io import curdoc
+
+        doc = curdoc()
+    ctx = getattr(doc, "session_context", None)
+    try:
+        args = ctx.request.arguments if ctx is not None else {}
+    except (AttributeError, RuntimeError):
+        return None
+    values = (args or {}).get(VIEWER_TOKEN_ARG) or []
+    if not values:
+        return None
+    v = values[-1]
+    token = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return token.strip() or None
 
 
 def live_stats() -> dict[str, int]:
@@ -301,10 +337,12 @@ VIEW_CLASSES: dict[str, type[ServerView]] = {
 class SessionViews:
     """Everything one browser session holds: its views, subscriptions and connections."""
 
-    def __init__(self, dash: Dashboard, doc: Document, *, owned: bool) -> None:
+    def __init__(self, dash: Dashboard, doc: Document, *, owned: bool,
+                 token: str | None = None) -> None:
         self.dash = dash
         self.doc = doc
         self.owned = owned
+        self.viewer_token = token  # replaces the specs' tokens for this session's connections
         self.views: list[ServerView] = []
         self.connections: dict[tuple[str, str | None], Any] = {}
         self.owned_subs: list[Any] = []
@@ -334,10 +372,11 @@ class SessionViews:
             return spec.sub  # an outside feed: shared read-only, never closed by a session
         from ..client.connection import Connection
 
-        key = (spec.url, spec.token)
+        token = self.viewer_token or spec.token
+        key = (spec.url, token)
         conn = self.connections.get(key)
         if conn is None:
-            conn = self.connections[key] = Connection(spec.url, token=spec.token)
+            conn = self.connections[key] = Connection(spec.url, token=token)
         sub = conn.subscribe(str(spec.topic), window=spec.window)
         if all(sub is not s for s in self.owned_subs):
             self.owned_subs.append(sub)
@@ -453,19 +492,32 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
-def build_document(dash: Dashboard, doc: Document, *, owned: bool = False) -> SessionViews:
+def build_document(dash: Dashboard, doc: Document, *, owned: bool = False,
+                   viewer_tokens: ViewerTokenPolicy = "optional") -> SessionViews:
     """Add ``dash`` to a server session's document ``doc`` with views of its own.
 
     ``owned``: the session owns the subscriptions of the specs (a script run for
     this session opened them) and closes them at the end; otherwise it opens its
-    own connection per server URL. Call on the document's loop (Bokeh does, when
-    it creates a session).
+    own connection per server URL, with the viewer's token (``?livestream_token=``)
+    when there is one and ``viewer_tokens`` is not ``"ignore"``; ``"required"``
+    shows a note instead of views when there is none. Call on the document's loop
+    (Bokeh does, when it creates a session).
     """
-    sv = SessionViews(dash, doc, owned=owned)
+    if viewer_tokens not in VIEWER_TOKEN_POLICIES:
+        raise ValueError(f"viewer_tokens must be one of {VIEWER_TOKEN_POLICIES}")
+    token = None if owned or viewer_tokens == "ignore" else viewer_token(doc)
+    sv = SessionViews(dash, doc, owned=owned, token=token)
     with _lock:
         _sessions[id(sv)] = sv
     try:
-        root = sv.build()
+        if viewer_tokens == "required" and token is None and not owned:
+            log.info("livestream: dashboard session without a viewer token refused")
+            root = Div(text=f"<p>This dashboard shows each viewer the topics their own "
+                            f"livestream token allows. Open it with your token: "
+                            f"<code>?{VIEWER_TOKEN_ARG}=…</code> after the page address.</p>",
+                       name="livestream-token-required")
+        else:
+            root = sv.build()
     except Exception:
         sv.close()
         raise
@@ -579,6 +631,7 @@ class DashboardServer:
 def serve_dashboard(dash: Dashboard, *, port: int = 5006, host: str = "127.0.0.1",
                     path: str = "/", allow_websocket_origin: Iterable[str] | None = None,
                     show: bool = False, session_expiry: float = 2.0,
+                    viewer_tokens: ViewerTokenPolicy = "optional",
                     **server_kw: Any) -> DashboardServer:
     """Start a Bokeh server of ``dash`` on the running loop (or livestream's background
     loop); see :meth:`Dashboard.serve`."""
@@ -590,6 +643,8 @@ def serve_dashboard(dash: Dashboard, *, port: int = 5006, host: str = "127.0.0.1
     from ..loop import get_loop, run_in_loop
 
     ensure_local_resources()
+    if viewer_tokens not in VIEWER_TOKEN_POLICIES:
+        raise ValueError(f"viewer_tokens must be one of {VIEWER_TOKEN_POLICIES}")
     if not path.startswith("/"):
         path = "/" + path
     loop, _ = get_loop()
@@ -601,7 +656,7 @@ def serve_dashboard(dash: Dashboard, *, port: int = 5006, host: str = "127.0.0.1
 
     def modify(doc: Document) -> None:
         doc._livestream_server = holder.get("server")  # type: ignore[attr-defined]
-        build_document(dash, doc, owned=False)
+        build_document(dash, doc, owned=False, viewer_tokens=viewer_tokens)
 
     def start() -> DashboardServer:
         app = Application(FunctionHandler(modify))

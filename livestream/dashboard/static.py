@@ -13,8 +13,13 @@ livestream server.
 The server's origin rule applies to these pages (docs/dashboards.md): a page
 served from another host needs that host in ``allowed_origins``; a page opened
 from a ``file://`` URL sends ``Origin: null`` and needs ``"null"`` listed
-explicitly. Tokens: the page carries the subscribe token it is given (by
-default the connection's), in clear text, like any credential in a page.
+explicitly. So does its Host rule: a ``url`` naming the server by a name other
+than an IP address, ``localhost`` or the server's own names (a proxy's public
+name) needs that name in the server's ``allowed_hosts``. Tokens: the page
+carries the subscribe token it is given (by default the connection's), in clear
+text, like any credential in a page; a viewer's own token in the page address
+(``desk.html#livestream_token=TOKEN``, or ``?livestream_token=``) replaces it, so a
+page saved with ``token=""`` holds no credential and each viewer brings theirs.
 """
 
 from __future__ import annotations

@@ -34,8 +34,11 @@ from ..core.schema import (
     Schema,
     datetime_parts,
     is_datetime_type,
+    is_supported_type,
+    pandas_dtype,
 )
-from ..errors import ProtocolError, SchemaError
+from ..errors import LimitError, ProtocolError, SchemaError
+from .ipc import Limits, check_stream
 
 PROTOCOL_VERSION = 1
 ENCODINGS = ("json", "arrow")
@@ -166,10 +169,17 @@ def decode_columns_json(
     return pd.DataFrame(out, index=pd.RangeIndex(length or 0), copy=False)
 
 
+_SPECIAL_FLOATS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
 def _unjson_floats(vals: list) -> list:
+    """Float values of a JSON column: numbers, null, and the three special strings."""
     if any(isinstance(v, str) for v in vals):
-        conv = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
-        vals = [conv[v] if isinstance(v, str) else v for v in vals]
+        try:
+            vals = [_SPECIAL_FLOATS[v] if isinstance(v, str) else v for v in vals]
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]!r} is not a number (strings may only be "
+                             "'NaN', 'Infinity' and '-Infinity')") from None
     return vals
 
 
@@ -302,7 +312,9 @@ def encode_arrow(frame: pd.DataFrame, schema: Schema) -> bytes:
 
 
 def read_arrow(data: bytes | memoryview) -> pa.Table:
-    """Read an Arrow IPC stream into an Arrow table."""
+    """Read an Arrow IPC stream into an Arrow table, **trusting** it (a client reading
+    its server's frames). Bytes from untrusted peers go through
+    :func:`read_untrusted_arrow`: pyarrow does not validate what it reads here."""
     try:
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
@@ -334,8 +346,203 @@ def table_to_frame(table: pa.Table, schema: Schema | None = None) -> pd.DataFram
 
 
 def arrow_to_frame(data: bytes | memoryview) -> pd.DataFrame:
-    """Read an Arrow IPC stream back into a DataFrame."""
+    """Read a trusted Arrow IPC stream back into a DataFrame (see :func:`read_arrow`;
+    for untrusted bytes use :func:`untrusted_arrow_to_frame`)."""
     return table_to_frame(read_arrow(data))
+
+
+# -- Arrow from untrusted publishers -------------------------------------------------------
+
+_UNTRUSTED_READ = pa.ipc.IpcReadOptions(use_threads=False)
+
+#: The nullable logical type of each non-nullable numeric one.
+_MASKED_OF = {"bool": "boolean", "float32": "Float32", "float64": "Float64",
+              **{f"{s}int{b}": f"{s.upper()}Int{b}" for s in ("", "u") for b in (8, 16, 32, 64)}}
+
+
+def _arrow_logical_type(t: pa.DataType) -> str | None:
+    """The logical type an Arrow column of type ``t`` publishes as (before nulls), or
+    None if livestream does not carry it."""
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return str(t)  # int8 … uint64
+    if pa.types.is_float32(t):
+        return "float32"
+    if pa.types.is_float64(t):
+        return "float64"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+        return "string"  # an all-null column (pyarrow's type for all-None objects) too
+    if pa.types.is_dictionary(t):
+        v = t.value_type
+        if pa.types.is_integer(t.index_type) and (pa.types.is_string(v)
+                                                   or pa.types.is_large_string(v)):
+            return "category"
+        return None
+    if pa.types.is_timestamp(t):
+        name = f"datetime64[{t.unit}, {t.tz}]" if t.tz else f"datetime64[{t.unit}]"
+        return name if is_supported_type(name) else None
+    return None
+
+
+def _check_arrow_schema(schema: pa.Schema, max_columns: int) -> None:
+    """Every column of an untrusted stream has a type livestream carries, and a name of
+    its own. Raises :class:`SchemaError` naming the column."""
+    if len(schema) > max_columns:
+        raise LimitError(f"{len(schema)} columns in one publish; the limit is {max_columns}",
+                         code="too_many_columns")
+    seen: set[str] = set()
+    for field in schema:
+        name = field.name
+        if name in seen:
+            raise SchemaError(f"column {name!r} appears twice", column=name)
+        seen.add(name)
+        if _arrow_logical_type(field.type) is None:
+            raise SchemaError(
+                f"column {name!r} has Arrow type {field.type}, which livestream does not "
+                "carry (see docs/protocol.md §6.3)", column=name)
+
+
+def _bad_metadata(message: str) -> ProtocolError:
+    return ProtocolError("bad_frame", f"bad pandas metadata in the Arrow schema: {message}")
+
+
+def _pandas_hints(schema: pa.Schema) -> tuple[dict[str, str], set[str]]:
+    """From pyarrow's ``pandas`` schema metadata, strictly checked: each column's
+    ``numpy_type`` (only nullable dtypes are used, as hints) and the index columns
+    (dropped). Nothing else of it is used."""
+    raw = (schema.metadata or {}).get(b"pandas")
+    if raw is None:
+        return {}, set()
+    try:
+        meta = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _bad_metadata(f"not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise _bad_metadata("not a JSON object")
+    columns = meta.get("columns", [])
+    index = meta.get("index_columns", [])
+    if not isinstance(columns, list) or not isinstance(index, list):
+        raise _bad_metadata("'columns' and 'index_columns' must be arrays")
+    hints: dict[str, str] = {}
+    for c in columns:
+        if not isinstance(c, dict):
+            raise _bad_metadata("each of 'columns' must be an object")
+        name = c.get("field_name", c.get("name"))
+        dtype = c.get("numpy_type")
+        if not (name is None or isinstance(name, str)) or not (
+                dtype is None or isinstance(dtype, str)):
+            raise _bad_metadata("a column's 'name' and 'numpy_type' must be strings")
+        if name is not None and dtype is not None:
+            hints[name] = dtype
+    names = set(schema.names)
+    drop: set[str] = set()
+    for i in index:
+        if isinstance(i, str):
+            if i not in names:
+                raise _bad_metadata(f"index column {i!r} is not in the stream")
+            drop.add(i)
+        elif not isinstance(i, dict):  # a dict describes a RangeIndex: nothing to drop
+            raise _bad_metadata("'index_columns' must hold names or objects")
+    return hints, drop
+
+
+def read_untrusted_arrow(data: bytes | memoryview, limits: Limits) -> pa.Table:
+    """Read an Arrow IPC stream from an untrusted publisher, fully validated.
+
+    The stream's structure and declared sizes are checked before pyarrow reads it
+    (:func:`livestream.protocol.ipc.check_stream`), its column types before its
+    batches are read, and every buffer, offset, dictionary index and UTF-8 string
+    (``Table.validate(full=True)``) before anything computes on it. Raises
+    :class:`ProtocolError` ``bad_frame``, :class:`SchemaError` naming a column of
+    an unsupported type, or :class:`LimitError` (``too_many_rows`` /
+    ``too_many_columns``).
+    """
+    check_stream(data, limits)
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(data), options=_UNTRUSTED_READ)
+        _check_arrow_schema(reader.schema, limits.max_columns)
+        table = reader.read_all()
+        table.validate(full=True)
+    except (SchemaError, LimitError):
+        raise
+    except (pa.ArrowException, OSError, ValueError, UnicodeError) as exc:
+        raise ProtocolError("bad_frame", f"not a valid Arrow IPC stream: {exc}") from None
+    return table
+
+
+def _column_to_pandas(col: pa.ChunkedArray, t: str) -> Any:
+    """One validated Arrow column as the pandas array of logical type ``t``."""
+    arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    if pa.types.is_null(arr.type):
+        return pd.array([None] * len(arr), dtype=STRING_DTYPE)
+    if t == "string":
+        from_arrow = getattr(STRING_DTYPE, "__from_arrow__", None)  # pandas' own conversion
+        if from_arrow is not None:
+            return from_arrow(arr)
+        return pd.array(arr.to_numpy(zero_copy_only=False), dtype=STRING_DTYPE)
+    if t == "category":
+        # dictionary values in order of first appearance; a null value is a missing one
+        index: dict[str, int] = {}
+        values = arr.dictionary.to_pylist()
+        mapping = np.empty(len(values) + 1, dtype=np.int32)
+        for i, v in enumerate(values):
+            mapping[i] = -1 if v is None else index.setdefault(v, len(index))
+        mapping[-1] = -1
+        codes = arr.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+        return pd.Categorical.from_codes(mapping[codes],
+                                         categories=pd.Index(list(index), dtype=STRING_DTYPE),
+                                         ordered=arr.type.ordered)
+    if is_datetime_type(t):
+        unit, tz = datetime_parts(t)
+        ints = arr.view(pa.int64()).fill_null(np.iinfo(np.int64).min)
+        idx = pd.DatetimeIndex(ints.to_numpy(zero_copy_only=False).view(f"M8[{unit}]"))
+        return (idx.tz_localize("UTC").tz_convert(tz) if tz is not None else idx).array
+    if t in MASKED_TYPES:  # pandas' own conversion of a column of exactly this type
+        return pandas_dtype(t).__from_arrow__(arr)
+    # numpy types: a copy, never a view of the received frame
+    return np.array(arr.to_numpy(zero_copy_only=False), dtype=t, copy=True)
+
+
+def _publish_type(at: pa.DataType, nulls: int, hint: str | None) -> str:
+    """The logical type of a checked Arrow column in a publish: its Arrow type's, made
+    nullable when an int or bool column has nulls, or when the pandas ``numpy_type``
+    hint is a nullable dtype of the same kind (``Int*``, ``UInt*``, ``Float*``,
+    ``boolean``)."""
+    t = _arrow_logical_type(at)
+    assert t is not None  # _check_arrow_schema passed
+    masked = _MASKED_OF.get(t)
+    if masked is None:
+        return t
+    kind = masked.rstrip("0123456789")
+    if (nulls and not t.startswith("float")) or (
+            hint in MASKED_TYPES and hint.rstrip("0123456789") == kind):
+        return masked
+    return t
+
+
+def untrusted_arrow_to_frame(data: bytes | memoryview, limits: Limits) -> pd.DataFrame:
+    """The rows of an untrusted Arrow publish as a DataFrame (see :func:`read_untrusted_arrow`).
+
+    Types come from the Arrow types (docs/protocol.md §6.3), not from the pandas
+    metadata: integer and bool columns with nulls become the nullable types, and a
+    ``numpy_type`` of a nullable dtype in the pandas metadata makes a column of the
+    same kind nullable; index columns the metadata names are dropped.
+    """
+    table = read_untrusted_arrow(data, limits)
+    hints, drop = _pandas_hints(table.schema)
+    out: dict[str, Any] = {}
+    for field, col in zip(table.schema, table.columns, strict=True):
+        name = field.name
+        if name in drop:
+            continue
+        t = _publish_type(field.type, col.null_count, hints.get(name))
+        try:
+            out[name] = _column_to_pandas(col, t)
+        except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
+            raise SchemaError(f"column {name!r} cannot be read as {t}: {exc}",
+                              column=name) from None
+    return pd.DataFrame(out, index=pd.RangeIndex(table.num_rows), copy=False)
 
 
 def pack_binary(header: dict, payload: bytes = b"") -> bytes:

@@ -1,9 +1,10 @@
 """Message types of protocol version 1, and validation of what clients send.
 
 Every message is a JSON object with a ``type``. Clients send ``hello``,
-``subscribe``, ``unsubscribe``, ``publish`` and ``ping``; servers send
-``welcome``, ``subscribed``, ``snapshot``, ``append``, ``upsert``, ``replace``,
-``gap``, ``unsubscribed``, ``ack``, ``error`` and ``pong``. The fields are
+``subscribe``, ``unsubscribe``, ``publish``, ``ping`` and ``refresh``; servers
+send ``welcome``, ``subscribed``, ``snapshot``, ``append``, ``upsert``,
+``replace``, ``gap``, ``unsubscribed``, ``ack``, ``error``, ``pong``,
+``refreshed`` and ``deleted``. The fields are
 specified in ``docs/protocol.md``; this module is the executable form of that
 document for the client-to-server direction.
 """
@@ -23,12 +24,14 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down
+    PROTOCOL_ERROR = 1002  # a frame breaking RFC 6455 (unmasked, invalid close code, ...)
+    INVALID_PAYLOAD = 1007  # a text frame or close reason that is not UTF-8
     MESSAGE_TOO_BIG = 1009  # a frame above max_message_size
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 4000  # the client's send queue exceeded its limit
     UNSUPPORTED_VERSION = 4001  # hello asked for a protocol version the server lacks
     TOO_MANY_ERRORS = 4002  # too many malformed messages in a row
-    UNAUTHORIZED = 4003  # a token was required at connect time and was wrong
+    UNAUTHORIZED = 4003  # the connection's token expired (no refresh in time)
 
 
 #: Error codes of ``error`` frames.
@@ -39,10 +42,14 @@ ERROR_CODES = {
     "bad_frame": "a binary frame that is not a valid publish frame",
     "bad_topic_name": "the topic name breaks the naming rules",
     "unknown_topic": "the topic does not exist (HTTP endpoints, unsubscribe)",
-    "unauthorized": "the token is missing or wrong",
+    "unauthorized": "the token is missing, wrong, expired, or does not grant this action on "
+                    "this topic",
+    "too_many_topics": "creating the topic would exceed max_topics; nothing was created",
     "schema_mismatch": "a published batch does not match the topic's schema",
     "too_many_subscriptions": "the connection has reached max_subscriptions",
-    "too_many_rows": "a publish holds more than max_rows_per_publish rows",
+    "too_many_rows": "a publish holds more than max_rows_per_publish rows, or more cells "
+                     "(rows x columns) than max_message_size",
+    "too_many_columns": "a publish or schema has more than max_columns columns",
     "not_subscribed": "unsubscribe of a topic this connection is not subscribed to",
     "derived_topic": "a publish to a derived topic",
     "unsupported_version": "hello asked for a protocol version the server lacks (then close 4001)",
@@ -52,7 +59,7 @@ ERROR_CODES = {
     "internal": "the server failed while handling the message",
 }
 
-CLIENT_TYPES = ("hello", "subscribe", "unsubscribe", "publish", "ping")
+CLIENT_TYPES = ("hello", "subscribe", "unsubscribe", "publish", "ping", "refresh")
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,15 @@ class Ping:
     t: Any
 
 
-ClientMessage = Hello | Subscribe | Unsubscribe | Publish | Ping
+@dataclass(frozen=True)
+class Refresh:
+    """A new token for the connection, sent before the current one expires."""
+
+    token: str
+    id: Any
+
+
+ClientMessage = Hello | Subscribe | Unsubscribe | Publish | Ping | Refresh
 
 
 def _opt_str(msg: dict, name: str, mid: Any) -> str | None:
@@ -148,7 +163,17 @@ def parse_client_message(msg: Any) -> ClientMessage:
     if mtype == "publish":
         return Publish(_topic(msg, mid), mid, _opt_str(msg, "token", mid), msg)
     if mtype == "ping":
-        return Ping(mid, msg.get("t"))
+        t = msg.get("t")
+        if t is not None and not isinstance(t, int | float | str):  # bool is an int
+            raise ProtocolError(
+                "bad_message", "'t' must be a number, a string, a boolean or null", id=mid
+            )
+        return Ping(mid, t)
+    if mtype == "refresh":
+        token = msg.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("bad_message", "refresh needs a non-empty string 'token'", id=mid)
+        return Refresh(token, mid)
     raise ProtocolError(
         "unknown_type", f"unknown message type {mtype!r}; expected one of {list(CLIENT_TYPES)}",
         id=mid,

@@ -28,12 +28,13 @@ from ..backplane import Backplane, MemoryBackplane
 from ..core.derived import Derivation, DeriveError
 from ..core.schema import Schema
 from ..core.topic import Mode, Topic, Update, check_topic_name
-from ..errors import AuthError, LimitError, ProtocolError, TopicError
+from ..errors import AuthError, LimitError, ProtocolError, SchemaError, TopicError
 from ..loop import get_loop, on_loop_thread, run_in_loop
 from ..protocol import (
     PROTOCOL_VERSION,
     CloseCode,
     Publish,
+    Refresh,
     Subscribe,
     Unsubscribe,
     data_header,
@@ -42,9 +43,13 @@ from ..protocol import (
     encode_data,
     error_message,
 )
+from ..protocol.codec import untrusted_arrow_to_frame
+from ..protocol.ipc import Limits
+from .auth import Authenticator, Grant, TokenError
 from .config import ServerConfig
-from .http import routes
+from .http import NotFoundHandler, routes
 from .metrics import Metrics
+from .security import RequestGuard
 from .websocket import ClientHandler
 
 if TYPE_CHECKING:
@@ -60,7 +65,10 @@ class LivestreamServer:
         self.config = config
         self.backplane = backplane or MemoryBackplane()
         self.backplane.add_listener(self._on_update)
+        self.backplane.add_delete_listener(self._on_delete)
+        self.auth = Authenticator.from_config(config)
         self.metrics = Metrics()
+        self.guard = RequestGuard(config)  # Host allowlist, origin rule, trusted proxies
         self.clients: set[ClientHandler] = set()
         self.subscribers: dict[str, set[ClientHandler]] = {}
         self.derivations: dict[str, Derivation] = {}
@@ -88,6 +96,8 @@ class LivestreamServer:
         check_topic_name(name)
         if isinstance(key, str):
             key = (key,)
+        if self.backplane.get(name) is None:
+            self._check_topic_limit(name)
         return self.backplane.create(
             name,
             mode=mode,
@@ -108,9 +118,19 @@ class LivestreamServer:
                 f"{len(df)} rows in one publish; the limit is {self.config.max_rows_per_publish}",
                 code="too_many_rows",
             )
+        if len(df.columns) > self.config.max_columns:
+            raise LimitError(
+                f"{len(df.columns)} columns in one publish; the limit is "
+                f"{self.config.max_columns}", code="too_many_columns",
+            )
         if self.backplane.get(name) is None:
-            self.topic(name)
-        update = self.backplane.publish(name, df)
+            # created with its first batch: a refused batch leaves no topic behind
+            self._check_topic_limit(name)
+            update = self.backplane.publish_new(
+                name, df, retention_rows=self.config.retention_rows,
+                retention_seconds=self.config.retention_seconds)
+        else:
+            update = self.backplane.publish(name, df)
         self.metrics.publishes += 1
         self.metrics.rows_published += update.rows
         return update
@@ -128,6 +148,7 @@ class LivestreamServer:
         """Declare a derived topic: ``fn(source window)`` at most ``rate`` times a second."""
         if name in self.derivations or self.backplane.get(name) is not None:
             raise TopicError(f"topic {name!r} already exists", code="topic_exists")
+        self._check_topic_limit(name)
         d = Derivation(name, source, fn, key=tuple([key] if isinstance(key, str) else key or ()),
                        rate=rate, window=window)
         self.derivations[name] = d
@@ -161,7 +182,8 @@ class LivestreamServer:
         try:
             result = d.compute(src.frame(), time.monotonic())
             topic = self.backplane.get(d.name)
-            assert topic is not None
+            if topic is None:  # deleted under the derivation
+                return
             if d.key:
                 result = d.changed_rows(topic, result)
                 if len(result) == 0:
@@ -176,6 +198,40 @@ class LivestreamServer:
             frame = dumps(error_message("derive_failed", str(err), topic=d.name))
             for h in list(self.subscribers.get(d.name, ())):
                 h.send_frame(frame, binary=False, size=None)
+
+    def _check_topic_limit(self, name: str) -> None:
+        n = len(self.backplane.names())
+        if n >= self.config.max_topics:
+            raise LimitError(
+                f"topic {name!r} was not created: the server holds {n} topics and "
+                f"max_topics is {self.config.max_topics}", code="too_many_topics")
+
+    def delete_topic(self, name: str) -> bool:
+        """Delete a topic and its history (``False`` if there was none). Its subscribers
+        get ``deleted`` and wait as for a topic that does not exist yet; a derived
+        topic's derivation stops; derivations *of* it keep their last table."""
+        check_topic_name(name)
+        return self.backplane.delete(name)
+
+    def _on_delete(self, topic: Topic) -> None:
+        """Backplane delete listener: stop its derivation, tell its subscribers."""
+        name = topic.name
+        d = self.derivations.pop(name, None)
+        if d is not None:
+            siblings = self._by_source.get(d.source, [])
+            if d in siblings:
+                siblings.remove(d)
+            if not siblings:
+                self._by_source.pop(d.source, None)
+        self.metrics.topics_deleted += 1
+        frame = dumps({"type": "deleted", "topic": name})
+        for h in list(self.subscribers.get(name, ())):
+            if h.topics.get(name) == "live":
+                # like a subscription made before the topic existed, resuming from where
+                # the deleted history ended: a re-created topic starts with a gap
+                h.topics[name] = "pending"
+                h.pending_resume[name] = (topic.epoch, topic.next_offset)
+            h.send_frame(frame, binary=False, size=None)
 
     # -- fan-out ------------------------------------------------------------------------
 
@@ -238,11 +294,15 @@ class LivestreamServer:
         self.clients.add(h)
         self.metrics.connections += 1
         self.metrics.connections_total += 1
+        self.set_connection_token(h, h.token)
 
     def _client_closed(self, h: ClientHandler, reason: str) -> None:
         if h not in self.clients:
             return
         self.clients.discard(h)
+        if h.auth_timer is not None:
+            h.auth_timer.cancel()
+            h.auth_timer = None
         for name in list(h.topics):
             self._drop_subscriber(h, name)
         self.metrics.connections -= 1
@@ -250,6 +310,7 @@ class LivestreamServer:
 
     def _drop_subscriber(self, h: ClientHandler, name: str) -> None:
         h.pending_resume.pop(name, None)
+        h.sub_exp.pop(name, None)
         if h.topics.pop(name, None) is not None:
             self.metrics.subscriptions -= 1
         subs = self.subscribers.get(name)
@@ -267,16 +328,110 @@ class LivestreamServer:
             "encoding": h.encoding,
             "limits": self.config.limits(),
             "heartbeat": self.config.ping_interval,
+            "exp": h.grant.exp,
         }
 
-    def _check_token(self, given: str | None, needed: str | None, what: str) -> None:
-        if needed is not None and given != needed:
-            raise AuthError(f"a valid {what} token is required")
+    # -- rights -------------------------------------------------------------------------
+
+    def set_connection_token(self, h: ClientHandler, token: str | None) -> None:
+        """Make ``token`` the connection's (connect time, ``hello``). A well-signed token
+        that has expired closes the connection with 4003; any other refused token is
+        kept, and each message that needs a right gets ``unauthorized`` (as always)."""
+        try:
+            grant = self.auth.anonymous().union(self.auth.verify(token)) if token \
+                else self.auth.anonymous()
+        except TokenError as exc:
+            if exc.expired:
+                self._close_expired(h)
+                return
+            grant = self.auth.grant(token)
+        h.token, h.grant = token, grant
+        self._recheck_subscriptions(h)
+        self._arm_expiry(h)
+
+    def refresh(self, h: ClientHandler, msg: Refresh) -> None:
+        """``refresh``: replace the connection's token before it expires."""
+        try:
+            given = self.auth.verify(msg.token)
+        except TokenError as exc:
+            raise ProtocolError("unauthorized", f"refresh refused: {exc}; the connection "
+                                "keeps its current token", id=msg.id) from None
+        h.token, h.grant = msg.token, self.auth.anonymous().union(given)
+        out: dict[str, Any] = {"type": "refreshed", "exp": given.exp}
+        if msg.id is not None:
+            out["id"] = msg.id
+        h.send_json(out)
+        self._recheck_subscriptions(h)
+        self._arm_expiry(h)
+
+    def grant_for(self, h: ClientHandler, token: str | None) -> Grant:
+        """The rights of a message: its own token's, else the connection's."""
+        if not token or token == h.token:
+            return h.grant
+        return self.auth.grant(token)
+
+    def authorize_publish(self, grant: Grant, name: str) -> None:
+        """Raise ``AuthError`` unless ``grant`` may publish to ``name`` (and create it,
+        if it does not exist yet)."""
+        self.auth.check(grant, "publish", name)
+        if self.backplane.get(name) is None and name not in self.derivations:
+            self.auth.check(grant, "create", name)
+
+    def _recheck_subscriptions(self, h: ClientHandler) -> None:
+        """After a token change: end the subscriptions the connection may no longer hold."""
+        for name in list(h.topics):
+            if h.grant.allows("subscribe", name):
+                h.sub_exp.pop(name, None)  # now held by the connection's token
+            elif name not in h.sub_exp:
+                self._revoke(h, name, "unauthorized",
+                             f"the connection's new token does not allow subscribing to "
+                             f"{name!r}; unsubscribed")
+
+    def _revoke(self, h: ClientHandler, name: str, reason: str, message: str) -> None:
+        self._drop_subscriber(h, name)
+        self.metrics.errors["unauthorized"] += 1
+        h.send_json(error_message("unauthorized", message, topic=name))
+        h.send_json({"type": "unsubscribed", "topic": name, "reason": reason})
+
+    def _arm_expiry(self, h: ClientHandler) -> None:
+        """(Re)start the connection's timer for the earliest end of its tokens."""
+        if h.auth_timer is not None:
+            h.auth_timer.cancel()
+            h.auth_timer = None
+        ends = [e for e in (h.grant.exp, *h.sub_exp.values()) if e is not None]
+        if not ends or h not in self.clients:
+            return
+        delay = max(0.0, min(ends) + self.auth.leeway - time.time())
+        loop = self.loop or asyncio.get_event_loop()
+        h.auth_timer = loop.call_later(delay, self._token_deadline, h)
+
+    def _token_deadline(self, h: ClientHandler) -> None:
+        h.auth_timer = None
+        if h not in self.clients:
+            return
+        now = time.time()
+        if h.grant.expired(now, self.auth.leeway):
+            self._close_expired(h)
+            return
+        for name, exp in list(h.sub_exp.items()):
+            if now >= exp + self.auth.leeway:
+                self._revoke(h, name, "token_expired",
+                             f"the token of the subscription to {name!r} has expired; "
+                             "unsubscribed")
+        self._arm_expiry(h)
+
+    def _close_expired(self, h: ClientHandler) -> None:
+        log.info("livestream: closing client %s: its token expired", h.session)
+        h.close_reason_tag = "token_expired"
+        h.close(CloseCode.UNAUTHORIZED, "token expired; refresh it before exp")
+
+    # -- subscriptions ------------------------------------------------------------------
 
     def subscribe(self, h: ClientHandler, msg: Subscribe) -> None:
         try:
             check_topic_name(msg.topic)
-            self._check_token(msg.token or h.token, self.config.subscribe_token, "subscribe")
+            grant = self.grant_for(h, msg.token)
+            self.auth.check(grant, "subscribe", msg.topic)
         except (TopicError, AuthError) as exc:
             raise ProtocolError(exc.code, str(exc), id=msg.id, topic=msg.topic) from None
         if msg.topic in h.topics:
@@ -294,6 +449,10 @@ class LivestreamServer:
         h.topics[msg.topic] = "pending"
         self.subscribers.setdefault(msg.topic, set()).add(h)
         self.metrics.subscriptions += 1
+        if grant is not h.grant and grant.exp is not None and \
+                not h.grant.allows("subscribe", msg.topic):
+            h.sub_exp[msg.topic] = grant.exp  # held by its own token: ends with it
+            self._arm_expiry(h)
         if topic is None or topic.schema is None:
             ack.update(exists=topic is not None,
                        mode=topic.mode if topic is not None else None,
@@ -332,47 +491,84 @@ class LivestreamServer:
         """A publish frame from a client (JSON columns, or Arrow payload)."""
         try:
             check_topic_name(msg.topic)
-            self._check_token(msg.token or h.token, self.config.publish_token, "publish")
+            self.authorize_publish(self.grant_for(h, msg.token), msg.topic)
         except (TopicError, AuthError) as exc:
             raise ProtocolError(exc.code, str(exc), id=msg.id, topic=msg.topic) from None
         df = self.frame_from_message(msg.topic, msg.message, payload)
         return self.publish(msg.topic, df)
 
-    def frame_from_message(self, name: str, message: dict, payload: Any) -> pd.DataFrame:
-        """Decode the rows of a publish (WebSocket frame or HTTP body)."""
-        from ..protocol import arrow_to_frame
+    def decode_limits(self) -> Limits:
+        """What one untrusted publish may hold (rows, columns, cells)."""
+        cfg = self.config
+        return Limits(max_rows=cfg.max_rows_per_publish, max_columns=cfg.max_columns,
+                      max_cells=cfg.max_message_size)
 
+    def _check_shape(self, rows: int, columns: int) -> None:
+        """Refuse a publish of more rows, columns or cells than the limits, before any
+        of its values are decoded."""
+        cfg = self.config
+        if columns > cfg.max_columns:
+            raise LimitError(f"{columns} columns in one publish; the limit is "
+                             f"{cfg.max_columns}", code="too_many_columns")
+        if rows > cfg.max_rows_per_publish:
+            raise LimitError(f"{rows} rows in one publish; the limit is "
+                             f"{cfg.max_rows_per_publish}", code="too_many_rows")
+        if rows * columns > cfg.max_message_size:
+            raise LimitError(f"{rows} rows x {columns} columns is more than "
+                             f"{cfg.max_message_size} cells (max_message_size) in one publish",
+                             code="too_many_rows")
+
+    def frame_from_message(self, name: str, message: dict, payload: Any) -> pd.DataFrame:
+        """Decode the rows of a publish (WebSocket frame or HTTP body).
+
+        Everything in it is untrusted: shapes and types of the JSON fields, and the
+        Arrow payload (validated in full, see ``untrusted_arrow_to_frame``), are
+        checked, and the limits applied, before any rows are built.
+        """
         if payload is not None:
-            return arrow_to_frame(payload)
+            return untrusted_arrow_to_frame(payload, self.decode_limits())
         topic = self.backplane.get(name)
         schema = topic.schema if topic is not None else None
-        if "schema" in message and message["schema"] is not None:
-            given = Schema.from_json(message["schema"])
-            if schema is not None and given != schema:
-                raise ProtocolError("schema_mismatch", "the given schema differs from the topic's")
-            schema = given
+        given = message.get("schema")
+        if given is not None:
+            if isinstance(given, list):
+                self._check_shape(0, len(given))
+            try:
+                given_schema = Schema.from_json(given)
+            except SchemaError as exc:
+                raise ProtocolError("bad_message", f"bad 'schema': {exc}") from None
+            if schema is not None and given_schema != schema:
+                have = {f.name: f.type for f in schema}
+                col = next((f.name for f in given_schema if have.get(f.name) != f.type),
+                           next((n for n in have if n not in given_schema.names), None))
+                raise SchemaError(f"the given schema differs from the topic's {schema.to_json()}"
+                                  f" at column {col!r}", column=col)
+            schema = given_schema
+        categories = message.get("categories")
+        if categories is not None and not (isinstance(categories, dict) and all(
+                isinstance(v, list) and all(isinstance(c, str) for c in v)
+                for v in categories.values())):
+            raise ProtocolError("bad_message",
+                                "'categories' must be an object of arrays of strings")
         if "rows" in message:
             rows = message["rows"]
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise ProtocolError("bad_message", "'rows' must be an array of objects")
-            if len(rows) > self.config.max_rows_per_publish:
-                raise LimitError(f"{len(rows)} rows in one publish; the limit is "
-                                 f"{self.config.max_rows_per_publish}", code="too_many_rows")
-            columns: dict[str, list] = {}
             names = schema.names if schema is not None else list(dict.fromkeys(
                 k for r in rows for k in r))
-            for n in names:
-                columns[n] = [r.get(n) for r in rows]
+            self._check_shape(len(rows), len(names))
             extra = {k for r in rows for k in r} - set(names)
             if extra:
-                from ..errors import SchemaError
                 col = sorted(extra)[0]
                 raise SchemaError(f"column {col!r} is not in the topic's schema {names}",
                                   column=col)
+            columns: dict[str, list] = {n: [r.get(n) for r in rows] for n in names}
         elif "columns" in message:
             columns = message["columns"]
             if not isinstance(columns, dict):
                 raise ProtocolError("bad_message", "'columns' must be an object of arrays")
+            self._check_shape(max((len(v) for v in columns.values() if isinstance(v, list)),
+                                  default=0), len(columns))
         else:
             raise ProtocolError("bad_message", "a publish needs 'columns' or 'rows'")
         if schema is None:
@@ -380,7 +576,7 @@ class LivestreamServer:
                 return pd.DataFrame(columns)
             except (ValueError, TypeError) as exc:
                 raise ProtocolError("bad_message", f"cannot build a table: {exc}") from None
-        return decode_columns_json(columns, schema, message.get("categories"))
+        return decode_columns_json(columns, schema, categories)
 
     def resync(self, h: ClientHandler) -> None:
         """A conflated client drained its queue: gap + fresh snapshot for each topic."""
@@ -421,6 +617,8 @@ def make_app(server: LivestreamServer) -> tornado.web.Application:
     cfg = server.config
     return tornado.web.Application(
         [(r"/ws", ClientHandler, {"server": server}), *routes(server)],
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"server": server},
         websocket_ping_interval=cfg.ping_interval,
         websocket_ping_timeout=cfg.ping_timeout,
         websocket_max_message_size=cfg.max_message_size,
@@ -465,7 +663,11 @@ class Server:
     @property
     def host(self) -> str:
         h = self.config.host
-        return "127.0.0.1" if h in ("", "0.0.0.0") else ("[::1]" if h == "::" else h)
+        if h in ("", "0.0.0.0"):
+            return "127.0.0.1"
+        if h == "::":
+            return "[::1]"
+        return f"[{h}]" if ":" in h and not h.startswith("[") else h  # an IPv6 literal
 
     @property
     def url(self) -> str:
@@ -510,6 +712,11 @@ class Server:
         topic's subscribers as ``derive_failed`` errors; nothing else stops.
         """
         return self._call(self.core.derive, name, source, fn, key=key, rate=rate, window=window)
+
+    def delete(self, topic: str) -> bool:
+        """Delete ``topic`` and its history; ``False`` if there was none. Subscribers
+        get a ``deleted`` message and wait for the topic to be created again."""
+        return self._call(self.core.delete_topic, topic)
 
     def topics(self) -> list[dict]:
         """What ``GET /topics`` returns."""
@@ -592,8 +799,8 @@ def serve(
         app = make_app(core)
         http = tornado.httpserver.HTTPServer(
             app, ssl_options=_ssl_context(cfg), max_buffer_size=cfg.max_message_size,
-            max_body_size=cfg.max_message_size, xheaders=True,
-        )
+            max_body_size=cfg.max_message_size,
+        )  # no xheaders: handlers honour proxy headers from trusted_proxies only
         sockets = tornado.netutil.bind_sockets(cfg.port, cfg.host or None)
         http.add_sockets(sockets)
         handle.http_server = http
@@ -602,4 +809,10 @@ def serve(
 
     run_in_loop(loop, start)
     log.info("livestream: serving %s", handle.url)
+    hosts = core.guard.hosts
+    if hosts.any_host:
+        log.warning("livestream: allowed_hosts '*': any Host header is answered, so a web page "
+                    "whose name resolves to this server (DNS rebinding) can use it")
+    elif hosts.network:
+        log.info("livestream: answering Host %s (more with --allow-host)", hosts.describe())
     return handle

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..core.topic import DEFAULT_RETENTION_ROWS
+from .security import parse_allowed_host, parse_trusted_proxy
 
 MiB = 1024 * 1024
+DEFAULT_MAX_TOPICS = 10_000
 
 
 @dataclass
@@ -21,6 +23,10 @@ class ServerConfig:
     - ``max_subscriptions`` [256 per connection]: error frame
       ``too_many_subscriptions``.
     - ``max_rows_per_publish`` [1,000,000]: error frame / HTTP 413 ``too_many_rows``.
+      A publish may also hold at most ``max_message_size`` cells (rows × columns),
+      so that a small frame cannot decode to a huge table: ``too_many_rows`` too.
+    - ``max_columns`` [1,000]: columns of a publish (and of a topic); more gets
+      error frame / HTTP 413 ``too_many_columns``, before the rows are decoded.
     - ``send_queue_bytes`` [8 MiB per client]: bytes written to a client and not
       yet flushed to its socket. Past it, ``slow_consumer="close"`` closes the
       client with 4000; ``"conflate"`` drops its updates until its queue drains
@@ -30,7 +36,42 @@ class ServerConfig:
     - ``ping_interval`` / ``ping_timeout`` [20 s / 20 s]: WebSocket keepalive; a
       client that does not answer a ping in time is disconnected.
     - ``allowed_origins`` [same host and localhost]: browser ``Origin`` values
-      allowed to open a WebSocket; others get HTTP 403. ``["*"]`` allows all.
+      allowed to open a WebSocket or to ``POST``; others get HTTP 403
+      (``origin_not_allowed`` for a POST). ``["*"]`` allows all.
+
+    Protection from hostile web pages and spoofed headers (docs/protocol.md §2.2, §2.4):
+
+    - ``allowed_hosts`` [``[]``]: extra ``Host`` header names the server answers, on
+      the WebSocket handshake and every HTTP endpoint; other names get HTTP 403
+      ``host_not_allowed`` (the DNS-rebinding defence). Always accepted: IP address
+      literals, ``localhost`` and the bound ``host`` name; when bound beyond loopback
+      (``0.0.0.0``, ``::``, a LAN address or name) also this machine's host name and
+      FQDN. Entries are names (a port is ignored), ``".example.com"`` for a domain and
+      its subdomains, or ``"*"`` for any Host (unsafe: turns the check off).
+    - ``trusted_proxies`` [``[]``]: proxy IPs / CIDR networks whose ``X-Forwarded-For``,
+      ``X-Real-Ip`` and ``X-Forwarded-Proto`` headers are believed. Empty: those
+      headers are ignored and the client address is the socket peer.
+    - ``max_topics`` [10,000]: topics held (declared, published or derived).
+      Creating one more is refused with error ``too_many_topics`` (HTTP 409);
+      nothing is created.
+
+    Rights (``docs/protocol.md`` §2.3; rules in :mod:`livestream.server.auth`),
+    all unset by default, which leaves everything open and allows deleting
+    topics from loopback only:
+
+    - ``subscribe_token`` / ``publish_token`` / ``admin_token``: static tokens.
+      Subscribe: subscribe to every topic. Publish: publish to and create every
+      topic. Admin: everything, deleting topics included. Setting one closes
+      its action (and, for publish, creating) to requests without it.
+    - ``jwt_secret_file`` (HS256 shared secret, at least 32 bytes) and/or
+      ``jwt_public_key_file`` (PEM; RS256/ES256): accept signed tokens whose
+      ``livestream`` claim grants ``sub``/``pub``/``admin`` topic patterns until
+      ``exp``. Configuring either closes subscribe, publish and create to
+      requests without a token that grants them.
+    - ``jwt_algorithms`` [HS256 for the secret; RS256, ES256 for the public
+      key]: the algorithms accepted. ``jwt_audience`` [none]: the ``aud`` a
+      token must carry (tokens with an ``aud`` are refused when unset).
+      ``jwt_leeway`` [0 s]: clock skew allowed on ``exp``/``nbf``/``iat``.
     """
 
     host: str = "127.0.0.1"
@@ -38,6 +79,7 @@ class ServerConfig:
     max_message_size: int = 16 * MiB
     max_subscriptions: int = 256
     max_rows_per_publish: int = 1_000_000
+    max_columns: int = 1000
     send_queue_bytes: int = 8 * MiB
     slow_consumer: Literal["close", "conflate"] = "close"
     retention_rows: int = DEFAULT_RETENTION_ROWS
@@ -46,8 +88,17 @@ class ServerConfig:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     allowed_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    trusted_proxies: list[str] = field(default_factory=list)
     subscribe_token: str | None = None
     publish_token: str | None = None
+    admin_token: str | None = None
+    jwt_secret_file: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_algorithms: list[str] | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = 0.0
+    max_topics: int = DEFAULT_MAX_TOPICS
     certfile: str | None = None
     keyfile: str | None = None
 
@@ -55,11 +106,30 @@ class ServerConfig:
         if self.slow_consumer not in ("close", "conflate"):
             raise ValueError("slow_consumer must be 'close' or 'conflate'")
         for name in ("max_message_size", "max_subscriptions", "max_rows_per_publish",
-                     "send_queue_bytes", "retention_rows", "max_errors"):
+                     "max_columns", "send_queue_bytes", "retention_rows", "max_errors",
+                     "max_topics"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("give both certfile and keyfile for TLS, or neither")
+        for name, check in (("allowed_hosts", parse_allowed_host),
+                            ("trusted_proxies", parse_trusted_proxy)):
+            value = getattr(self, name)
+            value = [value] if isinstance(value, str) else list(value)
+            setattr(self, name, value)
+            for entry in value:
+                check(entry)  # ValueError naming the setting and the entry
+        if self.jwt_leeway < 0:
+            raise ValueError("jwt_leeway must be at least 0 (seconds)")
+        if self.jwt_algorithms is not None:
+            from .auth import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS
+
+            self.jwt_algorithms = list(self.jwt_algorithms)
+            bad = [a for a in self.jwt_algorithms
+                   if a not in HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS]
+            if bad or not self.jwt_algorithms:
+                raise ValueError(f"jwt_algorithms: unsupported {bad}; choose from "
+                                 f"{list(HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS)}")
 
     def limits(self) -> dict:
         """The limits a client is told in ``welcome``."""
@@ -67,7 +137,9 @@ class ServerConfig:
             "max_message_size": self.max_message_size,
             "max_subscriptions": self.max_subscriptions,
             "max_rows_per_publish": self.max_rows_per_publish,
+            "max_columns": self.max_columns,
             "send_queue_bytes": self.send_queue_bytes,
             "slow_consumer": self.slow_consumer,
             "retention_rows": self.retention_rows,
+            "max_topics": self.max_topics,
         }

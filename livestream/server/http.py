@@ -5,31 +5,59 @@
 - ``GET /topics`` → every topic's name, mode, key, schema, rows and offsets
 - ``GET /topics/{name}?format=json|arrow|csv`` → the current snapshot
 - ``POST /topics/{name}`` → publish rows (JSON ``{"columns": …}`` / ``{"rows": […]}`` /
-  a JSON array of row objects, or an Arrow IPC stream with content type
-  ``application/vnd.apache.arrow.stream``); needs the publish token if one is set
+  a JSON array of row objects with content type ``application/json``, or an Arrow IPC
+  stream with content type ``application/vnd.apache.arrow.stream``); needs the publish
+  right on the name (and the right to create it, if it does not exist yet)
+- ``DELETE /topics/{name}`` → delete the topic and its history; needs the admin
+  right on the name (without any auth configured: only from loopback)
+- anything else → 404 ``not_found``
+
+Before any of them (``_Base.prepare``, see :mod:`.security`): a ``Host`` the server does not
+answer gets 403 ``host_not_allowed``; a ``POST`` (or ``DELETE``) from another site's page gets
+403 ``origin_not_allowed``; a ``POST`` body that is neither JSON nor Arrow gets 415
+``unsupported_media_type``.
+
+Rights come from the request's token (``Authorization: Bearer``, else ``?token=``)
+by the rules of :mod:`livestream.server.auth`, the same as on the WebSocket.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from ..core.topic import check_topic_name
 from ..errors import AuthError, LimitError, LivestreamError, ProtocolError, SchemaError, TopicError
 from ..protocol import data_header, dumps, encode_data, frame_to_arrow, loads
+from .auth import Grant
+from .security import media_type
 
 if TYPE_CHECKING:
     from .app import LivestreamServer
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+#: The content types a POST body may have; anything else (a form, text/plain — what a page on
+#: another site can send without a CORS preflight — or none) gets 415.
+POST_TYPES = ("application/json", ARROW_STREAM)
+#: Methods that change nothing: no cross-site check (browsers do not let a page read the answer).
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+log = logging.getLogger("livestream.server")
 
 _STATUS = {
     "unknown_topic": 404,
+    "not_found": 404,
     "bad_topic_name": 400,
     "unauthorized": 401,
     "schema_mismatch": 422,
     "too_many_rows": 413,
+    "too_many_topics": 409,
+    "too_many_columns": 413,
     "limit_exceeded": 413,
     "derived_topic": 409,
     "topic_exists": 409,
@@ -39,6 +67,32 @@ _STATUS = {
 class _Base(tornado.web.RequestHandler):
     def initialize(self, server: LivestreamServer) -> None:
         self.server = server
+
+    def prepare(self) -> None:
+        """The checks every request passes first: proxy headers, Host, cross-site, body type."""
+        guard = self.server.guard
+        req = self.request
+        guard.apply_proxy(req)
+        why = guard.host_refusal(req)
+        if why is not None:
+            log.warning("livestream: refused %s request from %s: %s", req.method,
+                        req.remote_ip, why)
+            return self.fail("host_not_allowed", why, 403)
+        if req.method in SAFE_METHODS:
+            return None
+        why = guard.cross_origin_refusal(req)
+        if why is not None:
+            log.warning("livestream: refused %s request from %s: %s", req.method,
+                        req.remote_ip, why)
+            return self.fail("origin_not_allowed", why, 403)
+        if req.method == "POST" and media_type(req.headers.get("Content-Type")) not in POST_TYPES:
+            given = req.headers.get("Content-Type")
+            return self.fail(
+                "unsupported_media_type",
+                f"a POST body must be JSON (Content-Type: application/json) or an Arrow IPC "
+                f"stream (Content-Type: {ARROW_STREAM}); got "
+                f"{'no Content-Type' if given is None else repr(given)}", 415)
+        return None
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -60,6 +114,10 @@ class _Base(tornado.web.RequestHandler):
             return auth[7:].strip()
         return self.get_query_argument("token", None)
 
+    def grant(self) -> Grant:
+        """The rights of this request's token (loopback counts only without any auth)."""
+        return self.server.auth.grant(self.token(), loopback=from_loopback(self.request))
+
 
 class HealthHandler(_Base):
     def get(self) -> None:
@@ -80,18 +138,22 @@ class MetricsHandler(_Base):
 
 class TopicsHandler(_Base):
     def get(self) -> None:
+        """The topics the token may subscribe to (or administer)."""
         bp = self.server.backplane
-        if self.server.config.subscribe_token is not None and \
-                self.token() != self.server.config.subscribe_token:
-            return self.fail("unauthorized", "a valid subscribe token is required")
-        self.write_json({"topics": [bp.get(n).info() for n in bp.names()]})  # type: ignore[union-attr]
+        grant = self.grant()
+        if not (grant.sub or grant.admin) or grant.expired(None, self.server.auth.leeway):
+            return self.fail("unauthorized", self.server.auth.denial(grant, "subscribe", "*"))
+        names = [n for n in bp.names()
+                 if grant.allows("subscribe", n) or grant.allows("delete", n)]
+        self.write_json({"topics": [bp.get(n).info() for n in names]})  # type: ignore[union-attr]
 
 
 class TopicHandler(_Base):
     def get(self, name: str) -> None:
-        cfg = self.server.config
-        if cfg.subscribe_token is not None and self.token() != cfg.subscribe_token:
-            return self.fail("unauthorized", "a valid subscribe token is required")
+        try:
+            self.server.auth.check(self.grant(), "subscribe", name)
+        except AuthError as exc:
+            return self.fail(exc.code, str(exc))
         topic = self.server.backplane.get(name)
         if topic is None:
             return self.fail("unknown_topic", f"unknown topic {name!r}")
@@ -117,10 +179,9 @@ class TopicHandler(_Base):
 
     def post(self, name: str) -> None:
         s = self.server
-        cfg = s.config
         try:
-            if cfg.publish_token is not None and self.token() != cfg.publish_token:
-                raise AuthError("a valid publish token is required")
+            check_topic_name(name)
+            s.authorize_publish(self.grant(), name)
             ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip()
             if ctype == ARROW_STREAM:
                 df = s.frame_from_message(name, {}, memoryview(self.request.body))
@@ -137,11 +198,54 @@ class TopicHandler(_Base):
         except (ProtocolError, TopicError, AuthError) as exc:
             return self.fail(exc.code, str(exc))
         except LimitError as exc:
-            return self.fail("too_many_rows", str(exc))
+            return self.fail(exc.code, str(exc))
         except LivestreamError as exc:
             return self.fail(exc.code, str(exc))
         self.write_json({"type": "ack", "topic": name, "offset": update.offset,
                          "next": update.next, "rows": update.rows})
+
+    def delete(self, name: str) -> None:
+        s = self.server
+        try:
+            check_topic_name(name)
+            s.auth.check(self.grant(), "delete", name)
+            if not s.delete_topic(name):
+                raise TopicError(f"unknown topic {name!r}", code="unknown_topic")
+        except (TopicError, AuthError) as exc:
+            return self.fail(exc.code, str(exc))
+        self.write_json({"type": "deleted", "topic": name})
+
+
+#: Headers a reverse proxy adds: a request that carries one did not come from this machine.
+_FORWARDED = ("X-Forwarded-For", "X-Real-Ip", "Forwarded")
+
+
+def from_loopback(request: Any) -> bool:
+    """Whether the request's TCP peer is a loopback address and no proxy forwarded it.
+
+    Reads the socket's peer address, not ``remote_ip`` (which ``xheaders`` lets a
+    client set).
+    """
+    ctx = getattr(request.connection, "context", None)
+    family = getattr(ctx, "address_family", None)
+    address = getattr(ctx, "address", None)
+    if family not in (socket.AF_INET, socket.AF_INET6) or not address:
+        return False
+    if any(h in request.headers for h in _FORWARDED):
+        return False
+    try:
+        return ipaddress.ip_address(address[0].split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class NotFoundHandler(_Base):
+    """Any other path: 404 ``not_found`` (after the same Host check as every endpoint)."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not self._finished:
+            self.fail("not_found", f"no such endpoint: {self.request.path}", 404)
 
 
 def routes(server: LivestreamServer) -> list:

@@ -20,6 +20,7 @@ class Metrics:
     publishes: int = 0
     queue_drops: int = 0
     encodes: int = 0
+    topics_deleted: int = 0
     disconnects: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
 
@@ -50,6 +51,8 @@ class Metrics:
                self.encodes)
         metric("livestream_queue_drops_total", "counter",
                "Updates not sent to a slow client (conflated).", self.queue_drops)
+        metric("livestream_topics_deleted_total", "counter", "Topics deleted.",
+               self.topics_deleted)
         if not self.disconnects:
             metric("livestream_disconnects_total", "counter", "Closed connections by reason.", 0,
                    '{reason="none"}')

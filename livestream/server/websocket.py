@@ -13,10 +13,9 @@ import logging
 import secrets
 import struct
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from tornado.iostream import IOStream, StreamClosedError
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from ..core.topic import Gap, Update
 from ..errors import LimitError, LivestreamError, ProtocolError, SchemaError, TopicError
@@ -26,6 +25,7 @@ from ..protocol import (
     Hello,
     Ping,
     Publish,
+    Refresh,
     Subscribe,
     Unsubscribe,
     dumps,
@@ -34,6 +34,8 @@ from ..protocol import (
     parse_client_message,
     unpack_binary,
 )
+from .auth import Grant
+from .security import origin_allowed
 
 if TYPE_CHECKING:
     from .app import LivestreamServer
@@ -41,18 +43,88 @@ if TYPE_CHECKING:
 log = logging.getLogger("livestream.server")
 
 
-def origin_allowed(origin: str, host_header: str, allowed: list[str]) -> bool:
-    """The origin rule: same host as the request, localhost, or the allowlist."""
-    if "*" in allowed:
-        return True
-    parsed = urlparse(origin)
-    o_host = (parsed.hostname or "").lower()
-    if origin in allowed or o_host in (a.lower() for a in allowed):
-        return True
-    req_host = urlparse("//" + host_header).hostname or ""
-    if o_host and o_host == req_host.lower():
-        return True
-    return o_host in ("localhost", "127.0.0.1", "::1")
+#: Close codes a peer may send (RFC 6455 §7.4 and the IANA registry): others get 1002.
+_VALID_CLOSE_CODES = frozenset([*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)])
+
+
+class _Violation(Exception):
+    """A frame that breaks RFC 6455; fail the connection with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class StrictProtocol(WebSocketProtocol13):
+    """Tornado's RFC 6455 protocol, plus the checks its server side leaves out.
+
+    Tornado 6.6 handles an unmasked client frame as a masked one, echoes any close
+    code (999 included), silently drops the connection (no close frame) on a frame
+    with reserved bits or opcodes and on invalid UTF-8, and raises from its read
+    loop on a close reason that is not UTF-8. Here each of these *fails the
+    connection* (RFC 6455 §7.1.7): a close frame with 1002 (protocol error) or 1007
+    (invalid payload), then the TCP connection is closed; nothing of the offending
+    frame reaches ``on_message``. The frame header is checked as Tornado reads it
+    (the first read of each frame); see docs/decisions.md.
+    """
+
+    _at_header = False
+
+    async def _receive_frame(self) -> None:
+        self._at_header = True
+        try:
+            await super()._receive_frame()
+        except _Violation as v:
+            self._fail(v.code, v.reason)
+
+    async def _read_bytes(self, n: int) -> bytes:
+        data = await super()._read_bytes(n)
+        if self._at_header:
+            self._at_header = False
+            opcode = data[0] & 0x0F
+            if data[0] & 0x70:
+                raise _Violation(CloseCode.PROTOCOL_ERROR, "reserved bits set")
+            if opcode in (3, 4, 5, 6, 7) or opcode > 0xA:
+                raise _Violation(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
+            if opcode & 0x8 and (not data[0] & 0x80 or (data[1] & 0x7F) > 125):
+                raise _Violation(CloseCode.PROTOCOL_ERROR, "bad control frame")
+            if not data[1] & 0x80:
+                raise _Violation(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
+        return data
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if self.client_terminated or self._frame_compressed:
+            return super()._handle_message(opcode, data)
+        if opcode == 0x1:  # as Tornado does, but a bad text frame is a 1007, not a drop
+            self._message_bytes_in += len(data)
+            try:
+                decoded = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_PAYLOAD, "text frame is not UTF-8")
+                return None
+            return self._run_callback(self.handler.on_message, decoded)
+        if opcode == 0x8:
+            if len(data) == 1:
+                self._fail(CloseCode.PROTOCOL_ERROR, "close frame of one byte")
+                return None
+            if len(data) >= 2 and struct.unpack(">H", data[:2])[0] not in _VALID_CLOSE_CODES:
+                self._fail(CloseCode.PROTOCOL_ERROR, "invalid close code")
+                return None
+            try:
+                data[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_PAYLOAD, "close reason is not UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: a close frame with ``code``, then close the TCP stream."""
+        log.info("livestream: closing a client that broke RFC 6455 (%s): %s", code, reason)
+        handler = self.handler
+        if isinstance(handler, ClientHandler):
+            handler.close_reason_tag = "protocol_error"
+        self.client_terminated = True  # read no more frames; close() then closes the stream
+        self.close(code, reason)
 
 
 class ClientHandler(WebSocketHandler):
@@ -65,6 +137,9 @@ class ClientHandler(WebSocketHandler):
         self.session = secrets.token_hex(6)
         self.encoding = "json"
         self.token: str | None = None
+        self.grant = Grant()  # the connection's rights (set on open, hello and refresh)
+        self.auth_timer: Any = None  # closes with 4003 / ends subscriptions at token expiry
+        self.sub_exp: dict[str, float] = {}  # topic -> expiry of its own subscribe token
         self.topics: dict[str, str] = {}  # topic -> "live" | "pending"
         # pending topic -> the (epoch, offset) its subscribe resumed from
         self.pending_resume: dict[str, tuple[str | None, int | None]] = {}
@@ -75,15 +150,37 @@ class ClientHandler(WebSocketHandler):
 
     # -- tornado hooks ------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Before the upgrade: trusted-proxy headers, then the Host allowlist (DNS rebinding)."""
+        guard = self.server.guard
+        guard.apply_proxy(self.request)
+        why = guard.host_refusal(self.request)
+        if why is None:
+            return
+        log.warning("livestream: refused WebSocket from %s: %s", self.request.remote_ip, why)
+        m = self.server.metrics
+        m.errors["host_not_allowed"] += 1
+        m.disconnects["host_refused"] += 1
+        self.set_status(403)
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps(error_message("host_not_allowed", why)))
+
     def check_origin(self, origin: str) -> bool:
         ok = origin_allowed(origin, self.request.host, self.server.config.allowed_origins)
         if not ok:
-            log.warning("livestream: refused WebSocket origin %s", origin)
+            log.warning("livestream: refused WebSocket origin %s from %s", origin,
+                        self.request.remote_ip)
             self.server.metrics.disconnects["origin_refused"] += 1
         return ok
 
     def get_compression_options(self) -> None:
         return None  # frames are encoded once; per-client compression would re-encode
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        proto = super().get_websocket_protocol()
+        if type(proto) is WebSocketProtocol13:
+            return StrictProtocol(self, False, proto.params)
+        return proto
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.token = self.get_query_argument("token", None) or _bearer(self.request)
@@ -140,7 +237,9 @@ class ClientHandler(WebSocketHandler):
             if msg.encoding is not None:
                 self.encoding = msg.encoding
             if msg.token is not None:
-                self.token = msg.token
+                self.server.set_connection_token(self, msg.token)
+                if self.close_reason_tag == "token_expired":
+                    return
             self.send_json(self.server.welcome(self))
         elif isinstance(msg, Subscribe):
             self.server.subscribe(self, msg)
@@ -148,6 +247,8 @@ class ClientHandler(WebSocketHandler):
             self.server.unsubscribe(self, msg)
         elif isinstance(msg, Publish):
             self._publish(msg, None)
+        elif isinstance(msg, Refresh):
+            self.server.refresh(self, msg)
         elif isinstance(msg, Ping):
             out: dict[str, Any] = {"type": "pong", "server_t": self.server.now_ms()}
             if msg.id is not None:

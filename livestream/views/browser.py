@@ -44,6 +44,13 @@ TEMPLATE_COLOR = "#808080"
 #: inline in saved pages; a notebook loads it with a display output), then starts the views.
 START_JS = """
 const server = JSON.parse(server_json);
+// a viewer's own token from the page address: #livestream_token=... (never sent to a web
+// server) or ?livestream_token=...; it replaces the token saved in the page
+try {
+  const mine = new URLSearchParams(window.location.hash.slice(1)).get("livestream_token")
+      || new URLSearchParams(window.location.search).get("livestream_token");
+  if (mine) server.token = mine;
+} catch (err) { /* no location (not a browser page) */ }
 let waited = 0;
 function start() {
   const L = window.Livestream;

@@ -16,6 +16,8 @@ from livestream.client.protocol import (
     Refused,
     Replied,
     ServerError,
+    TokenRefreshed,
+    TopicDeleted,
     Welcomed,
 )
 from livestream.client.state import (
@@ -193,7 +195,8 @@ def test_errors_go_to_their_topic_or_to_the_connection():
     events = proto.receive_data('{"type": "error", "topic": "a", "code": "unauthorized", '
                                 '"message": "bad token"}')
     assert events == [ServerError("unauthorized", "bad token", "a"),
-                      ErrorReported("a", "unauthorized: bad token")]
+                      ErrorReported("a", "unauthorized: bad token"),
+                      StateChanged("a", "unauthorized")]  # waits for a better token
     assert states["a"].stats.errors == 1
     assert proto.receive_data('{"type": "error", "code": "bad_message", "message": "?"}') == \
         [ServerError("bad_message", "?", None)]
@@ -223,3 +226,86 @@ def test_state_changes_reach_topics_that_are_not_paused():
     proto.pause("b")
     assert proto.set_state("reconnecting") == [StateChanged("a", "reconnecting")]
     assert proto.set_state("reconnecting") == []
+
+
+# -- expiring tokens, server-ended subscriptions, deleted topics (§4.10, §4.11, §5.6) --------
+
+
+def msg(**fields) -> str:
+    return orjson.dumps(fields).decode()
+
+
+def test_welcome_and_refreshed_give_the_token_expiry_and_when_to_renew():
+    proto = ClientProtocol(token="t1")
+    proto.connection_made()
+    proto.receive_data(msg(type="welcome", v=1, exp=1000.0))
+    assert proto.token_exp == 1000.0
+    assert proto.refresh_delay(now=900.0) == 75.0  # 25 % of the 100 s left, early
+    assert proto.refresh_delay(now=0.0) == 970.0  # at most 30 s early
+    assert proto.refresh_delay(now=999.9) == 0.0  # due now
+    proto.receive_data(msg(type="welcome", v=1, exp=None))
+    assert proto.token_exp is None and proto.refresh_delay(now=0.0) is None
+
+
+def test_refresh_queues_a_request_and_refreshed_resubscribes_ended_topics():
+    proto, states = opened("a", "b")
+    proto.token = "t1"
+    proto.receive_data(msg(type="error", topic="b", code="unauthorized", message="no"))
+    assert states["b"].stats.state == "unauthorized"
+    mid = proto.refresh("t2")
+    assert proto.token == "t2"
+    assert sent(proto) == [{"type": "refresh", "token": "t2", "id": mid}]
+    events = proto.receive_data(msg(type="refreshed", id=mid, exp=2000.0))
+    assert events[:2] == [Replied(mid, {"type": "refreshed", "id": mid, "exp": 2000.0}),
+                          TokenRefreshed(2000.0, {"type": "refreshed", "id": mid,
+                                                  "exp": 2000.0})]
+    assert proto.token_exp == 2000.0
+    (again,) = sent(proto)  # only the topic the old token had ended
+    assert (again["type"], again["topic"]) == ("subscribe", "b")
+
+
+def test_a_refused_refresh_keeps_the_current_token():
+    proto, _ = opened()
+    proto.token = "good"
+    mid = proto.refresh("bad")
+    sent(proto)
+    (ev,) = proto.receive_data(msg(type="error", id=mid, code="unauthorized", message="x"))
+    assert isinstance(ev, Refused) and isinstance(ev.error, RemoteError)
+    assert proto.token == "good"
+    with pytest.raises(ValueError):
+        proto.refresh("")
+
+
+def test_refresh_without_a_socket_only_takes_the_token_for_the_next_connect():
+    proto = ClientProtocol(token="t1")
+    assert proto.refresh("t2") is None and proto.data_to_send() == []
+    proto.connection_made()
+    assert sent(proto)[0]["token"] == "t2"
+
+
+def test_close_4003_needs_a_new_token_before_reconnecting():
+    proto, _ = opened("a")
+    proto.token = "old"
+    proto.connection_lost("closed", code=1006)
+    assert not proto.needs_token()  # any other close: reconnect with the same token
+    proto.connection_made()
+    proto.receive_data(msg(type="welcome", v=1))
+    proto.connection_lost("closed", code=4003)
+    assert proto.needs_token() and proto.close_code == 4003
+    proto.set_token("old")
+    assert proto.needs_token()  # the expired token again does not help
+    assert proto.refresh("new") is None
+    assert not proto.needs_token()
+
+
+def test_unsubscribed_by_the_server_and_deleted_topics_change_state():
+    proto, states = opened("a", "b")
+    events = proto.receive_data(msg(type="unsubscribed", topic="a", reason="unauthorized"))
+    assert events == [ErrorReported("a", "unsubscribed by the server: unauthorized"),
+                      StateChanged("a", "unauthorized")]
+    assert states["a"].stats.errors == 1
+    assert proto.receive_data(msg(type="unsubscribed", topic="zz", reason="x")) == []
+    assert proto.receive_data(msg(type="deleted", topic="b")) == \
+        [TopicDeleted("b"), StateChanged("b", "waiting")]
+    proto.pause("b")
+    assert proto.receive_data(msg(type="deleted", topic="b")) == []

@@ -15,6 +15,8 @@ from tornado.websocket import websocket_connect
 import livestream as ls
 from livestream.protocol import arrow_to_frame, frame_to_arrow, loads
 
+JSON = {"Content-Type": "application/json"}
+
 
 async def fetch(url: str, **kw):
     client = AsyncHTTPClient()
@@ -59,19 +61,20 @@ async def test_post_publishes_json_rows_columns_and_arrow():
     srv = ls.serve(port=0)
     url = srv.http_url + "/topics/chat"
     rows = [{"room": "a", "user": "u1", "n": 1}, {"room": "b", "user": "u2", "n": 2}]
-    r = await fetch(url, method="POST", body=ls.protocol.dumps(rows))
+    r = await fetch(url, method="POST", body=ls.protocol.dumps(rows), headers=JSON)
     assert r.code == 200 and loads(r.body)["next"] == 2
     body = {"columns": {"room": ["c"], "user": ["u3"], "n": [3]}}
-    r = await fetch(url, method="POST", body=ls.protocol.dumps(body))
+    r = await fetch(url, method="POST", body=ls.protocol.dumps(body), headers=JSON)
     assert loads(r.body)["offset"] == 2
     df = pd.DataFrame({"room": ["d"], "user": ["u4"], "n": [4]})
     r = await fetch(url, method="POST", body=frame_to_arrow(df),
                     headers={"Content-Type": "application/vnd.apache.arrow.stream"})
     assert loads(r.body)["next"] == 4
-    r = await fetch(url, method="POST", body=ls.protocol.dumps([{"room": "e", "user": 5, "n": 5}]))
+    r = await fetch(url, method="POST", body=ls.protocol.dumps([{"room": "e", "user": 5, "n": 5}]),
+                    headers=JSON)
     err = loads(r.body)
     assert r.code == 422 and err["code"] == "schema_mismatch" and err["column"] == "user"
-    r = await fetch(url, method="POST", body=b"{broken")
+    r = await fetch(url, method="POST", body=b"{broken", headers=JSON)
     assert r.code == 400 and loads(r.body)["code"] == "bad_json"
     assert srv.snapshot("chat")["n"].tolist() == [1, 2, 3, 4]
     await srv.aclose()
@@ -101,10 +104,10 @@ async def test_tokens_guard_subscribe_and_publish():
     r = await fetch(srv.http_url + "/topics/trades?token=sub-secret")
     assert r.code == 200
     body = ls.protocol.dumps({"rows": trades(1).astype({"ts": str}).to_dict("records")})
-    r = await fetch(srv.http_url + "/topics/trades", method="POST", body=body)
+    r = await fetch(srv.http_url + "/topics/trades", method="POST", body=body, headers=JSON)
     assert r.code == 401
     r = await fetch(srv.http_url + "/topics/trades", method="POST", body=body,
-                    headers={"Authorization": "Bearer pub-secret"})
+                    headers={"Authorization": "Bearer pub-secret", **JSON})
     assert r.code == 200, r.body
     await srv.aclose()
 
