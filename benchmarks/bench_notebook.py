@@ -60,7 +60,7 @@ async def feed(sub):
     n = k = 0
     t0 = loop.time()
     while loop.time() - t0 < SECONDS:
-        sub._apply("append", batch(n, BATCH), offset=n, next_offset=n + BATCH)
+        sub.apply("append", batch(n, BATCH), offset=n, next_offset=n + BATCH)
         n += BATCH; k += 1
         await asyncio.sleep(max(0.0, t0 + k * tick - loop.time()))
     return n, loop.time() - t0

@@ -14,17 +14,17 @@ loop, and live Bokeh views of them::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import logging as _logging
 from typing import Any
 
+from . import notebook as _notebook  # noqa: F401  (registers sub.chart(), .table(), ...)
 from . import redact as _redact
+from ._version import __version__
 from .client.connection import Connection, ConnectionStats
 from .client.registry import subscriptions
 from .client.subscription import Subscription, SubscriptionStats
 from .core import Schema, Topic, Update
-from .dashboard.layout import Column, Dashboard, Row, Tabs, ViewSpec
+from .dashboard import Column, Dashboard, Row, Tabs, ViewSpec
 from .errors import (
     AuthError,
     ConnectionClosed,

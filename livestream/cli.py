@@ -41,7 +41,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import LivestreamError
 
 #: Optional command modules: ``(module, attribute)``; each is added when it imports.
@@ -203,8 +203,8 @@ def _make_backplane(url: str | None) -> Any:
 
 
 def _start_server(kw: dict[str, Any]) -> Any:
-    """``ls.serve(...)`` from CLI options, with one-line errors."""
-    import livestream as ls
+    """``serve(...)`` from CLI options, with one-line errors."""
+    from .server.app import serve
 
     if (kw["certfile"] is None) != (kw["keyfile"] is None):
         raise click.UsageError("give both --cert and --key for TLS, or neither")
@@ -215,7 +215,7 @@ def _start_server(kw: dict[str, Any]) -> Any:
     pub_tok = kw["publish_token"] or kw["token"]
     backplane = _make_backplane(kw.get("backplane"))
     try:
-        return ls.serve(
+        return serve(
             kw["host"], kw["port"], backplane=backplane,
             allowed_origins=list(kw["allow_origins"]), allowed_hosts=list(kw["allow_hosts"]),
             trusted_proxies=list(kw["trusted_proxies"]), certfile=kw["certfile"],
@@ -310,7 +310,7 @@ def _stats_table(srv: Any, prev: dict[str, collections.deque], feeds: Any) -> An
     """A rich table of per-topic rows, rows/s and subscribers (computed on the loop)."""
     from rich.table import Table
 
-    from .client.loop import run_in_loop
+    from .loop import run_in_loop
 
     def collect() -> list[tuple[str, str, int, int, int]]:
         core = srv.core

@@ -56,7 +56,8 @@ def _parse_columns(items: tuple[str, ...]) -> dict | None:
     """``name:type`` or ``name=source:type`` (source may be dotted or an index)."""
     if not items:
         return None
-    from .client.feeds.parse import Column, resolve_type
+    from .client.feeds.convert import resolve_type
+    from .client.feeds.parse import Column
 
     cols: dict[str, Any] = {}
     for item in items:

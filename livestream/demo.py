@@ -357,7 +357,7 @@ class DemoFeeds:
 
     def start(self) -> DemoFeeds:
         """Declare the topics, publish a first batch and keep publishing."""
-        from .client.loop import run_in_loop
+        from .loop import run_in_loop
 
         def go() -> None:
             self._setup()
@@ -407,7 +407,7 @@ class DemoFeeds:
 
     def stop(self) -> None:
         """Stop publishing (the server keeps running)."""
-        from .client.loop import call_in_loop
+        from .loop import call_in_loop
 
         self._stopped = True
         if self.server.loop.is_closed():
@@ -443,7 +443,7 @@ def demo_dashboard(url: str, feeds: Sequence[str] = ("trading", "chat", "game"),
     latest messages; game: player positions (scatter) and the scoreboard. Each
     browser session opens its own subscriptions (see ``livestream.Dashboard``).
     """
-    from .dashboard.layout import Dashboard, ViewSpec
+    from .dashboard import Dashboard, ViewSpec
 
     def view(view_kind: str, topic: str, rows: int | None = None, /, **options: Any
              ) -> ViewSpec:

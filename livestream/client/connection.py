@@ -1,56 +1,61 @@
-"""The livestream client: one WebSocket connection to a livestream server.
+"""The livestream client: one WebSocket connection to a livestream server, on Tornado.
 
-A :class:`Connection` runs on an event loop (the kernel's in a notebook, the
-``livestream-io`` thread in a script; see :mod:`livestream.client.loop`). It
-reconnects by itself with capped exponential backoff and jitter; after a
-reconnect it resubscribes every subscription with its (epoch, offset), so the
-server sends exactly the rows missed, or a ``gap`` and a fresh snapshot when they
-are no longer retained. Rows are never applied twice: an update whose offsets
-overlap what a subscription already holds is trimmed.
+A :class:`Connection` is the thin I/O adapter around a sans-I/O
+:class:`~livestream.client.protocol.ClientProtocol`: it opens the socket, writes
+what the protocol queues, feeds it every message read, and acts on the events it
+returns (runs subscription callbacks, resolves request futures). The rules live in
+the protocol and in each topic's :class:`~livestream.client.state.SubscriptionState`.
+
+A connection runs on an event loop (the kernel's in a notebook, the
+``livestream-io`` thread in a script; see :mod:`livestream.loop`). It reconnects
+by itself with capped exponential backoff and jitter; after a reconnect the
+protocol resubscribes every subscription with its (epoch, offset), so the server
+sends exactly the rows missed, or a ``gap`` and a fresh snapshot when they are no
+longer retained. Rows are never applied twice: an update whose offsets overlap
+what a subscription already holds is trimmed.
 
 Tokens that expire (signed tokens) are renewed without reconnecting:
 ``conn.refresh_token(new)`` sends a ``refresh``; a ``token=`` callable is asked
 for a new token shortly before the current one expires and at every reconnect.
 A connection the server closed with 4003 (token expired) does not reconnect with
-the same token: it waits in state ``unauthorized`` for a new one.
+the same token: it waits in state ``unauthorized`` for a new one. The protocol
+decides (when to renew, whether a new token is needed); this adapter runs the
+timer, asks the callable and waits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from ..core.schema import Schema
-from ..errors import ConnectionClosed, LivestreamError, RemoteError
-from ..protocol import (
-    PROTOCOL_VERSION,
-    decode_data,
-    dumps,
-    encode_columns_json,
-    frame_to_arrow,
-    loads,
-    pack_binary,
-    unpack_binary,
-)
+from ..errors import ConnectionClosed, RemoteError
+from ..loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
 from . import registry
 from .backoff import Backoff
-from .loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
-from .subscription import DEFAULT_WINDOW, RateMeter, Subscription
+from .protocol import (
+    BadFrame,
+    ClientProtocol,
+    Event,
+    Refused,
+    Replied,
+    ServerError,
+    TokenRefreshed,
+    TopicDeleted,
+    Welcomed,
+)
+from .state import DEFAULT_WINDOW, GapDetected, RateMeter, RowsApplied
+from .subscription import Subscription
 
 log = logging.getLogger("livestream.client")
-
-_DATA_TYPES = ("snapshot", "append", "upsert", "replace")
 
 
 @dataclass
@@ -97,16 +102,12 @@ class Connection:
         if encoding not in ("json", "arrow"):
             raise ValueError("encoding must be 'json' or 'arrow'")
         self.url = url
-        # the current token (a string); a callable is asked for one at each (re)connect
-        # and before the current one expires
+        # a callable is asked for a token at each (re)connect and before the current
+        # one expires; the current token itself lives in the protocol (``self.token``)
         self._token_provider: Callable[[], str | None] | None = token if callable(token) \
             else None
-        self.token: str | None = None if callable(token) else token
-        #: When the connection's token expires (seconds since the epoch; from ``welcome``).
-        self.token_exp: float | None = None
         self._refresh_timer: asyncio.TimerHandle | None = None
         self._new_token: asyncio.Event | None = None
-        self._close_code: int | None = None
         self.encoding = encoding
         self.reconnect = reconnect
         self._backoff = backoff if isinstance(backoff, Backoff) else Backoff(*backoff)
@@ -128,14 +129,15 @@ class Connection:
         self.loop = loop
         self.subscriptions: dict[str, Subscription] = {}
         self.stats_data = ConnectionStats(url)
+        #: the sans-I/O protocol this connection drives (touched on the loop only)
+        self.protocol = ClientProtocol(encoding=encoding,
+                                       token=None if callable(token) else token)
         self._meter = RateMeter()
         self._ws: WebSocketClientConnection | None = None
         self._closed = False
-        self._ids = itertools.count(1)
-        self._pending: dict[Any, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future] = {}
         self._live = asyncio.Event() if on_loop_thread(loop) else None
         self._state_cbs: list[Callable[[Connection, str], Any]] = []
-        self.welcome: dict | None = None
         self._task: asyncio.Task | None = None
         registry.register(self)
         call_in_loop(loop, self._start)
@@ -158,23 +160,45 @@ class Connection:
         return self.stats_data.state
 
     @property
+    def token(self) -> str | None:
+        """The token the connection uses (sent at every connect; set by
+        :meth:`refresh_token` or the ``token=`` callable)."""
+        return self.protocol.token
+
+    @token.setter
+    def token(self, token: str | None) -> None:
+        self.protocol.set_token(token)
+
+    @property
+    def token_exp(self) -> float | None:
+        """When the connection's token expires (seconds since the epoch; from the
+        server's ``welcome``/``refreshed``), None if it does not."""
+        return self.protocol.token_exp
+
+    @property
     def stats(self) -> ConnectionStats:
         s = self.stats_data
         s.rows_per_s = self._meter.rate()
         s.subscriptions = len(self.subscriptions)
         return s
 
+    @property
+    def welcome(self) -> dict | None:
+        """The server's last ``welcome`` message (None before the first)."""
+        return self.protocol.welcome
+
     def on_state(self, callback: Callable[[Connection, str], Any]) -> None:
         """Call ``callback(conn, state)`` on the loop whenever the state changes."""
         self._state_cbs.append(callback)
 
     def _set_state(self, state: str) -> None:
+        self._deliver(self.protocol.set_state(state))
+        self._state_changed(state)
+
+    def _state_changed(self, state: str) -> None:
         if self.stats_data.state == state:
             return
         self.stats_data.state = state
-        for sub in self.subscriptions.values():
-            if not sub.paused:
-                sub._set_state(state)
         for cb in list(self._state_cbs):
             try:
                 cb(self, state)
@@ -198,7 +222,7 @@ class Connection:
             if not self.reconnect:
                 self._close_now("connection lost")
                 break
-            if self._close_code == 4003 and not await self._await_new_token():
+            if self.protocol.needs_token() and not await self._await_new_token():
                 break
             self._set_state("reconnecting")
             try:
@@ -208,22 +232,24 @@ class Connection:
                 break
 
     async def _await_new_token(self) -> bool:
-        """After close 4003: a new token from the provider, else wait for
-        :meth:`refresh_token`. False if the connection was closed meanwhile."""
-        expired = self.token
+        """After close 4003: a new token from the callable, else wait (state
+        ``unauthorized``) for :meth:`refresh_token`. False if closed meanwhile."""
         fresh = self._provided_token()
-        if fresh and fresh != expired:
-            self.token = fresh
+        if fresh:
+            self.protocol.set_token(fresh)
+        if not self.protocol.needs_token():
             return True
         self._set_state("unauthorized")
         log.warning("livestream: %s closed the connection: its token expired; waiting for "
                     "conn.refresh_token(new_token)", self.url)
         assert self._new_token is not None
         self._new_token.clear()
-        try:
-            await self._new_token.wait()
-        except asyncio.CancelledError:
-            return False
+        while self.protocol.needs_token():
+            try:
+                await self._new_token.wait()
+            except asyncio.CancelledError:
+                return False
+            self._new_token.clear()
         return not self._closed
 
     def _provided_token(self) -> str | None:
@@ -236,9 +262,8 @@ class Connection:
             return None
 
     async def _connect_once(self) -> None:
-        self._close_code = None
         if self._token_provider is not None:
-            self.token = self._provided_token() or self.token
+            self.protocol.set_token(self._provided_token() or self.protocol.token)
         headers = dict(self.headers)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -258,30 +283,33 @@ class Connection:
             self.stats_data.reconnects += 1
             for sub in self.subscriptions.values():
                 sub.stats_data.reconnects += 1
-        hello = {"type": "hello", "v": PROTOCOL_VERSION, "encoding": self.encoding,
-                 "client": "livestream-py"}
-        if self.token:
-            hello["token"] = self.token
-        await ws.write_message(dumps(hello))
-        for sub in list(self.subscriptions.values()):
-            if not sub.paused and not sub.closed:
-                self._send_subscribe(sub)
+        self.protocol.connection_made()
+        self._flush()
         try:
             while True:
                 msg = await ws.read_message()
                 if msg is None:
                     code, reason = ws.close_code, ws.close_reason
-                    self._close_code = code
                     self.stats_data.last_error = f"closed by server ({code}: {reason})" if code \
                         else "connection lost"
                     break
                 self._on_message(msg)
         finally:
             self._ws = None
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionClosed("connection lost before the reply"))
-            self._pending.clear()
+            self._deliver(self.protocol.connection_lost("connection lost", ws.close_code))
+
+    def _flush(self) -> None:
+        """Write what the protocol queued."""
+        ws = self._ws
+        frames = self.protocol.data_to_send()
+        if ws is None:
+            return
+        for data in frames:
+            try:
+                ws.write_message(data, binary=isinstance(data, bytes))
+            except Exception as exc:  # closed under us: the reconnect loop resubscribes
+                log.debug("livestream: write failed: %s", exc)
+                return
 
     def _close_now(self, reason: str) -> None:
         self._closed = True
@@ -289,7 +317,7 @@ class Connection:
         registry.unregister(self)
         self._set_state("closed")
         for sub in list(self.subscriptions.values()):
-            sub._mark_closed()
+            sub.mark_closed()
 
     def close(self, timeout: float = 5.0, *, code: int = 1000,
               reason: str = "client closed") -> None:
@@ -351,45 +379,43 @@ class Connection:
         existing = self.subscriptions.get(topic)
         if existing is not None and not existing.closed:
             return existing
-        sub = Subscription(topic, window=window, source=self, loop=self.loop)
-        sub._token = token  # type: ignore[attr-defined]
-        sub._set_state(self.state)
+        sub = Subscription(topic, window=window, source=self, loop=self.loop, token=token)
+        sub.set_state(self.state)
         self.subscriptions[topic] = sub
-        call_in_loop(self.loop, self._send_subscribe, sub)
+        call_in_loop(self.loop, self._add, sub)
         return sub
 
-    def _send_subscribe(self, sub: Subscription) -> None:
-        ws = self._ws
-        if ws is None:
-            return  # sent on (re)connect
-        msg: dict[str, Any] = {"type": "subscribe", "topic": sub.name, "id": next(self._ids)}
-        if sub.epoch is not None and sub.offset is not None:
-            msg["epoch"], msg["offset"] = sub.epoch, sub.offset
-        token = getattr(sub, "_token", None)
-        if token:
-            msg["token"] = token
-        self._write(msg)
-
-    def _write(self, msg: dict) -> None:
-        ws = self._ws
-        if ws is None:
+    def _add(self, sub: Subscription) -> None:
+        if sub.closed or self.subscriptions.get(sub.name) is not sub:
             return
-        try:
-            ws.write_message(dumps(msg).decode())
-        except Exception as exc:  # closed under us: the reconnect loop resubscribes
-            log.debug("livestream: write failed: %s", exc)
+        self._deliver(self.protocol.add(sub.machine, sub.token))
+        self._flush()
 
-    def _unsubscribe(self, sub: Subscription) -> None:
+    def _remove(self, sub: Subscription) -> None:
+        if self.protocol.topics.get(sub.name) is sub.machine:
+            self.protocol.remove(sub.name)
+            self._flush()
+
+    def _protocol_call(self, method: Callable[[str], list[Event]], name: str) -> None:
+        self._deliver(method(name))
+        self._flush()
+
+    # the hooks a Subscription calls (any thread)
+
+    def subscription_closed(self, sub: Subscription) -> None:
+        """Unsubscribe ``sub``'s topic (called by ``sub.close()``)."""
         if self.subscriptions.get(sub.name) is sub:
             del self.subscriptions[sub.name]
-            call_in_loop(self.loop, self._write, {"type": "unsubscribe", "topic": sub.name})
+            call_in_loop(self.loop, self._remove, sub)
 
-    def _pause(self, sub: Subscription) -> None:
-        call_in_loop(self.loop, self._write, {"type": "unsubscribe", "topic": sub.name})
+    def subscription_paused(self, sub: Subscription) -> None:
+        """Unsubscribe ``sub``'s topic, keeping its resume point (``sub.pause()``)."""
+        call_in_loop(self.loop, self._protocol_call, self.protocol.pause, sub.name)
 
-    def _resume(self, sub: Subscription) -> None:
-        sub._set_state(self.state)
-        call_in_loop(self.loop, self._send_subscribe, sub)
+    def subscription_resumed(self, sub: Subscription) -> None:
+        """Subscribe ``sub``'s topic again from its resume point (``sub.resume()``)."""
+        sub.set_state(self.state)
+        call_in_loop(self.loop, self._protocol_call, self.protocol.resume, sub.name)
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -416,16 +442,14 @@ class Connection:
 
     def _refresh(self, token: str) -> asyncio.Future:
         fut: asyncio.Future = self.loop.create_future()
-        self.token = token
-        ws = self._ws
-        if ws is None or self.welcome is None:
+        mid = self.protocol.refresh(token)
+        if mid is None:  # not connected: used by the next connect (and ends a 4003 wait)
             if self._new_token is not None:
                 self._new_token.set()
             fut.set_result(None)
             return fut
-        mid = next(self._ids)
         self._pending[mid] = fut
-        self._write({"type": "refresh", "token": token, "id": mid})
+        self._flush()
         return fut
 
     def _cancel_refresh(self) -> None:
@@ -434,18 +458,18 @@ class Connection:
             self._refresh_timer = None
 
     def _schedule_refresh(self) -> None:
-        """With a token callable: ask it for a new token a little before ``token_exp``."""
+        """With a token callable: ask it for a new token when the protocol says."""
         self._cancel_refresh()
-        if self._token_provider is None or self.token_exp is None:
+        if self._token_provider is None:
             return
-        left = self.token_exp - time.time()
-        margin = min(30.0, max(0.5, 0.25 * left))
-        self._refresh_timer = self.loop.call_later(max(0.0, left - margin), self._auto_refresh)
+        delay = self.protocol.refresh_delay(time.time())
+        if delay is not None:
+            self._refresh_timer = self.loop.call_later(delay, self._auto_refresh)
 
     def _auto_refresh(self) -> None:
         self._refresh_timer = None
         fresh = self._provided_token()
-        if not fresh or fresh == self.token or self._ws is None:
+        if not fresh or fresh == self.protocol.token or self._ws is None:
             return  # nothing new: the server closes with 4003 at exp; reconnect asks again
         fut = self._refresh(fresh)
         fut.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
@@ -469,26 +493,25 @@ class Connection:
 
     def _publish(self, topic: str, df: pd.DataFrame) -> asyncio.Future:
         fut: asyncio.Future = self.loop.create_future()
-        ws = self._ws
-        if ws is None:
+        if self._ws is None:
             fut.set_exception(ConnectionClosed("not connected; publish again when live"))
             return fut
-        mid = next(self._ids)
+        mid = self.protocol.publish(topic, df)
         self._pending[mid] = fut
-        header: dict[str, Any] = {"type": "publish", "topic": topic, "id": mid}
-        if self.token:
-            header["token"] = self.token
-        if self.encoding == "arrow":
-            ws.write_message(pack_binary(header, frame_to_arrow(df)), binary=True)
-        else:
-            schema = Schema.from_frame(df)
-            cols, cats = encode_columns_json(schema.conform(df), schema)
-            header["schema"] = schema.to_json()
-            header["columns"] = cols
-            if cats:
-                header["categories"] = cats
-            ws.write_message(dumps(header).decode())
+        self._flush()
         return fut
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        """Round-trip time to the server in milliseconds (an application-level ping)."""
+        fut: asyncio.Future = self.loop.create_future()
+        if self._ws is None:
+            raise ConnectionClosed("not connected")
+        mid = self.protocol.ping(time.time() * 1000.0)
+        self._pending[mid] = fut
+        t0 = time.perf_counter()
+        self._flush()
+        await asyncio.wait_for(fut, timeout)
+        return (time.perf_counter() - t0) * 1000.0
 
     # -- incoming -----------------------------------------------------------------------
 
@@ -496,139 +519,64 @@ class Connection:
         s = self.stats_data
         s.messages += 1
         s.bytes += len(raw)
-        try:
-            if isinstance(raw, bytes):
-                header, payload = unpack_binary(raw)
-                self._handle(header, payload)
-            else:
-                self._handle(loads(raw), None)
-        except LivestreamError as exc:
-            s.errors += 1
-            s.last_error = str(exc)
-            log.warning("livestream: bad frame from %s: %s", self.url, exc)
+        self._deliver(self.protocol.receive_data(raw))
+        self._flush()  # what the message made the protocol send (a resubscribe after refresh)
 
-    def _handle(self, msg: dict, payload: Any) -> None:
-        mtype = msg.get("type")
-        topic = msg.get("topic")
-        sub = self.subscriptions.get(topic) if topic is not None else None
-        if mtype in _DATA_TYPES:
-            if sub is None or sub.paused or sub.closed:
-                return
-            self._apply_data(sub, mtype, msg, payload)
-        elif mtype == "welcome":
-            self.welcome = msg
-            self._failures = 0
-            self.token_exp = msg.get("exp")
-            self._schedule_refresh()
-            self._set_state("live")
-            if self._live is not None:
-                self._live.set()
-        elif mtype == "refreshed":
-            self.token_exp = msg.get("exp")
-            self._schedule_refresh()
-            fut = self._pending.pop(msg.get("id"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-            for s in list(self.subscriptions.values()):  # ended by the old token: try again
-                if s.stats_data.state == "unauthorized" and not s.paused and not s.closed:
-                    self._send_subscribe(s)
-        elif mtype == "deleted":
-            if sub is not None:
-                sub._set_state("waiting")  # like a topic not created yet; a gap comes with it
-            log.info("livestream: topic %r was deleted on %s", topic, self.url)
-        elif mtype == "unsubscribed":
-            if sub is not None and msg.get("reason") and not sub.closed:
-                # the server ended the subscription (its token no longer allows it)
-                sub._error(f"unsubscribed by the server: {msg['reason']}")
-                sub._set_state("unauthorized")
-        elif mtype == "subscribed":
-            if sub is None:
-                return
-            if msg.get("mode"):
-                sub.mode = msg["mode"]
-            if msg.get("key"):
-                sub.key = tuple(msg["key"])
-            if msg.get("schema") is not None:
-                sub._wire_schema = Schema.from_json(msg["schema"])  # type: ignore[attr-defined]
-            # "waiting": the topic has no rows (or does not exist) yet
-            sub._set_state("live" if msg.get("schema") is not None else "waiting")
-        elif mtype == "gap":
-            if sub is None:
-                return
-            self.stats_data.gaps += 1
-            sub._gap(msg)
-        elif mtype == "ack":
-            fut = self._pending.pop(msg.get("id"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-        elif mtype == "error":
-            self.stats_data.errors += 1
-            self.stats_data.last_error = f"{msg.get('code')}: {msg.get('message')}"
-            fut = self._pending.pop(msg.get("id"), None)
-            if fut is not None and not fut.done():
-                fut.set_exception(RemoteError(str(msg.get("code")), str(msg.get("message")),
-                                              topic))
-            elif sub is not None:
-                sub._error(f"{msg.get('code')}: {msg.get('message')}")
-                if msg.get("code") == "unauthorized":
-                    sub._set_state("unauthorized")
-            else:
-                log.warning("livestream: server error %s: %s", msg.get("code"),
-                            msg.get("message"))
-        elif mtype == "pong":
-            fut = self._pending.pop(msg.get("id"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-
-    def _apply_data(self, sub: Subscription, kind: str, msg: dict, payload: Any) -> None:
-        schema_json = msg.get("schema")
-        schema = Schema.from_json(schema_json) if schema_json is not None else (
-            sub.schema or getattr(sub, "_wire_schema", None))
-        offset, nxt = msg.get("offset"), msg.get("next")
-        epoch = msg.get("epoch")
-        if kind in ("append", "upsert") and sub.offset is not None and epoch == sub.epoch \
-                and isinstance(offset, int) and isinstance(nxt, int):
-            if nxt <= sub.offset:
-                return  # already held: never apply twice
-            if offset > sub.offset:
-                # a hole the server should never produce; say so rather than hide it
-                sub._gap({"type": "gap", "topic": sub.name, "epoch": epoch,
-                          "offset": sub.offset, "new_epoch": epoch, "until": offset,
-                          "reason": "hole"})
-        fast = kind == "append" and payload is not None
-        frame = decode_data(msg, schema, payload, as_table=fast, trusted=True)
-        if kind in ("append", "upsert") and sub.offset is not None and epoch == sub.epoch \
-                and isinstance(offset, int) and offset < sub.offset:
-            skip = sub.offset - offset
-            frame = frame.slice(skip) if isinstance(frame, pa.Table) else \
-                frame.iloc[skip:].reset_index(drop=True)
-            offset = sub.offset
-        if sub.stats_data.state == "waiting":
-            sub._set_state("live")
-        sub._apply(kind, frame, schema=schema, epoch=epoch, offset=offset, next_offset=nxt,
-                   ts=msg.get("ts"), mode=msg.get("mode"))
-        self.stats_data.rows += len(frame)
-        self._meter.add(len(frame))
-        ts = msg.get("ts")
-        if ts is not None:
-            self.stats_data.lag_ms = max(0.0, time.time() * 1000.0 - ts)
-
-    async def ping(self, timeout: float = 5.0) -> float:
-        """Round-trip time to the server in milliseconds (an application-level ping)."""
-        fut: asyncio.Future = self.loop.create_future()
-        mid = next(self._ids)
-        self._pending[mid] = fut
-        t0 = time.perf_counter()
-        self._write({"type": "ping", "id": mid, "t": time.time() * 1000.0})
-        await asyncio.wait_for(fut, timeout)
-        return (time.perf_counter() - t0) * 1000.0
+    def _deliver(self, events: Iterable[Event]) -> None:
+        """Act on the protocol's events: callbacks, futures, counters."""
+        s = self.stats_data
+        for ev in events:
+            if isinstance(ev, RowsApplied):
+                sub = self.subscriptions.get(ev.topic)
+                if sub is not None:
+                    sub.dispatch((ev,))
+                s.rows += ev.rows
+                self._meter.add(ev.rows)
+                if ev.ts is not None:
+                    s.lag_ms = max(0.0, time.time() * 1000.0 - ev.ts)
+            elif isinstance(ev, GapDetected):
+                s.gaps += 1
+                sub = self.subscriptions.get(ev.topic)
+                if sub is not None:
+                    sub.dispatch((ev,))
+            elif isinstance(ev, Welcomed):
+                self._failures = 0
+                self._schedule_refresh()
+                self._state_changed("live")
+                if self._live is not None:
+                    self._live.set()
+            elif isinstance(ev, TokenRefreshed):
+                self._schedule_refresh()
+            elif isinstance(ev, TopicDeleted):
+                log.info("livestream: topic %r was deleted on %s", ev.topic, self.url)
+            elif isinstance(ev, Replied):
+                fut = self._pending.pop(ev.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(ev.message)
+            elif isinstance(ev, Refused):
+                if isinstance(ev.error, RemoteError):
+                    s.errors += 1
+                    s.last_error = str(ev.error)
+                fut = self._pending.pop(ev.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(ev.error)
+            elif isinstance(ev, ServerError):
+                s.errors += 1
+                s.last_error = f"{ev.code}: {ev.message}"
+                if ev.topic is None:
+                    log.warning("livestream: server error %s: %s", ev.code, ev.message)
+            elif isinstance(ev, BadFrame):
+                s.errors += 1
+                s.last_error = str(ev.error)
+                log.warning("livestream: bad frame from %s: %s", self.url, ev.error)
 
 
 def connect(url: str, **options: Any) -> Connection:
     """Connect to a livestream server; returns at once, connecting in the background.
 
     Options: ``token`` (a string, or a callable returning the current token: asked at
-    every connect and shortly before the token expires), ``encoding`` ("arrow" or "json"), ``reconnect``,
+    every connect and shortly before the token expires), ``encoding`` ("arrow" or
+    "json"), ``reconnect``,
     ``backoff=(base, cap)`` seconds, ``ca`` (a CA bundle for wss), ``verify``,
     ``headers``, ``ping_interval``/``ping_timeout``, ``max_message_size``.
     """

@@ -18,6 +18,12 @@ background ``livestream-io`` loop, and:
 * reconnects with capped exponential backoff and jitter; ``.stats`` shows the
   attempts and the reason of the last failure.
 
+It is three parts: the checked options (:mod:`livestream.client.feeds.options`),
+the sans-I/O session that makes every decision
+(:mod:`livestream.client.feeds.session`), and this module, the transport adapter
+on Tornado: sockets, the session loop, timers, the per-message hot path and the
+hand-over from other threads.
+
 :meth:`FeedConnection.stream` returns a :class:`~livestream.client.feeds.stream.FeedStream`,
 which *is* a :class:`~livestream.client.subscription.Subscription`.
 
@@ -34,35 +40,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import inspect
 import logging
-import os
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from .._compat import tornado_internals
 from ..errors import ConnectionClosed, LivestreamError
+from ..loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
 from . import registry
 from .backoff import Backoff
-from .feeds.parse import Column, RowParser, Selector, compile_selector
+from .feeds.options import DEFAULT_BACKOFF, FeedOptions, Message, as_messages, encode_message
+from .feeds.parse import Column, RowParser
+from .feeds.select import Selector
+from .feeds.session import FeedError, FeedSession, FeedStats
 from .feeds.stream import DeadLetter, FeedStream, Relay
-from .loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
-from .subscription import DEFAULT_WINDOW
+from .state import DEFAULT_WINDOW
 
 __all__ = [
+    "DEFAULT_BACKOFF",
     "Backoff",
     "Column",
     "DeadLetter",
     "FeedConnection",
     "FeedError",
+    "FeedOptions",
     "FeedStats",
     "FeedStream",
     "Relay",
@@ -71,78 +81,9 @@ __all__ = [
 
 log = logging.getLogger("livestream.feeds")
 
-Message = Mapping[str, Any] | Sequence[Any] | str | bytes
-OnOpen = Sequence[Message] | Message | Callable[..., Any] | None
-Reply = Message | Callable[[Any], Any]
-
-
-class FeedError(LivestreamError):
-    """An outside feed refused or broke the session (no ack, an error ack, bad options)."""
-
-    code = "feed_error"
-
-
-#: Feeds' default reconnect delays: 0.5 s doubling up to 30 s, with jitter.
-DEFAULT_BACKOFF = Backoff()
-
-
-@dataclass
-class FeedStats:
-    """Counters of a feed connection (``feed.stats``)."""
-
-    url: str
-    state: str = "connecting"
-    attempts: int = 0  #: connection attempts made, successful or not
-    connects: int = 0  #: handshakes that succeeded
-    reconnects: int = 0  #: successful handshakes after the first
-    failures: int = 0  #: consecutive failed attempts (0 while live)
-    last_failure: str | None = None  #: why the last attempt failed or the last session ended
-    last_failure_at: float | None = None  #: ``time.time()`` of ``last_failure``
-    next_retry_in: float | None = None  #: the backoff delay chosen after the last failure
-    messages: int = 0  #: messages received, all sessions
-    last_message_age: float | None = None  #: seconds since a message last arrived
-    rows: int = 0  #: rows appended, all streams
-    rows_per_s: float = 0.0
-    stale: int = 0  #: sessions dropped because the feed went silent
-    subscribes: int = 0  #: times the on_open messages were sent
-    acks: int = 0  #: acknowledgements received
-    pings_answered: int = 0
-    pings_sent: int = 0
-    not_json: int = 0
-    dead_letters: int = 0  #: all streams
-    errors: int = 0  #: dead letters, failed callbacks, failed sends
-    last_error: str | None = None
-    subscriptions: int = 0  #: open streams
-
-
-def _match(spec: Any, what: str) -> Callable[[Any], bool] | None:
-    try:
-        return compile_selector(spec)
-    except TypeError as exc:
-        raise TypeError(f"{what}: {exc}") from None
-
-
-def _encode(msg: Any) -> str | bytes:
-    if isinstance(msg, (bytes, bytearray)):
-        return bytes(msg)
-    if isinstance(msg, str):
-        return msg
-    try:
-        return orjson.dumps(msg, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    except TypeError as exc:
-        raise TypeError(f"cannot send {msg!r} as JSON: {exc}") from None
-
-
-def _with_params(url: str, params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return url
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    query += [(str(k), str(v)) for k, v in params.items()]
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
 
 def _describe(exc: BaseException) -> str:
+    """Why an attempt failed, in words (Tornado's and the ssl module's errors)."""
     if isinstance(exc, HTTPClientError):
         if exc.code == 599:
             return f"connect failed: {exc.message or exc}"
@@ -205,110 +146,28 @@ class FeedConnection:
         ``"failed"``; default: never give up); ``reconnect=False`` to end at the
         first drop.
 
+    Limits: ``max_message_size`` (bytes, default 64 MiB), ``dead_letter_limit``
+    (dead letters kept per stream, default 1000).
+
     States: ``connecting``, ``subscribing`` (waiting for acks), ``live``,
     ``reconnecting``, ``failed``, ``closed``.
+
+    The options are checked by :class:`~livestream.client.feeds.options.FeedOptions`
+    (``feed.options``); the decisions (acks, pings, staleness, backoff) are the
+    sans-I/O :class:`~livestream.client.feeds.session.FeedSession`'s
+    (``feed.session``); this class moves the bytes, on Tornado.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        cookies: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        subprotocols: Sequence[str] | None = None,
-        ca: str | os.PathLike | None = None,
-        verify: bool = True,
-        ssl_context: ssl.SSLContext | None = None,
-        connect_timeout: float = 10.0,
-        on_open: OnOpen = None,
-        ack: Selector = None,
-        ack_error: Selector = None,
-        ack_count: int | None = None,
-        ack_timeout: float = 10.0,
-        ping_match: Selector | str = None,
-        pong: Reply | None = None,
-        app_ping: Message | Callable[[FeedConnection], Any] | None = None,
-        app_ping_interval: float | None = None,
-        ws_ping_interval: float | None = None,
-        ws_ping_timeout: float | None = None,
-        stale_after: float | None = None,
-        backoff: Backoff | tuple[float, float] = DEFAULT_BACKOFF,
-        max_retries: int | None = None,
-        reconnect: bool = True,
-        max_message_size: int = 64 * 1024 * 1024,
-        dead_letter_limit: int = 1000,
-        batch_interval: float = 0.02,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"an outside feed URL starts with ws:// or wss://, got {url!r}")
+    def __init__(self, url: str, *, loop: asyncio.AbstractEventLoop | None = None,
+                 **options: Any) -> None:
+        #: the checked options (see :class:`FeedOptions`)
+        self.options = FeedOptions.of(url, **options)
+        #: the sans-I/O decisions of this connection
+        self.session = FeedSession(self.options)
         self.url = url
-        self._request_url = _with_params(url, params)
-        hdrs = {str(k): str(v) for k, v in (headers or {}).items()}
-        if cookies:
-            cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
-            hdrs["Cookie"] = f"{hdrs['Cookie']}; {cookie}" if "Cookie" in hdrs else cookie
-        self.headers = hdrs
-        if subprotocols is not None and (
-            isinstance(subprotocols, str) or not all(isinstance(p, str) for p in subprotocols)
-        ):
-            raise TypeError(f"subprotocols must be a list of strings, got {subprotocols!r}")
-        self.subprotocols = list(subprotocols) if subprotocols is not None else None
-        self._ssl = self._make_ssl(url, ca, verify, ssl_context)
-        for name, val in (("connect_timeout", connect_timeout), ("ack_timeout", ack_timeout),
-                          ("app_ping_interval", app_ping_interval),
-                          ("ws_ping_interval", ws_ping_interval),
-                          ("ws_ping_timeout", ws_ping_timeout), ("stale_after", stale_after)):
-            if val is not None and not (isinstance(val, (int, float)) and val > 0):
-                raise ValueError(f"{name} must be a positive number of seconds, got {val!r}")
-        self.connect_timeout = float(connect_timeout)
-        if on_open is not None and not callable(on_open):
-            self._on_open_msgs: list = self._as_messages(on_open, "on_open")
-        self.on_open = on_open
-        self._ack = _match(ack, "ack")
-        self._ack_error = _match(ack_error, "ack_error")
-        if ack_count is not None and (ack_count < 1 or self._ack is None):
-            raise ValueError("ack_count needs ack= and must be at least 1")
-        self.ack_count = ack_count
-        self.ack_timeout = float(ack_timeout)
-        if isinstance(ping_match, str):
-            self._ping_text: str | None = ping_match
-            self._ping: Callable[[Any], bool] | None = None
-        else:
-            self._ping_text = None
-            self._ping = _match(ping_match, "ping_match")
-        if ping_match is not None and pong is None:
-            raise ValueError("ping_match needs pong= (the reply to send, or a function of the ping)")
-        if pong is not None and ping_match is None:
-            raise ValueError("pong= needs ping_match= (which messages are pings)")
-        self._pong = pong
-        if (app_ping is None) != (app_ping_interval is None):
-            raise ValueError("app_ping and app_ping_interval go together")
-        self._app_ping = app_ping
-        self.app_ping_interval = app_ping_interval
-        self.ws_ping_interval = ws_ping_interval
-        self.ws_ping_timeout = ws_ping_timeout
-        self.stale_after = stale_after
-        if isinstance(backoff, tuple):
-            backoff = Backoff(*backoff)
-        if not isinstance(backoff, Backoff):
-            raise TypeError(f"backoff must be a Backoff or (initial, maximum), got {backoff!r}")
-        self.backoff = backoff
-        if max_retries is not None and max_retries < 0:
-            raise ValueError("max_retries must be >= 0 (or None to retry forever)")
-        self.max_retries = max_retries
-        self.reconnect = reconnect
-        self.max_message_size = max_message_size
-        self.dead_letter_limit = dead_letter_limit
-        if not (isinstance(batch_interval, (int, float)) and 0 <= batch_interval <= 1):
-            raise ValueError(f"batch_interval must be between 0 and 1 s, got {batch_interval!r}")
-        self.batch_interval = float(batch_interval)
-
         if loop is None:
             loop, _owned = get_loop()
         self.loop = loop
-        self.stats_data = FeedStats(url)
         self.subscriptions: dict[str, FeedStream] = {}
         self._streams: tuple[FeedStream, ...] = ()
         self._raw_cbs: tuple[Callable[[Any], Any], ...] = ()
@@ -321,12 +180,9 @@ class FeedConnection:
         self._gen = 0
         self._count = 0
         self._batch_open = False
-        self._last_msg: float | None = None
         self._closed_fut: asyncio.Future | None = None
         self._ack_fut: asyncio.Future | None = None
-        self._acks_left = 0
         self._timers: list[asyncio.TimerHandle] = []
-        self._closing = False
         self._wake: asyncio.Event | None = None
         self._live_flag = threading.Event()
         self._ended = threading.Event()
@@ -335,44 +191,6 @@ class FeedConnection:
         self._conn_last_error: str | None = None
         registry.register(self)
         call_in_loop(loop, self._start)
-
-    # -- setup helpers --------------------------------------------------------------------
-
-    @staticmethod
-    def _make_ssl(url: str, ca: Any, verify: bool,
-                  ctx: ssl.SSLContext | None) -> ssl.SSLContext | None:
-        if not url.startswith("wss://"):
-            if ca is not None or ctx is not None:
-                raise ValueError("ca= and ssl_context= apply to wss:// URLs only")
-            return None
-        if ctx is not None:
-            if ca is not None:
-                raise ValueError("pass either ca= or ssl_context=, not both")
-            return ctx
-        if ca is not None and not os.path.isfile(ca):
-            raise FileNotFoundError(f"ca bundle {os.fspath(ca)!r} does not exist")
-        ctx = ssl.create_default_context(cafile=os.fspath(ca) if ca is not None else None)
-        if not verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
-    @staticmethod
-    def _as_messages(value: Any, what: str) -> list:
-        if value is None:
-            return []
-        if isinstance(value, (Mapping, str, bytes, bytearray)):
-            msgs = [value]
-        elif isinstance(value, (list, tuple)):
-            msgs = list(value)
-        else:
-            raise TypeError(
-                f"{what} must be a message (dict, str, bytes), a list of them, or a function "
-                f"of the connection; got {type(value).__name__}"
-            )
-        for m in msgs:
-            _encode(m)  # fail early on what cannot be sent
-        return msgs
 
     def __repr__(self) -> str:
         s = self.stats
@@ -386,21 +204,27 @@ class FeedConnection:
     @property
     def state(self) -> str:
         """connecting, subscribing, live, reconnecting, failed or closed."""
-        return self.stats_data.state
+        return self.session.state
 
     @property
     def closed(self) -> bool:
-        return self._closing
+        return self.session.closing
+
+    @property
+    def stats_data(self) -> FeedStats:
+        """The counters as they are (see :attr:`stats`)."""
+        return self.session.stats
 
     @property
     def stats(self) -> FeedStats:
         """Counters, with attempts and the reason of the last failure."""
-        s = self.stats_data
+        s = self.session.stats
         streams = self._streams
+        last = self.session.last_message
         s.messages = self._count
-        s.last_message_age = None if self._last_msg is None else time.monotonic() - self._last_msg
+        s.last_message_age = None if last is None else time.monotonic() - last
         s.rows = sum(st.stats_data.rows for st in streams)
-        s.rows_per_s = sum(st._meter.rate() for st in streams)
+        s.rows_per_s = sum(st.machine.meter.rate() for st in streams)
         s.dead_letters = sum(st.stats_data.extra.get("dead_letters", 0) for st in streams)
         s.errors = self._conn_errors + sum(st.stats_data.errors for st in streams)
         lasts = [st.stats_data.last_error for st in streams if st.stats_data.last_error]
@@ -425,12 +249,12 @@ class FeedConnection:
         message (``"data"``, ``"data.trades"``, ``["data", 0]`` or a function); the
         value there may be one record or a list of them; records may be objects or
         arrays. ``columns``: output name → type, ``(source, type)`` or
-        :class:`Column` (see :mod:`livestream.client.feeds.parse` for the types and
+        :class:`Column` (see :mod:`livestream.client.feeds.convert` for the types and
         coercions); a list of names, or None for every scalar field, infers types.
         ``required``: columns whose absence dead-letters a record. ``window``:
         rows kept. Messages that do not fit are counted and dead-lettered.
         """
-        if self._closing:
+        if self.session.closing:
             raise ConnectionClosed(f"feed {self.url} is closed")
         parser = RowParser(select=select, path=path, columns=columns, required=required)
         with self._lock:
@@ -444,8 +268,8 @@ class FeedConnection:
                 name = f"{base}#{i}"
                 i += 1
             st = FeedStream(self, parser, name=name, window=window,
-                            dead_letter_limit=self.dead_letter_limit)
-            st._set_state(self.state)
+                            dead_letter_limit=self.options.dead_letter_limit)
+            st.set_state(self.state)
             self.subscriptions[name] = st
             self._streams = (*self._streams, st)
         self._reroute()
@@ -463,7 +287,7 @@ class FeedConnection:
         Raises :class:`~livestream.errors.ConnectionClosed` when not connected. Safe
         from any thread.
         """
-        data = _encode(message)
+        data = encode_message(message)
         if on_loop_thread(self.loop):
             self._send_now(data)
         else:
@@ -496,15 +320,15 @@ class FeedConnection:
         return self
 
     def _check_waitable(self, timeout: float, deadline: float) -> None:
-        if self._closing or self.state in ("failed", "closed"):
+        s = self.session.stats
+        if self.session.closing or self.state in ("failed", "closed"):
             raise ConnectionClosed(
-                f"feed {self.url} is {self.state} (last failure: {self.stats_data.last_failure})"
+                f"feed {self.url} is {self.state} (last failure: {s.last_failure})"
             )
         if time.monotonic() >= deadline:
             raise TimeoutError(
                 f"feed {self.url} not live after {timeout}s ({self.state}, "
-                f"{self.stats_data.attempts} attempts; last failure: "
-                f"{self.stats_data.last_failure})"
+                f"{s.attempts} attempts; last failure: {s.last_failure})"
             )
 
     def pause(self) -> None:
@@ -524,9 +348,9 @@ class FeedConnection:
         From a thread other than the loop's, waits up to ``timeout`` s for the loop
         to have done it. ``code``/``reason`` go into the WebSocket close frame.
         """
-        if self._closing:
+        if self.session.closing:
             return
-        self._closing = True
+        self.session.closing = True
         if on_loop_thread(self.loop):
             self._shutdown(code, reason)
         elif self.loop.is_running() and not self.loop.is_closed():
@@ -552,15 +376,13 @@ class FeedConnection:
     def _repr_html_(self) -> str:
         s = self.stats
         rows = "".join(
-            f"<tr><td>{k}</td><td>{v}</td></tr>"
+            f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>"
             for k, v in (("state", s.state), ("attempts", s.attempts),
                          ("reconnects", s.reconnects), ("last failure", s.last_failure),
                          ("messages", s.messages), ("rows", s.rows),
                          ("rows/s", f"{s.rows_per_s:.0f}"),
                          ("dead letters", s.dead_letters), ("streams", s.subscriptions))
         )
-        import html
-
         return (f"<b>livestream feed</b> <code>{html.escape(self.url)}</code>"
                 f"<table>{rows}</table>")
 
@@ -571,34 +393,30 @@ class FeedConnection:
     # -- the session loop (on the loop) ---------------------------------------------------
 
     def _start(self) -> None:
-        if self._closing:
+        if self.session.closing:
             return
         self._wake = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
 
     def _set_state(self, state: str) -> None:
-        if self.stats_data.state == state:
+        if not self.session.set_state(state):
             return
-        self.stats_data.state = state
         if state == "live":
             self._live_flag.set()
         else:
             self._live_flag.clear()
         for st in self._streams:
             if not st.paused and not st.closed:
-                st._set_state(state)
+                st.set_state(state)
 
     def _fail(self, reason: str) -> None:
-        s = self.stats_data
-        s.failures += 1
-        s.last_failure = reason
-        s.last_failure_at = time.time()
+        self.session.failed(reason)
         log.info("livestream: feed %s: %s", self.url, reason)
 
     async def _run(self) -> None:
+        session = self.session
         try:
-            while not self._closing:
-                self.stats_data.attempts += 1
+            while not session.closing:
                 was_live = False
                 try:
                     was_live = await self._session()
@@ -608,22 +426,16 @@ class FeedConnection:
                     reason = _describe(exc)
                     self._drop(None)
                     self._fail(reason)
-                if self._closing:
+                if session.closing:
                     break
-                if was_live:
-                    self.stats_data.failures = 1
-                if not self.reconnect:
-                    self._end("closed")
+                step = session.next_attempt(was_live)
+                if isinstance(step, str):  # "closed" (no reconnect) or "failed" (retries spent)
+                    self._end(step)
                     break
-                if self.max_retries is not None and self.stats_data.failures > self.max_retries:
-                    self._end("failed")
-                    break
-                delay = self.backoff.delay(self.stats_data.failures)
-                self.stats_data.next_retry_in = delay
                 self._set_state("reconnecting")
                 assert self._wake is not None
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    await asyncio.wait_for(self._wake.wait(), step)
         except asyncio.CancelledError:
             pass
         finally:
@@ -636,82 +448,76 @@ class FeedConnection:
         its reason with :meth:`_fail` and returns True.
         """
         loop = asyncio.get_running_loop()
+        o, session = self.options, self.session
         self._gen += 1
         gen = self._gen
         closed: asyncio.Future = loop.create_future()
         self._closed_fut = closed
-        self._set_state("connecting" if self.stats_data.connects == 0 else "reconnecting")
+        self._set_state(session.attempt())
         req = HTTPRequest(
-            self._request_url,
-            headers=dict(self.headers),
-            connect_timeout=self.connect_timeout,
-            request_timeout=self.connect_timeout,
-            ssl_options=self._ssl,
+            o.request_url,
+            headers=dict(o.headers),
+            connect_timeout=o.connect_timeout,
+            request_timeout=o.connect_timeout,
+            ssl_options=o.ssl,
         )
         ws = await websocket_connect(
             req,
             on_message_callback=self._make_callback(gen),
-            ping_interval=self.ws_ping_interval,
-            ping_timeout=self.ws_ping_timeout,
-            max_message_size=self.max_message_size,
-            subprotocols=self.subprotocols,
+            ping_interval=o.ws_ping_interval,
+            ping_timeout=o.ws_ping_timeout,
+            max_message_size=o.max_message_size,
+            subprotocols=o.subprotocols,
         )
-        if self._closing or gen != self._gen:
+        if session.closing or gen != self._gen:
             ws.close(1000, "client closed")
             return False
         self._ws = ws
-        s = self.stats_data
-        s.connects += 1
-        if s.connects > 1:
-            s.reconnects += 1
+        if session.connected():
             for st in self._streams:
                 st.stats_data.reconnects += 1
-        self._last_msg = time.monotonic()
-        if self.stale_after is not None:
-            self._schedule(self.stale_after / 4, self._stale_tick, gen)
+        if o.stale_after is not None:
+            self._schedule(o.stale_after / 4, self._stale_tick, gen)
 
         # subscribe
         msgs = await self._open_messages()
-        if self._ack is not None:
-            self._acks_left = self.ack_count or max(1, len(msgs))
+        if session.subscribing(len(msgs)):
             self._ack_fut = loop.create_future()
             self._reroute()
             self._set_state("subscribing")
         for m in msgs:
-            ws.write_message(_encode(m), binary=isinstance(m, (bytes, bytearray)))
-        s.subscribes += 1
+            ws.write_message(encode_message(m), binary=isinstance(m, (bytes, bytearray)))
         if self._ack_fut is not None:
             ack_fut = self._ack_fut
-            done, _ = await asyncio.wait({ack_fut, closed}, timeout=self.ack_timeout,
+            done, _ = await asyncio.wait({ack_fut, closed}, timeout=o.ack_timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
             self._ack_fut = None
             self._reroute()
             if ack_fut not in done:
                 if closed.done():
                     raise FeedError(f"connection ended before the acknowledgement: {closed.result()}")
-                raise FeedError(f"no acknowledgement within {self.ack_timeout:g}s")
+                raise FeedError(f"no acknowledgement within {o.ack_timeout:g}s")
             ack_fut.result()  # raises FeedError for an error ack
-        s.failures = 0
-        s.next_retry_in = None
+        session.live()
         self._set_state("live")
-        if self._app_ping is not None and self.app_ping_interval is not None:
-            self._schedule(self.app_ping_interval, self._app_ping_tick, gen)
+        if o.app_ping is not None and o.app_ping_interval is not None:
+            self._schedule(o.app_ping_interval, self._app_ping_tick, gen)
         reason = await closed
         self._cancel_timers()
-        if not self._closing:
+        if not session.closing:
             self._fail(reason)
         return True
 
     async def _open_messages(self) -> list:
-        on_open = self.on_open
+        on_open = self.options.on_open
         if on_open is None:
             return []
         if not callable(on_open):
-            return self._on_open_msgs
+            return list(self.options.on_open_messages)
         result = on_open(self)
         if inspect.isawaitable(result):
             result = await result
-        return self._as_messages(result, "on_open(conn)")
+        return as_messages(result, "on_open(conn)")
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -725,28 +531,26 @@ class FeedConnection:
         self._timers = []
 
     def _stale_tick(self, gen: int) -> None:
-        if gen != self._gen or self._closing or self.stale_after is None:
+        after = self.options.stale_after
+        if gen != self._gen or self.session.closing or after is None:
             return
-        last = self._last_msg or 0.0
-        if time.monotonic() - last > self.stale_after:
-            self.stats_data.stale += 1
-            self._drop(f"stale: no message for {self.stale_after:g}s", abort=True)
+        if self.session.is_stale():
+            self._drop(self.session.stale_reason(), abort=True)
             return
-        self._schedule(self.stale_after / 4, self._stale_tick, gen)
+        self._schedule(after / 4, self._stale_tick, gen)
 
     def _app_ping_tick(self, gen: int) -> None:
-        if gen != self._gen or self._closing or self._ws is None:
+        if gen != self._gen or self.session.closing or self._ws is None:
             return
-        ping = self._app_ping
         try:
-            msg = ping(self) if callable(ping) else ping
-            if msg is not None:
-                self._send_now(_encode(msg))
-                self.stats_data.pings_sent += 1
+            data = self.session.app_ping(self)
+            if data is not None:
+                self._send_now(data)
+                self.session.stats.pings_sent += 1
         except Exception as exc:
             self._conn_error(f"app ping failed: {exc!r}")
-        assert self.app_ping_interval is not None
-        self._schedule(self.app_ping_interval, self._app_ping_tick, gen)
+        assert self.options.app_ping_interval is not None
+        self._schedule(self.options.app_ping_interval, self._app_ping_tick, gen)
 
     def _conn_error(self, msg: str) -> None:
         self._conn_errors += 1
@@ -762,23 +566,22 @@ class FeedConnection:
         fut = self._closed_fut
         if fut is not None and not fut.done() and reason is not None:
             fut.set_result(reason)
-            if not self._closing:
+            if not self.session.closing:
                 self._set_state("reconnecting")
         if ws is not None:
-            proto = ws.protocol
             with contextlib.suppress(Exception):
                 ws.close(code, reason[:100] if reason else None)
-            if abort and proto is not None and proto.stream is not None:
-                proto.stream.close()  # a stalled peer may never answer the close frame
+            if abort:
+                tornado_internals.abort(ws)  # a stalled peer may never answer the close frame
 
     def _end(self, state: str) -> None:
         self._set_state(state)
         if state == "closed":
             for st in list(self._streams):
-                st._mark_closed()
+                st.mark_closed()
 
     def _shutdown(self, code: int, reason: str) -> None:
-        self._closing = True
+        self.session.closing = True
         for st in list(self._streams):
             st._flush()
         self._drop(reason, code=code)
@@ -793,41 +596,42 @@ class FeedConnection:
 
     def _shutdown_offloop(self) -> None:
         """Close without the loop (interpreter exit after the loop stopped): abort sockets."""
-        self._closing = True
+        self.session.closing = True
         ws, self._ws = self._ws, None
-        if ws is not None and ws.protocol is not None and ws.protocol.stream is not None:
-            with contextlib.suppress(Exception):
-                ws.protocol.stream.socket.close()  # type: ignore[union-attr]
-        self.stats_data.state = "closed"
+        if ws is not None:
+            tornado_internals.abort_offloop(ws)
+        self.session.stats.state = "closed"
         self._live_flag.clear()
         for st in list(self._streams):
-            st._mark_closed()
+            st.mark_closed()
         registry.unregister(self)
 
-    # -- streams (called by Subscription) --------------------------------------------------
+    # -- streams (the hooks a Subscription calls) ---------------------------------------------
 
-    def _unsubscribe(self, st: FeedStream) -> None:
+    def subscription_closed(self, st: FeedStream) -> None:
+        """Forget a stream (``st.close()``)."""
         with self._lock:
             if self.subscriptions.get(st.name) is st:
                 del self.subscriptions[st.name]
             self._streams = tuple(x for x in self._streams if x is not st)
         self._reroute()
 
-    def _pause(self, st: FeedStream) -> None:
-        pass  # the stream ignores its messages while paused
+    def subscription_paused(self, st: FeedStream) -> None:
+        """Nothing to do: the stream ignores its messages while paused."""
 
-    def _resume(self, st: FeedStream) -> None:
-        st._set_state(self.state)
+    def subscription_resumed(self, st: FeedStream) -> None:
+        """The stream takes messages again, from now on (``st.resume()``)."""
+        st.set_state(self.state)
 
     # -- the hot path ---------------------------------------------------------------------
 
     def _make_callback(self, gen: int) -> Callable[[str | bytes | None], None]:
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
-        ping_text = self._ping_text
-        ping = self._ping
+        ping_text = self.options.ping_text
+        ping = self.options.ping
         loop = self.loop
-        batch_interval = self.batch_interval
+        batch_interval = self.options.batch_interval
 
         def on_message(raw: str | bytes | None) -> None:
             if gen != self._gen:
@@ -848,7 +652,7 @@ class FeedConnection:
             try:
                 msg = loads(raw)
             except decode_error as exc:
-                self.stats_data.not_json += 1
+                self.session.stats.not_json += 1
                 for st in self._streams:
                     st._not_json(raw, exc)
                 return
@@ -885,17 +689,16 @@ class FeedConnection:
 
     def _end_batch(self) -> None:
         self._batch_open = False
-        self._last_msg = time.monotonic()
+        self.session.seen()
         for st in self._streams:
             st._flush()
 
     def _answer_ping(self, msg: Any) -> None:
-        pong = self._pong
         try:
-            reply = pong(msg) if callable(pong) else pong
+            reply = self.session.pong(msg)
             if reply is not None:
-                self._send_now(_encode(reply))
-            self.stats_data.pings_answered += 1
+                self._send_now(reply)
+            self.session.stats.pings_answered += 1
         except Exception as exc:
             self._conn_error(f"answering a ping failed: {exc!r}")
 
@@ -904,17 +707,14 @@ class FeedConnection:
         assert fut is not None
         if fut.done():
             return False
-        if self._ack_error is not None and self._ack_error(msg):
-            fut.set_exception(FeedError(f"subscription refused: {orjson.dumps(msg).decode()[:300]}"))
-            return True
-        assert self._ack is not None
-        if self._ack(msg):
-            self.stats_data.acks += 1
-            self._acks_left -= 1
-            if self._acks_left <= 0:
-                fut.set_result(True)
-            return True
-        return False
+        result = self.session.check_ack(msg)
+        if result is None:
+            return False
+        if result == "refused":
+            fut.set_exception(self.session.refusal(msg))
+        elif result == "acked":
+            fut.set_result(True)
+        return True
 
     def _on_socket_closed(self, gen: int) -> None:
         ws = self._ws
@@ -935,6 +735,3 @@ def open_feed(url: str, **options: Any) -> FeedConnection:
     """
     return FeedConnection(url, **options)
 
-
-# keep type names importable for annotations in user code
-_ = (Awaitable, Column)

@@ -1,99 +1,118 @@
 """Subscriptions: the live window of a topic (or of an outside feed) as pandas.
 
-A :class:`Subscription` is filled by a source (a livestream :class:`Connection`
-or an outside-feed stream) on the source's event loop and read from anywhere:
-``.df`` assembles the current window from columnar buffers under a lock, so a
-script's main thread can read while a background loop writes.
+A :class:`Subscription` is the user's handle on one
+:class:`~livestream.client.state.SubscriptionState` (``sub.machine``), the
+sans-I/O state that a source feeds on its event loop: a livestream
+:class:`~livestream.client.connection.Connection` through its
+:class:`~livestream.client.protocol.ClientProtocol`, or an outside-feed stream.
+``.df`` assembles the current window from columnar buffers under the state's
+lock, so a script's main thread can read while a background loop writes.
 
-Views (charts, tables) do not need a callback per message: they ask
-:meth:`Subscription.rows_since` for what arrived after the offset they last drew.
+On top of the state, a subscription runs the user's callbacks (``on_update``,
+``on_gap``) with the events the state returns, lets scripts ``wait()`` for rows,
+pauses, resumes and closes through its source, and makes views
+(``sub.chart()``, ``.table()``, ``.ticker()``, ``.controls()``) through the
+factories the view layer registers (:mod:`livestream.client.view_factories`).
+
+Views do not need a callback per message: they ask :meth:`Subscription.rows_since`
+for what arrived after the offset they last drew.
+
+For sources
+-----------
+A source feeds a subscription on its own loop with :meth:`Subscription.receive`
+(a server message), :meth:`Subscription.apply` (a decoded update),
+:meth:`~Subscription.set_state`, :meth:`~Subscription.report_error` and
+:meth:`~Subscription.mark_closed`; each forwards to the state and
+:meth:`~Subscription.dispatch`-es its events. A source that feeds the state
+itself (through a protocol object) passes the events to :meth:`dispatch`. In
+return the subscription calls the source's hooks (:class:`Source`) when the user
+pauses, resumes or closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import pandas as pd
-import pyarrow as pa
 
-from ..core.keyed import KeyedTable
 from ..core.schema import Schema
-from ..core.window import ColumnWindow
 from ..errors import ConnectionClosed, LivestreamError
-from ..notebook.mixin import ViewsMixin
-from ..protocol.codec import table_to_frame
+from . import view_factories
+from .state import (
+    DEFAULT_WINDOW,
+    Event,
+    GapDetected,
+    RowsApplied,
+    SubscriptionState,
+    SubscriptionStats,
+    UpdateKind,
+)
 
-if TYPE_CHECKING:
-    pass
+__all__ = [
+    "DEFAULT_WINDOW",
+    "GapCallback",
+    "Source",
+    "Subscription",
+    "SubscriptionStats",
+    "UpdateCallback",
+    "UpdateKind",
+    "ViewFilters",
+]
 
 log = logging.getLogger("livestream.client")
 
-DEFAULT_WINDOW = 100_000
-
-UpdateKind = Literal["snapshot", "append", "upsert", "replace"]
 UpdateCallback = Callable[["Subscription", pd.DataFrame, str], Any]
 GapCallback = Callable[["Subscription", dict], Any]
 
 
-class RateMeter:
-    """Rows per second over the last few seconds (one-second buckets)."""
+class Source(Protocol):
+    """What a subscription tells its source (a connection or a feed), on any thread."""
 
-    def __init__(self, seconds: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds = seconds
-        self.clock = clock
-        self._buckets: deque[list] = deque()
+    def subscription_paused(self, sub: Subscription) -> None:
+        """``sub.pause()`` was called: stop feeding it (a livestream topic unsubscribes)."""
 
-    def add(self, n: int) -> None:
-        now = int(self.clock())
-        b = self._buckets
-        if b and b[-1][0] == now:
-            b[-1][1] += n
+    def subscription_resumed(self, sub: Subscription) -> None:
+        """``sub.resume()`` was called: feed it again (a livestream topic resumes by offset)."""
+
+    def subscription_closed(self, sub: Subscription) -> None:
+        """``sub.close()`` was called: forget it."""
+
+
+class ViewFilters:
+    """Which rows the views of a subscription show: column → allowed values (as text).
+
+    View-side only: the data is kept, and clearing a filter redraws the full
+    window. :attr:`epoch` increases with every change, so views know to redraw.
+    A dashboard session keeps its own :class:`ViewFilters` per subscription.
+    """
+
+    def __init__(self) -> None:
+        self.columns: dict[str, set[str]] = {}
+        self.epoch = 0
+
+    def set(self, column: str, values: Iterable[object] | None) -> None:
+        """Show only rows whose ``column`` is one of ``values`` (None: every row)."""
+        columns = dict(self.columns)
+        if values is None:
+            columns.pop(column, None)
         else:
-            b.append([now, n])
-            while b and b[0][0] <= now - self.seconds - 1:
-                b.popleft()
-
-    def rate(self) -> float:
-        now = self.clock()
-        lo = now - self.seconds
-        total = sum(n for t, n in self._buckets if t >= lo)
-        if not self._buckets:
-            return 0.0
-        span = min(self.seconds, max(1.0, now - self._buckets[0][0]))
-        return total / span
+            columns[column] = {str(v) for v in values}
+        self.columns = columns  # replaced, not mutated: readers on other threads see one or the other
+        self.epoch += 1
 
 
-@dataclass
-class SubscriptionStats:
-    """Counters of one subscription, for humans and for tests."""
-
-    state: str = "connecting"
-    rows: int = 0
-    messages: int = 0
-    rows_per_s: float = 0.0
-    last_update_age: float | None = None
-    lag_ms: float | None = None
-    reconnects: int = 0
-    gaps: int = 0
-    errors: int = 0
-    last_error: str | None = None
-    dropped: int = 0
-    extra: dict = field(default_factory=dict)
-
-
-class Subscription(ViewsMixin):
+class Subscription:
     """A live, bounded window of one topic or feed stream.
 
     Attributes worth knowing: ``df`` (the window as a DataFrame), ``offset``
     (the offset after the last row received: a resume point), ``epoch``,
-    ``stats``. Keyed topics keep one row per key instead of a rolling window.
+    ``stats``, ``machine`` (the sans-I/O :class:`SubscriptionState` behind it).
+    Keyed topics keep one row per key instead of a rolling window.
     """
 
     def __init__(
@@ -104,33 +123,21 @@ class Subscription(ViewsMixin):
         key: Sequence[str] | None = None,
         source: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        token: str | None = None,
     ) -> None:
-        if window is not None and window < 1:
-            raise ValueError("window must be a positive number of rows (or None for unbounded)")
+        #: the sans-I/O state this subscription is a handle on
+        self.machine = SubscriptionState(name, window=window, key=key)
         self.name = name
-        self.window = window
-        self.key: tuple[str, ...] = tuple(key or ())
-        self.mode: str | None = "keyed" if self.key else None
         self.source = source
         self.loop = loop
-        self.schema: Schema | None = None
-        self.epoch: str | None = None
-        self.offset: int | None = None  # next offset expected
-        self._lock = threading.RLock()
-        self._rows: ColumnWindow | None = None
-        self._table: KeyedTable | None = None
-        self._replaced: pd.DataFrame | None = None
-        self._version = 0  # bumps on every applied update
-        self._resets = 0  # bumps when the window restarts (snapshot, gap)
-        self._cond = threading.Condition(self._lock)
+        #: the token this topic was subscribed with (None: the connection's)
+        self.token = token
+        self.paused = False
+        #: what its views show (see :meth:`set_filter`)
+        self.view_filters = ViewFilters()
         self._update_cbs: list[UpdateCallback] = []
         self._gap_cbs: list[GapCallback] = []
-        self._gaps: list[dict] = []
-        self._meter = RateMeter()
-        self._last_update: float | None = None
-        self._closed = False
-        self.paused = False
-        self.stats_data = SubscriptionStats()
+        self._views: weakref.WeakSet = weakref.WeakSet()
 
     def __repr__(self) -> str:
         s = self.stats
@@ -144,32 +151,49 @@ class Subscription(ViewsMixin):
     @property
     def df(self) -> pd.DataFrame:
         """The live window as a new pandas DataFrame (safe to keep and modify)."""
-        with self._lock:
-            if self._table is not None:
-                return self._table.to_frame()
-            if self._replaced is not None:
-                return self._replaced.copy()
-            if self._rows is not None:
-                return self._rows.to_frame()
-            return self.schema.empty_frame() if self.schema is not None else pd.DataFrame()
+        return self.machine.frame()
 
     def __len__(self) -> int:
-        with self._lock:
-            if self._table is not None:
-                return len(self._table)
-            if self._replaced is not None:
-                return len(self._replaced)
-            return len(self._rows) if self._rows is not None else 0
+        return len(self.machine)
+
+    @property
+    def window(self) -> int | None:
+        """Rows kept (append topics; None: unbounded). Change it with :meth:`set_window`."""
+        return self.machine.window
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Key columns of a keyed topic (empty otherwise)."""
+        return self.machine.key
+
+    @property
+    def mode(self) -> str | None:
+        """``append``, ``keyed`` or ``replace`` once known."""
+        return self.machine.mode
+
+    @property
+    def schema(self) -> Schema | None:
+        """The schema of the rows held (None before the first update)."""
+        return self.machine.schema
+
+    @property
+    def epoch(self) -> str | None:
+        return self.machine.epoch
+
+    @property
+    def offset(self) -> int | None:
+        """The next offset expected (with :attr:`epoch`, where a resume starts)."""
+        return self.machine.offset
 
     @property
     def version(self) -> int:
         """Increases with every applied update; views compare it to skip idle frames."""
-        return self._version
+        return self.machine.version
 
     @property
     def resets(self) -> int:
         """Increases whenever the window restarts from a snapshot (after a gap, say)."""
-        return self._resets
+        return self.machine.resets
 
     def rows_since(self, offset: int | None) -> tuple[pd.DataFrame | None, int | None, bool]:
         """Rows of an append window that arrived at or after ``offset``.
@@ -178,39 +202,30 @@ class Subscription(ViewsMixin):
         redraw everything (first call, snapshot after a gap, keyed or replaced
         tables), in which case ``frame`` is the whole current window.
         """
-        with self._lock:
-            if self._rows is None or self._table is not None or self._replaced is not None:
-                return self.df if self.schema is not None else None, self.offset, True
-            end = self._rows.end_offset
-            if offset is None or offset < self._rows.start_offset:
-                return self._rows.to_frame(), end, True
-            if offset >= end:
-                return None, end, False
-            return self._rows.to_frame(from_offset=offset), end, False
+        return self.machine.rows_since(offset)
 
     @property
     def stats(self) -> SubscriptionStats:
         """Counters: rows, rows/s, last update age, lag, reconnects, gaps, errors."""
-        s = self.stats_data
-        s.rows_per_s = self._meter.rate()
-        s.last_update_age = (
-            None if self._last_update is None else time.monotonic() - self._last_update
-        )
+        m = self.machine
+        s = m.stats
+        s.rows_per_s = m.meter.rate()
+        s.last_update_age = None if m.last_update is None else m.clock() - m.last_update
         return s
 
     @property
-    def gaps(self) -> list[dict]:
-        """Every gap event seen (most recent last)."""
-        return list(self._gaps)
+    def stats_data(self) -> SubscriptionStats:
+        """The counters as they are (without recomputing rates)."""
+        return self.machine.stats
 
-    def _resize(self, rows: int | None) -> None:
-        """Change the number of rows kept (the views' ``set_window`` calls this)."""
-        if rows is not None and rows < 1:
-            raise ValueError("window must be a positive number of rows (or None for unbounded)")
-        with self._lock:
-            self.window = rows
-            if self._rows is not None:
-                self._rows.set_max_rows(rows)
+    @property
+    def gaps(self) -> list[dict]:
+        """Every gap event seen (the last 100, most recent last)."""
+        return self.machine.gaps
+
+    @property
+    def closed(self) -> bool:
+        return self.machine.closed
 
     # -- callbacks ----------------------------------------------------------------------
 
@@ -229,6 +244,7 @@ class Subscription(ViewsMixin):
         return callback
 
     def remove_callback(self, callback: Callable) -> None:
+        """Forget a callback given to :meth:`on_update` or :meth:`on_gap`."""
         for lst in (self._update_cbs, self._gap_cbs):
             if callback in lst:
                 lst.remove(callback)
@@ -238,9 +254,7 @@ class Subscription(ViewsMixin):
             try:
                 cb(self, *args)
             except Exception as exc:
-                s = self.stats_data
-                s.errors += 1
-                s.last_error = f"callback {getattr(cb, '__name__', cb)!r}: {exc!r}"
+                self.machine.error(f"callback {getattr(cb, '__name__', cb)!r}: {exc!r}")
                 log.exception("livestream: callback on %r failed", self.name)
 
     # -- waiting ------------------------------------------------------------------------
@@ -261,24 +275,25 @@ class Subscription(ViewsMixin):
                 "use 'await sub.wait_async(...)' in async code and notebooks"
             )
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while len(self) < rows:
-                if self._closed:
+        m = self.machine
+        with m.changed:
+            while len(m) < rows:
+                if m.closed:
                     raise ConnectionClosed(f"subscription {self.name!r} is closed")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(
-                        f"subscription {self.name!r}: {len(self)} rows after {timeout}s, "
+                        f"subscription {self.name!r}: {len(m)} rows after {timeout}s, "
                         f"wanted {rows}"
                     )
-                self._cond.wait(left)
+                m.changed.wait(left)
         return self
 
     async def wait_async(self, rows: int = 1, timeout: float | None = 10.0) -> Subscription:
         """Await until the window holds at least ``rows`` rows (on the feeding loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self) < rows:
-            if self._closed:
+            if self.closed:
                 raise ConnectionClosed(f"subscription {self.name!r} is closed")
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
@@ -287,148 +302,53 @@ class Subscription(ViewsMixin):
             await asyncio.sleep(0.01)
         return self
 
-    # -- feeding (called by sources, on their loop) ----------------------------------------
+    # -- for sources (on the source's loop) ------------------------------------------------
 
-    def _ensure_storage(self, schema: Schema) -> None:
-        if self.schema == schema and (self._rows is not None or self._table is not None):
-            return
-        self.schema = schema
-        if self.key:
-            self._table = KeyedTable(schema, self.key)
-            self._rows = None
-        else:
-            self._table = None
-            self._rows = ColumnWindow(schema, self.window, start_offset=self.offset or 0)
+    def dispatch(self, events: Iterable[Event]) -> None:
+        """Run the callbacks for ``events`` returned by :attr:`machine` (on the source's
+        loop): ``on_update`` for each applied update, ``on_gap`` for each gap."""
+        for ev in events:
+            if type(ev) is RowsApplied and self._update_cbs:
+                self._run_callbacks(self._update_cbs, ev.frame(), ev.kind)
+            elif type(ev) is GapDetected and self._gap_cbs:
+                self._run_callbacks(self._gap_cbs, ev.gap)
 
-    def _apply(
-        self,
-        kind: str,
-        frame: pd.DataFrame,
-        *,
-        schema: Schema | None = None,
-        epoch: str | None = None,
-        offset: int | None = None,
-        next_offset: int | None = None,
-        ts: float | None = None,
-        mode: str | None = None,
-        key: Sequence[str] | None = None,
-        columns: dict[str, Any] | None = None,
-    ) -> None:
-        """Apply one update. ``kind`` is snapshot, append, upsert or replace.
+    def receive(self, message: dict, payload: Any = None) -> list[Event]:
+        """Feed one server message for this topic (see :meth:`SubscriptionState.receive`)."""
+        events = self.machine.receive(message, payload)
+        self.dispatch(events)
+        return events
 
-        ``frame`` may be an Arrow table for appends to a rolling window: its columns
-        are copied into the window without a DataFrame being built (one is built for
-        ``on_update`` callbacks only if there are any). ``columns``, the frame's
-        columns as arrays (name → array), lets an append to a rolling window copy them
-        without a Series per column.
-        """
-        if self._closed:
-            return
-        if isinstance(frame, pa.Table) and (kind != "append" or self._table is not None
-                                            or self._rows is None):
-            frame = table_to_frame(frame, schema or self.schema)
-        with self._cond:
-            if mode is not None:
-                self.mode = mode
-            if key:
-                self.key = tuple(key)
-            if schema is None and self.schema is None:
-                schema = Schema.from_frame(frame)
-            if kind == "snapshot":
-                self._resets += 1
-                if self.mode == "replace":
-                    self._replaced = frame
-                    self.schema = schema or self.schema
-                else:
-                    assert schema is not None or self.schema is not None
-                    self.schema = None  # force fresh storage
-                    self.offset = offset
-                    self._ensure_storage(schema or Schema.from_frame(frame))
-                    if self._table is not None:
-                        self._table.upsert(frame)
-                    else:
-                        assert self._rows is not None
-                        self._rows.reset(offset or 0)
-                        self._rows.append(frame)
-            elif kind == "replace":
-                self._resets += 1
-                self._replaced = frame
-                if schema is not None:
-                    self.schema = schema
-            else:
-                if schema is not None and schema != self.schema:
-                    self._ensure_storage(schema)
-                elif self._rows is None and self._table is None:
-                    self._ensure_storage(self.schema)  # type: ignore[arg-type]
-                if self._table is not None:
-                    self._table.upsert(frame)
-                else:
-                    assert self._rows is not None
-                    if offset is not None and offset != self._rows.end_offset:
-                        # a source that does not track offsets (outside feeds) passes None
-                        self._rows.reset(offset)
-                        self._resets += 1
-                    self._rows.append(frame if columns is None else columns)
-            if epoch is not None:
-                self.epoch = epoch
-            if next_offset is not None:
-                self.offset = next_offset
-            elif self._rows is not None:
-                self.offset = self._rows.end_offset
-            self._version += 1
-            n = len(frame)
-            s = self.stats_data
-            s.rows += n
-            s.messages += 1
-            self._meter.add(n)
-            self._last_update = time.monotonic()
-            if ts is not None:
-                s.lag_ms = max(0.0, time.time() * 1000.0 - ts)
-            self._cond.notify_all()
-        if self._update_cbs:
-            if isinstance(frame, pa.Table):
-                frame = table_to_frame(frame, self.schema)
-            self._run_callbacks(self._update_cbs, frame, kind)
+    def apply(self, kind: UpdateKind | str, data: Any, **fields: Any) -> list[Event]:
+        """Apply one decoded update as given (see :meth:`SubscriptionState.apply` for
+        ``schema``, ``epoch``, ``offset``, ``next_offset``, ``ts``, ``columns``...)."""
+        events = self.machine.apply(kind, data, **fields)
+        self.dispatch(events)
+        return events
 
-    def _gap(self, gap: dict) -> None:
-        """Record a gap event (rows lost); the snapshot that follows resets the window."""
-        self._gaps.append(gap)
-        if len(self._gaps) > 100:
-            del self._gaps[0]
-        self.stats_data.gaps += 1
-        self._run_callbacks(self._gap_cbs, gap)
+    def set_state(self, state: str) -> None:
+        """Set the state shown in ``stats.state`` (the source's state, ``paused``...)."""
+        self.machine.set_state(state)
 
-    def _set_state(self, state: str) -> None:
-        self.stats_data.state = state
+    def report_error(self, message: str) -> None:
+        """Count an error concerning this subscription (``stats.errors``, ``last_error``)."""
+        self.machine.error(message)
 
-    def _error(self, message: str) -> None:
-        self.stats_data.errors += 1
-        self.stats_data.last_error = message
-
-    def _mark_closed(self) -> None:
-        with self._cond:
-            self._closed = True
-            self.stats_data.state = "closed"
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def mark_closed(self) -> None:
+        """The source will not feed it any more: state ``closed``, waiters wake up."""
+        self.machine.close()
 
     # -- control ------------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop receiving and release the window. Safe to call twice."""
-        if self._closed:
+        if self.closed:
             return
-        src = self.source
-        if src is not None and hasattr(src, "_unsubscribe"):
-            src._unsubscribe(self)
-        self._mark_closed()
-        with self._lock:
-            self._rows = None
-            self._table = None
-            self._replaced = None
+        hook = getattr(self.source, "subscription_closed", None)
+        if hook is not None:
+            hook(self)
+        self.mark_closed()
+        self.machine.release()
 
     def pause(self) -> None:
         """Stop applying updates until :meth:`resume` (the source decides how: a
@@ -437,16 +357,83 @@ class Subscription(ViewsMixin):
         if self.paused:
             return
         self.paused = True
-        self.stats_data.state = "paused"
-        src = self.source
-        if src is not None and hasattr(src, "_pause"):
-            src._pause(self)
+        self.set_state("paused")
+        hook = getattr(self.source, "subscription_paused", None)
+        if hook is not None:
+            hook(self)
 
     def resume(self) -> None:
         """Undo :meth:`pause`."""
         if not self.paused:
             return
         self.paused = False
-        src = self.source
-        if src is not None and hasattr(src, "_resume"):
-            src._resume(self)
+        hook = getattr(self.source, "subscription_resumed", None)
+        if hook is not None:
+            hook(self)
+
+    def set_window(self, rows: int) -> None:
+        """Resize the live window (the subscription's and its charts')."""
+        if rows < 1:
+            raise ValueError("window must be a positive number of rows")
+        self.machine.resize(rows)
+        for v in self.views:
+            prop = getattr(type(v), "window", None)
+            if isinstance(prop, property) and prop.fset is not None:
+                v.window = rows
+
+    # -- views ----------------------------------------------------------------------------
+
+    def chart(self, x: str | None = None, y: str | Sequence[str] | None = None, *,
+              direct: bool = False, **options: Any) -> Any:
+        """A live Bokeh chart of this subscription, as an ipywidget.
+
+        ``chart(x="ts", y="price", by="symbol", kind="line", window=..., fps=20, ...)``:
+        the options are those of :class:`~livestream.views.options.ChartOptions`
+        (``kind`` line, scatter, step, bar or candlestick; ``by`` splits series;
+        ``where`` keeps matching rows; ``title``, ``height`` and any
+        ``bokeh.plotting.figure`` argument). Updates are coalesced to at most ``fps``
+        frames a second. ``direct=True`` makes a chart whose browser side subscribes
+        to the livestream server by itself (the kernel is off the hot path).
+        """
+        return view_factories.make("chart", self, x, y, direct=direct, **options)
+
+    def table(self, rows: int = 20, *, columns: Sequence[str] | None = None,
+              fps: float = 4, **kwargs: Any) -> Any:
+        """A live table widget: the latest ``rows`` rows (newest first), or a keyed
+        topic's table, with number and time formatting."""
+        return view_factories.make("table", self, rows=rows, columns=columns, fps=fps, **kwargs)
+
+    def ticker(self, value: str, by: str | None = None, *, fps: float = 4,
+               **kwargs: Any) -> Any:
+        """Live value cards: the last ``value`` per ``by`` (e.g. price per symbol),
+        with the change since the card first saw it, green up, red down."""
+        return view_factories.make("ticker", self, value=value, by=by, fps=fps, **kwargs)
+
+    def controls(self, filter_column: str | None = None) -> Any:
+        """Pause/resume, window size and a column filter (pick symbols) for this
+        subscription and all of its views; changes apply at once."""
+        return view_factories.make("controls", self, filter_column=filter_column)
+
+    def register_view(self, view: Any) -> None:
+        """Record a live view of this subscription (held weakly; see :attr:`views`)."""
+        self._views.add(view)
+
+    def unregister_view(self, view: Any) -> None:
+        """Forget a view (it closed)."""
+        self._views.discard(view)
+
+    @property
+    def views(self) -> list[Any]:
+        """The open live views (charts, tables, tickers) of this subscription."""
+        return [v for v in list(self._views) if not getattr(v, "closed", False)]
+
+    @property
+    def filters(self) -> dict[str, set[str]]:
+        """Column → values its views show (set with :meth:`set_filter`)."""
+        return dict(self.view_filters.columns)
+
+    def set_filter(self, column: str, values: Iterable[object] | None) -> None:
+        """Show only rows whose ``column`` is one of ``values`` in this
+        subscription's views (``None`` shows everything). The data itself is kept:
+        clearing the filter redraws the full window."""
+        self.view_filters.set(column, values)

@@ -10,7 +10,7 @@ result replaces the derived table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -59,12 +59,6 @@ class Derivation:
     def min_interval(self) -> float:
         return 1.0 / self.rate
 
-    def make_topic(self, retention_rows: int) -> Topic:
-        """The topic that carries this derivation's results."""
-        if self.key:
-            return Topic(self.name, key=self.key, retention_rows=retention_rows)
-        return Topic(self.name, mode="replace", retention_rows=retention_rows)
-
     def source_changed(self, now: float) -> float | None:
         """Note that the source moved. Returns the delay after which to compute,
         or ``None`` if a computation is already scheduled."""
@@ -108,11 +102,3 @@ class Derivation:
             return result
         conformed = topic.conform(result)
         return topic._table.changed(conformed)
-
-
-def ensure_key_tuple(key: Sequence[str] | str | None) -> tuple[str, ...]:
-    if key is None:
-        return ()
-    if isinstance(key, str):
-        return (key,)
-    return tuple(key)

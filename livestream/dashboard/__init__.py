@@ -7,7 +7,9 @@ See ``docs/dashboards.md``.
 
 from __future__ import annotations
 
-from .layout import Column, Dashboard, Row, Tabs, Text, ViewSpec, spec_of
+from ..views.spec import ViewSpec
+from .dashboard import Dashboard
+from .layout import Column, Row, Tabs, Text, spec_of
 
 
 def viewer_token(doc: object = None) -> str | None:

@@ -14,7 +14,8 @@ import ipywidgets as W
 from . import layout as L
 
 if TYPE_CHECKING:
-    from .layout import Dashboard, ViewSpec
+    from ..views.spec import ViewSpec
+    from .dashboard import Dashboard
 
 _DARK = ("<style>.ls-dash-dark{background:#1f2328;color:#e6e6e6;padding:6px}"
          ".ls-dash-dark .ls-card{border-color:rgba(255,255,255,.25)}</style>")

@@ -55,30 +55,20 @@ from bokeh.models import (
     Toggle,
 )
 
-from ..notebook._view import ViewStats
-from ..notebook.convert import is_datetime
-from ..views.cards import (
-    _CSS,
-    TickerState,
-    _numeric,
-    apply_filters,
-    format_column,
-    latest_rows,
-)
+from ..client.subscription import ViewFilters
+from ..views.cards import _CSS, FilterChoices, TableCore, TickerCore, guess_filter_column
 from ..views.chart_core import ChartCore
+from ..views.stats import ViewStats
 from . import layout as L
+from .layout import DARK_CSS
 
 if TYPE_CHECKING:
     from bokeh.document import Document
 
-    from .layout import Dashboard, ViewSpec
+    from ..views.spec import ViewSpec
+    from .dashboard import Dashboard
 
 log = logging.getLogger("livestream.dashboard")
-
-DARK_CSS = (
-    "body{background:#1f2328;color:#e6e6e6}"
-    ".ls-card{border-color:rgba(255,255,255,.25)!important}"
-)
 
 _lock = threading.Lock()
 _sessions: dict[int, SessionViews] = {}
@@ -127,37 +117,6 @@ def live_stats() -> dict[str, int]:
     }
 
 
-def _status_suffix(sub: Any, view: ServerView) -> str:
-    notes = []
-    if view.paused:
-        notes.append("paused")
-    if getattr(sub, "closed", False):
-        notes.append("closed")
-    else:
-        state = getattr(getattr(sub, "stats_data", None), "state", "live")
-        if state not in ("live", "connecting"):
-            notes.append(state)
-    if view.stats.last_error:
-        notes.append(f"⚠ {view.stats.last_error}")
-    return " · ".join(notes)
-
-
-class _Settings:
-    """A session's view-side settings for one subscription (filters), read by its views
-    the way notebook views read ``sub._ls_filters``."""
-
-    def __init__(self) -> None:
-        self._ls_filters: dict[str, set[str]] = {}
-        self._ls_filter_epoch = 0
-
-    def set_filter(self, column: str, values: Iterable[str] | None) -> None:
-        if values is None:
-            self._ls_filters.pop(column, None)
-        else:
-            self._ls_filters[column] = {str(v) for v in values}
-        self._ls_filter_epoch += 1
-
-
 # -- views ----------------------------------------------------------------------------------
 
 
@@ -173,7 +132,7 @@ class ServerView:
         self.session = session
         self.spec = spec
         self.sub = sub
-        self.settings = session.settings_for(sub)
+        self.filters = session.filters_for(sub)
         self.fps = float(fps)
         self.paused = False
         self.closed = False
@@ -233,7 +192,7 @@ class ServerChart(ServerView):
         opts.pop("start", None)
         super().__init__(session, spec, sub, fps)
         self.core = ChartCore(sub, fps=fps, stats=self.stats, **opts)
-        self.core.filter_source = self.settings
+        self.core.filters = self.filters
         self.model = self.core.figure
 
     def draw(self) -> bool:
@@ -248,7 +207,8 @@ class ServerChart(ServerView):
 class ServerTable(ServerView):
     """The latest rows (newest first) or a keyed table, in a Bokeh ``DataTable``.
 
-    Values are formatted in Python (thousands separators, times) and sent as
+    What it shows is a :class:`~livestream.views.cards.TableCore`'s, as the notebook
+    table's; values are formatted in Python (thousands separators, times) and sent as
     strings, so the browser shows what the notebook table shows.
     """
 
@@ -257,43 +217,34 @@ class ServerTable(ServerView):
     def __init__(self, session: SessionViews, spec: ViewSpec, sub: Any) -> None:
         opts = spec.options
         super().__init__(session, spec, sub, float(opts.get("fps") or 4))
-        self.rows = int(opts.get("rows") or 20)
-        cols = opts.get("columns")
-        self.columns: list[str] | None = list(cols) if cols else None
-        self.sort_by = opts.get("sort_by")
-        self.ascending = bool(opts.get("ascending", True))
+        self.core = TableCore(sub, int(opts.get("rows") or 20), columns=opts.get("columns"),
+                              sort_by=opts.get("sort_by"),
+                              ascending=bool(opts.get("ascending", True)), filters=self.filters)
         self.source = ColumnDataSource(data={})
         self.caption = Div(text="", styles={"font-size": "12px", "opacity": "0.75"})
         self.table = DataTable(source=self.source, columns=[], index_position=None,
-                               sizing_mode="stretch_width", height=28 + 25 * min(self.rows, 20))
+                               sizing_mode="stretch_width",
+                               height=28 + 25 * min(self.core.rows, 20))
         self.model = column(self.caption, self.table, sizing_mode="stretch_width")
-        self._seen: tuple = ()
         self._names: list[str] = []
 
     def draw(self) -> bool:
-        sub = self.sub
-        key = (sub.version, self.settings._ls_filter_epoch, _status_suffix(sub, self))
-        if key == self._seen or self.paused:
+        got = self.core.frame(self.paused, self.stats.last_error)
+        if got is None:
             return False
-        self._seen = key
-        df = apply_filters(latest_rows(sub, self.rows, self.sort_by, self.ascending),
-                           self.settings._ls_filters)
-        if self.columns:
-            df = df[[c for c in self.columns if c in df.columns]]
+        df, caption = got
         self.stats.rows += len(df)
-        names = [str(c) for c in df.columns]
+        cells = TableCore.cells(df)
+        names = list(cells)
         if names != self._names:
             self._names = names
             self.table.columns = [
                 TableColumn(field=n, title=n, formatter=StringFormatter(
-                    text_align="right" if (_numeric(df[c]) or is_datetime(df[c])) else "left"))
-                for n, c in zip(names, df.columns, strict=True)
+                    text_align="right" if right else "left"))
+                for n, (_, right) in cells.items()
             ]
-        self.source.data = {n: format_column(df[c]) for n, c in zip(names, df.columns,
-                                                                      strict=True)}
-        caption = f"{getattr(sub, 'name', '')} · {len(sub):,} rows"
-        suffix = _status_suffix(sub, self)
-        self.caption.text = caption + (f" · {suffix}" if suffix else "")
+        self.source.data = {n: values for n, (values, _) in cells.items()}
+        self.caption.text = caption
         return True
 
     def release(self) -> None:
@@ -301,31 +252,28 @@ class ServerTable(ServerView):
 
 
 class ServerTicker(ServerView):
-    """Value cards (last value per key, change, direction) in a ``Div``."""
+    """Value cards (last value per key, change, direction) in a ``Div``: a
+    :class:`~livestream.views.cards.TickerCore`'s HTML."""
 
     kind = "ticker"
 
     def __init__(self, session: SessionViews, spec: ViewSpec, sub: Any) -> None:
         opts = spec.options
         super().__init__(session, spec, sub, float(opts.get("fps") or 4))
-        self.state = TickerState(opts["value"], opts.get("by"), opts.get("decimals"))
+        self.core = TickerCore(sub, opts["value"], opts.get("by"), decimals=opts.get("decimals"),
+                               filters=self.filters)
         self.model = Div(text=_CSS, sizing_mode="stretch_width")
-        self._seen: tuple = ()
 
     @property
     def values(self) -> dict[object, float]:
-        return dict(self.state.last)
+        return dict(self.core.state.last)
 
     def draw(self) -> bool:
-        sub = self.sub
-        key = (sub.version, self.settings._ls_filter_epoch, _status_suffix(sub, self))
-        if key == self._seen or self.paused:
+        got = self.core.html(self.paused, self.stats.last_error)
+        if got is None:
             return False
-        self._seen = key
-        self.stats.rows += self.state.update(sub)
-        by = self.state.by
-        allowed = self.settings._ls_filters.get(by) if by else None
-        text = self.state.html(allowed, _status_suffix(sub, self))
+        text, rows = got
+        self.stats.rows += rows
         if text == self.model.text:
             return False
         self.model.text = text
@@ -339,7 +287,8 @@ class ServerControls(ServerView):
 
     def __init__(self, session: SessionViews, spec: ViewSpec, sub: Any) -> None:
         super().__init__(session, spec, sub, 1.0)
-        self.filter_column = spec.options.get("filter_column") or self._guess_filter_column()
+        self.filter_column = spec.options.get("filter_column") or guess_filter_column(sub)
+        self._choices = FilterChoices(self.filter_column)
         self.pause = Toggle(label="Pause", active=False, width=90)
         self.window = Spinner(title="window", value=int(getattr(sub, "window", None) or 1000),
                               low=1, step=1000, width=120)
@@ -349,18 +298,6 @@ class ServerControls(ServerView):
         self.window.on_change("value", self._on_window)
         self.filter.on_change("value", self._on_filter)
         self.model = row(self.pause, self.window, self.filter)
-        self._known: list[str] = []
-
-    def _guess_filter_column(self) -> str | None:
-        key = getattr(self.sub, "key", ())
-        if key:
-            return str(key[0])
-        schema = getattr(self.sub, "schema", None)
-        if schema is not None:
-            for f in schema:
-                if f.type in ("string", "category"):
-                    return str(f.name)
-        return None
 
     # widget callbacks run on the server's loop, with this session's document locked
     def _on_pause(self, attr: str, old: Any, new: Any) -> None:
@@ -374,24 +311,16 @@ class ServerControls(ServerView):
 
     def _on_filter(self, attr: str, old: Any, new: Any) -> None:
         if self.filter_column:
-            self.settings.set_filter(self.filter_column, list(new) or None)
+            self.filters.set(self.filter_column, list(new) or None)
 
     def draw(self) -> bool:
         if not self.filter_column:
             return False
-        if self.filter_column is not None and not self.filter.visible:
+        if not self.filter.visible:
             self.filter.visible = True
-        try:
-            df = self.sub.df
-        except Exception:
+        merged = self._choices.update(self.sub)
+        if merged is None:
             return False
-        if self.filter_column not in df.columns:
-            return False
-        values = {str(v) for v in df[self.filter_column].dropna().unique().tolist()}
-        merged = sorted(values | set(self._known))
-        if merged == self._known:
-            return False
-        self._known = merged
         self.filter.options = merged
         return True
 
@@ -417,16 +346,17 @@ class SessionViews:
         self.views: list[ServerView] = []
         self.connections: dict[tuple[str, str | None], Any] = {}
         self.owned_subs: list[Any] = []
-        self._settings: dict[int, _Settings] = {}
+        self._filters: dict[int, ViewFilters] = {}
         self.closed = False
 
     # -- subscriptions -----------------------------------------------------------------
 
-    def settings_for(self, sub: Any) -> _Settings:
-        s = self._settings.get(id(sub))
-        if s is None:
-            s = self._settings[id(sub)] = _Settings()
-        return s
+    def filters_for(self, sub: Any) -> ViewFilters:
+        """This session's view filters of ``sub`` (its own, not the subscription's)."""
+        f = self._filters.get(id(sub))
+        if f is None:
+            f = self._filters[id(sub)] = ViewFilters()
+        return f
 
     def _subscription(self, spec: ViewSpec) -> Any:
         if self.owned:
@@ -466,7 +396,7 @@ class SessionViews:
     def set_window(self, sub: Any, rows: int) -> None:
         """Resize ``sub``'s window (if the session owns it) and its charts here."""
         if self._owns(sub):
-            sub._resize(rows)
+            sub.machine.resize(rows)
         for v in self.views:
             if v.sub is sub and isinstance(v, ServerChart):
                 v.core.window = rows
@@ -546,7 +476,7 @@ class SessionViews:
                 log.exception("livestream: closing a dashboard connection failed")
         self.owned_subs.clear()
         self.connections.clear()
-        self._settings.clear()
+        self._filters.clear()
         with contextlib.suppress(AttributeError):
             del self.doc._livestream_views  # the document may outlive the session briefly
         with _lock:
@@ -665,11 +595,10 @@ class DashboardServer:
 
     def sessions(self) -> int:
         """Sessions this server holds (live or waiting to expire)."""
-        from ..client.loop import run_in_loop
+        from ..loop import run_in_loop
 
         def count() -> int:
-            return sum(len(ctx.sessions) for ctx in
-                       self.server._tornado._applications.values())
+            return len(self.server.get_sessions())
 
         return run_in_loop(self.loop, count, timeout=10)
 
@@ -678,7 +607,7 @@ class DashboardServer:
         if self.stopped:
             return
         self.stopped = True
-        from ..client.loop import run_in_loop
+        from ..loop import run_in_loop
 
         def stop() -> None:
             try:
@@ -711,7 +640,7 @@ def serve_dashboard(dash: Dashboard, *, port: int = 5006, host: str = "127.0.0.1
     from bokeh.server.server import Server
     from tornado.ioloop import IOLoop
 
-    from ..client.loop import get_loop, run_in_loop
+    from ..loop import get_loop, run_in_loop
 
     ensure_local_resources()
     if viewer_tokens not in VIEWER_TOKEN_POLICIES:

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from ..views.stats import ViewStats
 from ._runtime import FrameTimer, current_loop, log, on_loop, track
 
-
-@dataclass
-class ViewStats:
-    """Counters of one live view.
-
-    ``rows``: rows the view took from its subscription; ``frames``: frames that
-    sent an update; ``comm_messages``: comm messages it sent to the browser;
-    ``last_frame_ms``: time the last frame took in the kernel.
-    """
-
-    frames: int = 0
-    idle_frames: int = 0
-    rows: int = 0
-    comm_messages: int = 0
-    last_frame_ms: float = 0.0
-    errors: int = 0
-    last_error: str | None = None
+__all__ = ["LiveView", "ViewStats"]
 
 
 class LiveView:
@@ -50,8 +34,8 @@ class LiveView:
         self._fps = float(fps)
         self._timer = FrameTimer(self.loop, fps, self._tick, on_error=self._report_error)
         track(self)
-        if sub is not None and hasattr(sub, "_ls_register_view"):
-            sub._ls_register_view(self)
+        if sub is not None and hasattr(sub, "register_view"):
+            sub.register_view(self)
 
     # -- frames -----------------------------------------------------------------------
 
@@ -114,8 +98,8 @@ class LiveView:
         log.error("livestream: %s of %r failed", type(self).__name__,
                   getattr(self.sub, "name", None), exc_info=exc)
         sub = self.sub
-        if sub is not None and hasattr(sub, "_error"):
-            sub._error(f"{type(self).__name__}: {exc!r}")
+        if sub is not None and hasattr(sub, "report_error"):
+            sub.report_error(f"{type(self).__name__}: {exc!r}")
 
     # -- control ----------------------------------------------------------------------
 
@@ -140,5 +124,5 @@ class LiveView:
         if self._timer is not None:
             self._timer.stop()
         sub = self.sub
-        if sub is not None and hasattr(sub, "_ls_unregister_view"):
-            sub._ls_unregister_view(self)
+        if sub is not None and hasattr(sub, "unregister_view"):
+            sub.unregister_view(self)

@@ -34,24 +34,14 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from bokeh.core.serialization import Serializer
-from bokeh.document.json import PatchJson
 from bokeh.models import ColumnDataSource
-from bokeh.protocol.messages.patch_doc import patch_doc
-from jupyter_bokeh import BokehModel
 
-from ..views.chart_core import (  # noqa: F401 - re-exported for compatibility
-    DATETIME_FORMATTER_KW,
-    DOWN_COLOR,
-    KINDS,
-    PALETTE,
-    UP_COLOR,
-    ChartCore,
-    ChartKind,
-    series_color,
-)
+from .._compat.bokeh_internals import BokehModel, patch_doc_parts, sync_model
+from ..views.chart_core import ChartCore
+from ..views.spec import ViewSpec
+from ..views.stats import ViewStats
 from ._runtime import on_loop
-from ._view import LiveView, ViewStats
+from ._view import LiveView
 from .loader import load_bokehjs
 
 
@@ -66,22 +56,11 @@ class LiveChart(BokehModel, LiveView):
     that builds the figure and draws the frames) and ``spec``.
     """
 
-    def __init__(
-        self,
-        sub: Any,
-        x: str | None = None,
-        y: str | Sequence[str] | None = None,
-        *,
-        by: str | None = None,
-        kind: ChartKind = "line",
-        window: int | None = None,
-        fps: float = 20,
-        start: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        core = ChartCore(sub, x, y, by=by, kind=kind, window=window, fps=fps, **kwargs)
+    def __init__(self, sub: Any, x: str | None = None, y: str | Sequence[str] | None = None,
+                 *, start: bool = True, **options: Any) -> None:
+        core = ChartCore(sub, x, y, **options)  # options: see views.options.ChartOptions
         self._held: list | None = None
-        self._view_init(sub, fps)
+        self._view_init(sub, core.fps)
         core.stats = self.view_stats
         self.core = core
         load_bokehjs()
@@ -130,6 +109,10 @@ class LiveChart(BokehModel, LiveView):
         """The arguments the chart was made with (to make the same chart elsewhere)."""
         return dict(self.core.options)
 
+    def view_spec(self) -> ViewSpec:
+        """What this chart shows, for a dashboard (see :class:`~livestream.views.spec.ViewSpec`)."""
+        return ViewSpec.of(self.sub, "chart", live=self, **self.options)
+
     # -- window -------------------------------------------------------------------------
 
     @property
@@ -156,14 +139,8 @@ class LiveChart(BokehModel, LiveView):
         self._send_events([event])
 
     def _send_events(self, events: list) -> None:
-        doc = events[0].document
-        serializer = Serializer(references=doc.models.synced_references, deferred=False)
-        patch_json = PatchJson(events=serializer.encode(events))
-        doc.models.flush_synced(lambda model: not serializer.has_ref(model))
-        msg = patch_doc(patch_doc.create_header(), {}, patch_json)
-        self.send({"msg": "patch", "payload": msg.header_json})
-        self.send({"msg": "patch", "payload": msg.metadata_json})
-        self.send({"msg": "patch", "payload": msg.content_json})
+        for part in patch_doc_parts(events):  # header, metadata, content
+            self.send({"msg": "patch", "payload": part})
         self.view_stats.comm_messages += 3
 
     @contextmanager
@@ -179,7 +156,7 @@ class LiveChart(BokehModel, LiveView):
 
     def _sync_model(self, model: Any, content: dict, buffers: list) -> None:
         # browser → kernel (range changes, tool events): may arrive on a subshell thread
-        on_loop(self.loop, BokehModel._sync_model, self, model, content, buffers)
+        on_loop(self.loop, sync_model, self, model, content, buffers)
 
     # -- frames -------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from bokeh.events import DocumentReady
 from bokeh.models import CustomJS
 from jupyter_bokeh import BokehModel
 
+from ..views.browser import START_JS, livestream_js, view_models
+from ..views.spec import ViewSpec
 from .loader import LOAD_MIME, load_bokehjs
 
 __all__ = ["DirectChart", "livestream_js_bundle", "load_livestream_js"]
@@ -37,8 +39,6 @@ _loaded = False
 
 def livestream_js_bundle() -> dict[str, str]:
     """The display-data bundle that defines ``window.Livestream`` in the notebook page."""
-    from ..dashboard.static import livestream_js
-
     js = livestream_js()
     head = json.dumps(js.split("\n", 1)[0])  # the banner holds the source hash
     return {
@@ -82,13 +82,10 @@ class DirectChart(BokehModel):
         url: str | None = None,
         token: str | None = None,
         encoding: str = "arrow",
-        **chart_kw: Any,
+        **options: Any,
     ) -> None:
-        from ..dashboard.layout import ViewSpec
-        from ..dashboard.static import START_JS, view_models
-
-        chart_kw.pop("start", None)
-        spec = ViewSpec.chart(sub, x, y, **chart_kw)
+        options.pop("start", None)
+        spec = ViewSpec.chart(sub, x, y, **options)  # options: see views.options.ChartOptions
         url = url or spec.url
         if not url:
             raise ValueError("direct=True needs a livestream server subscription "
@@ -106,12 +103,16 @@ class DirectChart(BokehModel):
             args={"views": [args], "server_json": json.dumps(server)}, code=START_JS))
         self.sub = sub
         #: the chart's arguments (as LiveChart.options: to make the same chart elsewhere)
-        self.options: dict[str, Any] = {"x": x, "y": y, **chart_kw}
+        self.options: dict[str, Any] = dict(spec.options)
         self.figure = fig
         self.spec: dict[str, Any] = json.loads(args["spec"])
         load_bokehjs()
         load_livestream_js()
         super().__init__(fig)
+
+    def view_spec(self) -> ViewSpec:
+        """What this chart shows, for a dashboard (see :class:`~livestream.views.spec.ViewSpec`)."""
+        return ViewSpec.of(self.sub, "chart", live=self, **self.options)
 
     def __repr__(self) -> str:
         return f"<DirectChart {self.spec.get('kind')} of {self.spec.get('topic')!r}>"

@@ -14,37 +14,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as W
-import pandas as pd
 
-from ..views.cards import (  # noqa: F401 - re-exported
+from ..views.cards import (
     _CSS,
-    DOWN,
-    MUTED,
-    UP,
-    TickerState,
-    _decimals,
-    _numeric,
-    apply_filters,
-    format_column,
+    FilterChoices,
+    TableCore,
+    TickerCore,
     frame_html,
-    is_keyed,
-    latest_rows,
+    guess_filter_column,
 )
+from ..views.spec import ViewSpec
 from ._runtime import FrameTimer, current_loop, on_loop, track
 from ._view import LiveView
-
-
-def _status_suffix(sub: Any, view: LiveView) -> str:
-    notes = []
-    if view.paused:
-        notes.append("paused")
-    if getattr(sub, "closed", False):
-        notes.append("closed")
-    elif getattr(getattr(sub, "stats_data", None), "state", "live") not in ("live", "connecting"):
-        notes.append(sub.stats_data.state)
-    if view.view_stats.last_error:
-        notes.append(f"⚠ {view.view_stats.last_error}")
-    return " · ".join(notes)
 
 
 class _HTMLView(W.HTML, LiveView):
@@ -72,85 +53,98 @@ class _HTMLView(W.HTML, LiveView):
 
 
 class LiveTable(_HTMLView):
-    """The latest rows of a subscription (newest first), or a keyed topic's table."""
+    """The latest rows of a subscription (newest first), or a keyed topic's table.
+
+    What it shows is its :class:`~livestream.views.cards.TableCore`'s (``.core``)."""
 
     def __init__(self, sub: Any, rows: int = 20, *, columns: Sequence[str] | None = None,
                  fps: float = 4, sort_by: str | None = None, ascending: bool = True,
                  start: bool = True, **kwargs: Any) -> None:
         super().__init__(value="", **kwargs)
-        self.rows = int(rows)
-        self.columns = list(columns) if columns else None
-        self.sort_by = sort_by
-        self.ascending = ascending
-        self._seen = (-1, -1, None)
+        self.core = TableCore(sub, rows, columns=columns, sort_by=sort_by, ascending=ascending)
         self._view_init(sub, fps)
         self.refresh()
         if start:
             self._start()
 
-    def _latest(self) -> pd.DataFrame:
-        return latest_rows(self.sub, self.rows, self.sort_by, self.ascending)
+    @property
+    def rows(self) -> int:
+        return self.core.rows
+
+    @property
+    def columns(self) -> list[str] | None:
+        return self.core.columns
+
+    @property
+    def sort_by(self) -> str | None:
+        return self.core.sort_by
+
+    @property
+    def ascending(self) -> bool:
+        return self.core.ascending
+
+    def view_spec(self) -> ViewSpec:
+        """What this table shows, for a dashboard (see :class:`~livestream.views.spec.ViewSpec`)."""
+        return ViewSpec.of(self.sub, "table", live=self, rows=self.rows, columns=self.columns,
+                           fps=self.fps, sort_by=self.sort_by, ascending=self.ascending)
 
     def _draw(self) -> bool:
-        sub = self.sub
-        key = (sub.version, getattr(sub, "_ls_filter_epoch", 0), _status_suffix(sub, self))
-        if key == self._seen or self.paused:
+        got = self.core.frame(self.paused, self.view_stats.last_error)
+        if got is None:
             return False
-        self._seen = key
-        df = apply_filters(self._latest(), getattr(sub, "_ls_filters", None))
-        if self.columns:
-            df = df[[c for c in self.columns if c in df.columns]]
+        df, caption = got
         self.view_stats.rows += len(df)
-        caption = f"{getattr(sub, 'name', '')} · {len(sub):,} rows"
-        suffix = _status_suffix(sub, self)
-        if suffix:
-            caption += f" · {suffix}"
         return self._set_html(frame_html(df, caption))
 
 
 class Ticker(_HTMLView):
-    """Value cards: the last ``value`` per ``by`` with its change, coloured."""
+    """Value cards: the last ``value`` per ``by`` with its change, coloured.
+
+    What it shows is its :class:`~livestream.views.cards.TickerCore`'s (``.core``)."""
 
     def __init__(self, sub: Any, value: str, by: str | None = None, *, fps: float = 4,
                  decimals: int | None = None, start: bool = True, **kwargs: Any) -> None:
         super().__init__(value="", **kwargs)
-        self.state = TickerState(value, by, decimals)
-        self._seen = (-1, -1, None)
+        self.core = TickerCore(sub, value, by, decimals=decimals)
         self._view_init(sub, fps)
         self.refresh()
         if start:
             self._start()
 
     @property
+    def state(self) -> Any:
+        """The cards' :class:`~livestream.views.cards.TickerState`."""
+        return self.core.state
+
+    @property
     def value_column(self) -> str:
-        return self.state.value_column
+        return self.core.state.value_column
 
     @property
     def by(self) -> str | None:
-        return self.state.by
+        return self.core.state.by
 
     @property
     def decimals(self) -> int | None:
-        return self.state.decimals
+        return self.core.state.decimals
 
     @property
     def values(self) -> dict[object, float]:
         """Key → last value shown."""
-        return dict(self.state.last)
+        return dict(self.core.state.last)
+
+    def view_spec(self) -> ViewSpec:
+        """What these cards show, for a dashboard (see :class:`~livestream.views.spec.ViewSpec`)."""
+        return ViewSpec.of(self.sub, "ticker", live=self, value=self.value_column, by=self.by,
+                           fps=self.fps, decimals=self.decimals)
 
     def _draw(self) -> bool:
-        sub = self.sub
-        key = (sub.version, getattr(sub, "_ls_filter_epoch", 0), _status_suffix(sub, self))
-        if key == self._seen or self.paused:
+        got = self.core.html(self.paused, self.view_stats.last_error)
+        if got is None:
             return False
-        self._seen = key
-        self.view_stats.rows += self.state.update(sub)
-        return self._set_html(self._html())
-
-    def _html(self) -> str:
-        filters = getattr(self.sub, "_ls_filters", None) or {}
-        allowed = filters.get(self.by) if self.by else None
-        return self.state.html(allowed, _status_suffix(self.sub, self))
+        text, rows = got
+        self.view_stats.rows += rows
+        return self._set_html(text)
 
 
 class Controls(W.HBox):
@@ -160,7 +154,8 @@ class Controls(W.HBox):
         self.sub = sub
         self.loop = current_loop(getattr(sub, "loop", None))
         self.closed = False
-        self.filter_column = filter_column or self._guess_filter_column()
+        self.filter_column = filter_column or guess_filter_column(sub)
+        self._choices = FilterChoices(self.filter_column)
         self.pause_button = W.ToggleButton(value=bool(getattr(sub, "paused", False)),
                                            description="Pause", icon="pause",
                                            tooltip="pause/resume the subscription and its views")
@@ -177,22 +172,14 @@ class Controls(W.HBox):
         self.pause_button.observe(self._on_pause, names="value")
         self.window_box.observe(self._on_window, names="value")
         self.filter_box.observe(self._on_filter, names="value")
-        self._known: list[str] = []
         self._timer = FrameTimer(self.loop, fps, self._refresh_options)
         self._refresh_options()
         self._timer.start()
         track(self)
 
-    def _guess_filter_column(self) -> str | None:
-        key = getattr(self.sub, "key", ())
-        if key:
-            return key[0]
-        schema = getattr(self.sub, "schema", None)
-        if schema is not None:
-            for f in schema:
-                if f.type in ("string", "category"):
-                    return f.name
-        return None
+    def view_spec(self) -> ViewSpec:
+        """What these controls act on, for a dashboard."""
+        return ViewSpec.of(self.sub, "controls", live=self, filter_column=self.filter_column)
 
     # handlers may run on a subshell thread: hand over to the loop
     def _on_pause(self, change: dict) -> None:
@@ -217,18 +204,10 @@ class Controls(W.HBox):
         on_loop(self.loop, self.sub.set_filter, self.filter_column, values or None)
 
     def _refresh_options(self) -> None:
-        if self.closed or not self.filter_column:
+        if self.closed:
             return
-        try:
-            df = self.sub.df
-        except Exception:
-            return
-        if self.filter_column not in df.columns:
-            return
-        values = sorted({str(v) for v in df[self.filter_column].dropna().unique().tolist()})
-        merged = sorted(set(values) | set(self._known))
-        if merged != self._known:
-            self._known = merged
+        merged = self._choices.update(self.sub)
+        if merged is not None:
             selected = self.filter_box.value
             self.filter_box.options = merged
             self.filter_box.value = tuple(v for v in selected if v in merged)
@@ -365,6 +344,5 @@ def status_widget(connection: Any) -> ConnectionStatus:
     return ConnectionStatus(connection)
 
 
-__all__ = ["ConnectionStatus", "Controls", "LiveTable", "Ticker", "format_column",
-           "frame_html", "status_widget"]
+__all__ = ["ConnectionStatus", "Controls", "LiveTable", "Ticker", "status_widget"]
 

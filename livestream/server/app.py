@@ -23,14 +23,14 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from .. import __version__
+from .._version import __version__
 from ..backplane import Backplane, MemoryBackplane
-from ..client.loop import get_loop, on_loop_thread, run_in_loop
 from ..core.delivery import Delivery
 from ..core.derived import Derivation, DeriveError
 from ..core.schema import Schema
 from ..core.topic import Mode, Topic, Update, check_topic_name
 from ..errors import AuthError, LimitError, ProtocolError, SchemaError, TopicError
+from ..loop import get_loop, on_loop_thread, run_in_loop
 from ..protocol import (
     PROTOCOL_VERSION,
     CloseCode,

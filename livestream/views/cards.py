@@ -1,7 +1,12 @@
-"""Transport-independent table and ticker logic: formatting, latest rows, value cards.
+"""Tables, ticker cards and controls without a transport, as :class:`ChartCore` is for charts.
 
-Shared by the notebook widgets (:mod:`livestream.notebook.widgets`, HTML
-ipywidgets) and the Bokeh server app's views (:mod:`livestream.dashboard.server`).
+:class:`TableCore` (the latest rows or a keyed table, filtered, with a caption),
+:class:`TickerCore` (the last value per key and its change) and
+:class:`FilterChoices` (the values a controls filter offers) hold what a view
+shows and know when it changed; :func:`status_note` says what the view's
+subscription is going through. The notebook widgets
+(:mod:`livestream.notebook.widgets`, HTML ipywidgets) and the Bokeh server app's
+views (:mod:`livestream.dashboard.server`, Bokeh models) only ship the result.
 Nothing here touches a widget, a document or a loop.
 """
 
@@ -9,12 +14,13 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..notebook.convert import is_datetime
+from .convert import is_datetime
 
 UP = "#1b8a5a"
 DOWN = "#c62828"
@@ -196,3 +202,140 @@ class TickerState:
             )
         note_html = f"<div style='color:{DOWN}'>{html.escape(note)}</div>" if note else ""
         return f"{_CSS}<div class='ls-cards'>{''.join(cards)}</div>{note_html}"
+
+
+# -- view cores ---------------------------------------------------------------------------
+
+
+class _NoFilters:
+    columns: dict[str, set[str]] = {}  # noqa: RUF012 - never written
+    epoch = 0
+
+
+def view_filters(sub: Any) -> Any:
+    """The view filters (``columns``, ``epoch``) of ``sub``, or an empty set of them."""
+    return getattr(sub, "view_filters", None) or _NoFilters
+
+
+def status_note(sub: Any, paused: bool = False, last_error: str | None = None) -> str:
+    """What a view says after its caption: paused, closed, the subscription's state
+    when it is not live, the view's last error."""
+    notes = []
+    if paused:
+        notes.append("paused")
+    if getattr(sub, "closed", False):
+        notes.append("closed")
+    else:
+        state = getattr(getattr(sub, "stats_data", None), "state", "live")
+        if state not in ("live", "connecting"):
+            notes.append(state)
+    if last_error:
+        notes.append(f"⚠ {last_error}")
+    return " · ".join(notes)
+
+
+class TableCore:
+    """A live table of one subscription: the latest ``rows`` rows (newest first) or a
+    keyed table (sorted by ``sort_by``), ``columns`` only if given, filtered by the
+    view filters (``filters``: the subscription's unless a dashboard session passes its
+    own)."""
+
+    def __init__(self, sub: Any, rows: int = 20, *, columns: Sequence[str] | None = None,
+                 sort_by: str | None = None, ascending: bool = True,
+                 filters: Any = None) -> None:
+        self.sub = sub
+        self.rows = int(rows)
+        self.columns = list(columns) if columns else None
+        self.sort_by = sort_by
+        self.ascending = bool(ascending)
+        self.filters = filters if filters is not None else view_filters(sub)
+        self._seen: tuple | None = None
+
+    def frame(self, paused: bool = False, last_error: str | None = None,
+              ) -> tuple[pd.DataFrame, str] | None:
+        """``(rows, caption)`` to show now, or None when nothing changed since the last
+        call (or the view is paused)."""
+        sub = self.sub
+        note = status_note(sub, paused, last_error)
+        key = (sub.version, self.filters.epoch, note)
+        if key == self._seen or paused:
+            return None
+        self._seen = key
+        df = apply_filters(latest_rows(sub, self.rows, self.sort_by, self.ascending),
+                           self.filters.columns)
+        if self.columns:
+            df = df[[c for c in self.columns if c in df.columns]]
+        caption = f"{getattr(sub, 'name', '')} · {len(sub):,} rows"
+        return df, caption + (f" · {note}" if note else "")
+
+    @staticmethod
+    def cells(df: pd.DataFrame) -> dict[str, tuple[list[str], bool]]:
+        """Column name → (formatted values, right-aligned?) of ``df``."""
+        return {str(c): (format_column(df[c]), _numeric(df[c]) or is_datetime(df[c]))
+                for c in df.columns}
+
+
+class TickerCore:
+    """Live value cards of one subscription: the last ``value`` per ``by`` (see
+    :class:`TickerState`), the keys shown limited by the view filters."""
+
+    def __init__(self, sub: Any, value: str, by: str | None = None, *,
+                 decimals: int | None = None, filters: Any = None) -> None:
+        self.sub = sub
+        self.state = TickerState(value, by, decimals)
+        self.filters = filters if filters is not None else view_filters(sub)
+        self._seen: tuple | None = None
+
+    def html(self, paused: bool = False, last_error: str | None = None,
+             ) -> tuple[str, int] | None:
+        """``(cards HTML, rows read)``, or None when nothing changed (or paused)."""
+        sub = self.sub
+        note = status_note(sub, paused, last_error)
+        key = (sub.version, self.filters.epoch, note)
+        if key == self._seen or paused:
+            return None
+        self._seen = key
+        rows = self.state.update(sub)
+        by = self.state.by
+        allowed = self.filters.columns.get(by) if by else None
+        return self.state.html(allowed, note), rows
+
+
+def guess_filter_column(sub: Any) -> str | None:
+    """The column a controls filter picks values of by default: the first key column,
+    else the first text or category column."""
+    key = getattr(sub, "key", ())
+    if key:
+        return str(key[0])
+    schema = getattr(sub, "schema", None)
+    if schema is not None:
+        for f in schema:
+            if f.type in ("string", "category"):
+                return str(f.name)
+    return None
+
+
+class FilterChoices:
+    """The values a filter of ``column`` offers: every value seen so far, sorted."""
+
+    def __init__(self, column: str | None) -> None:
+        self.column = column
+        self.known: list[str] = []
+
+    def update(self, sub: Any) -> list[str] | None:
+        """The choices if they changed since the last call (values never disappear),
+        else None."""
+        if not self.column:
+            return None
+        try:
+            df = sub.df
+        except Exception:
+            return None
+        if self.column not in df.columns:
+            return None
+        values = {str(v) for v in df[self.column].dropna().unique().tolist()}
+        merged = sorted(values | set(self.known))
+        if merged == self.known:
+            return None
+        self.known = merged
+        return merged

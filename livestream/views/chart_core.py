@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,10 +41,8 @@ from bokeh.models import (
 from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 
-from ..notebook.convert import is_datetime, to_float64, to_labels
-
-ChartKind = Literal["line", "scatter", "step", "bar", "candlestick"]
-KINDS: tuple[str, ...] = ("line", "scatter", "step", "bar", "candlestick")
+from .convert import is_datetime, to_float64, to_labels
+from .options import ChartOptions
 
 #: Series colours, in the order they are handed out (Category10, then the rest of Category20).
 PALETTE: tuple[str, ...] = tuple(Category10_10) + tuple(
@@ -120,10 +118,8 @@ class CoreStats:
 class ChartCore:
     """A Bokeh figure of one subscription and the code that draws its frames.
 
-    Arguments are those of :meth:`Subscription.chart` (``x``, ``y``, ``by``,
-    ``kind``, ``window``, ``title``, ``height``, ``width``, ``ohlc``, ``agg``,
-    ``bar_width``, ``size``, ``line_width``, ``color``, ``tooltips``, ``where``,
-    and any ``bokeh.plotting.figure`` keyword). ``fps`` is only recorded (in
+    Arguments are those of :meth:`Subscription.chart`, checked by
+    :class:`~livestream.views.options.ChartOptions`. ``fps`` is only recorded (in
     :attr:`spec`); the target runs the frames. ``stats``: an object whose
     ``rows`` attribute counts the rows drawn (a :class:`ViewStats`).
 
@@ -131,54 +127,15 @@ class ChartCore:
     the thread that owns the figure's document.
     """
 
-    def __init__(
-        self,
-        sub: Any,
-        x: str | None = None,
-        y: str | Sequence[str] | None = None,
-        *,
-        by: str | None = None,
-        kind: ChartKind = "line",
-        window: int | None = None,
-        fps: float = 20,
-        title: str | None = None,
-        height: int = 300,
-        width: int | None = None,
-        ohlc: Sequence[str] = ("open", "high", "low", "close"),
-        agg: str = "last",
-        bar_width: float | None = None,
-        size: float = 6,
-        line_width: float = 2,
-        color: str | None = None,
-        tooltips: bool = True,
-        where: dict[str, Any] | None = None,
-        stats: Any = None,
-        **figure_kw: Any,
-    ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if window is not None and window < 1:
-            raise ValueError("window must be a positive number of points")
-        if kind == "candlestick":
-            if len(ohlc) != 4:
-                raise ValueError("ohlc= names the open, high, low and close columns")
-            ys: list[str] = list(ohlc)
-        elif kind == "bar" and agg == "count":
-            ys = []
-        else:
-            if y is None:
-                raise ValueError(f"a {kind} chart needs y=")
-            ys = [y] if isinstance(y, str) else list(y)
-            if by is not None and len(ys) > 1:
-                raise ValueError("use either by= or several y columns, not both")
+    def __init__(self, sub: Any, x: str | None = None, y: str | Sequence[str] | None = None, *,
+                 stats: Any = None, **options: Any) -> None:
+        opts = ChartOptions.of(x, y, **options)
+        #: the checked options (see :class:`~livestream.views.options.ChartOptions`)
+        self.chart_options = opts
         #: the arguments this chart was made with (to make the same chart elsewhere)
-        self.options: dict[str, Any] = {
-            "x": x, "y": y if isinstance(y, str) or y is None else list(y), "by": by,
-            "kind": kind, "window": window, "fps": fps, "title": title, "height": height,
-            "width": width, "ohlc": list(ohlc), "agg": agg, "bar_width": bar_width,
-            "size": size, "line_width": line_width, "color": color, "tooltips": tooltips,
-            "where": dict(where) if where else None, **figure_kw,
-        }
+        self.options: dict[str, Any] = opts.as_kwargs()
+        x, by, kind, window, where = opts.x, opts.by, opts.kind, opts.window, opts.where
+        ys = opts.ys
         self.sub = sub
         self.x = x
         self.ys = ys
@@ -188,38 +145,39 @@ class ChartCore:
         }
         self.by = by
         self.kind = kind
-        self.agg = agg
-        self.fps = float(fps)
+        self.agg = opts.agg
+        self.fps = float(opts.fps)
         self.stats = stats if stats is not None else CoreStats()
-        #: where view-side filters come from (``_ls_filters``/``_ls_filter_epoch``): the
-        #: subscription by default; a dashboard session puts its own settings here
-        self.filter_source: Any = None
+        #: the view-side filters to follow (``columns`` and ``epoch``, a
+        #: :class:`~livestream.client.subscription.ViewFilters`): the subscription's by
+        #: default; a dashboard session puts its own here
+        self.filters: Any = getattr(sub, "view_filters", None)
         self._window = int(window or getattr(sub, "window", None) or 10_000)
-        self._bar_width = bar_width
-        self._size = size
-        self._line_width = line_width
-        self._color = color
+        self._bar_width = opts.bar_width
+        self._size = opts.size
+        self._line_width = opts.line_width
+        self._color = opts.color
         self._series: dict[object, Series] = {}
         self._offset: int | None = None
         self._seen_version = -1
         self._dirty = True
         self._filter_epoch = 0
-        self.title_base = title or self._default_title(sub)
+        self.title_base = opts.title or self._default_title(sub)
         self._status = ""
         self._x_dt = self._x_cat = False
         self._schema_checked = False
         self._seen_gaps = getattr(getattr(sub, "stats_data", None), "gaps", 0)
 
         fig_kw: dict[str, Any] = {
-            "height": height,
+            "height": opts.height,
             "title": self.title_base,
             "tools": "pan,wheel_zoom,box_zoom,reset,save",
             "toolbar_location": "right",
         }
-        if width is None:
+        if opts.width is None:
             fig_kw["sizing_mode"] = "stretch_width"
         else:
-            fig_kw["width"] = width
+            fig_kw["width"] = opts.width
         x_type = self._x_type(sub)
         if x_type == "datetime":
             fig_kw["x_axis_type"] = "datetime"
@@ -227,7 +185,7 @@ class ChartCore:
         elif x_type == "categorical":
             fig_kw["x_range"] = FactorRange()
             self._x_cat = True
-        fig_kw.update(figure_kw)
+        fig_kw.update(opts.figure)
         self.figure = figure(**fig_kw)
         if self._x_dt:
             self.figure.xaxis.formatter = DatetimeTickFormatter(**DATETIME_FORMATTER_KW)
@@ -239,10 +197,10 @@ class ChartCore:
         if by is not None or len(ys) > 1:
             self.legend = Legend(items=[], location="top_left", click_policy="hide")
             self.figure.add_layout(self.legend)
-        if tooltips and self._x_cat:
+        if opts.tooltips and self._x_cat:
             ylab = self.ys[0] if self.ys else "count"
             self.figure.add_tools(HoverTool(tooltips=[(x or "", "@x"), (ylab, "@y")]))
-        elif tooltips:
+        elif opts.tooltips:
             xfmt = "@x{%F %H:%M:%S.%3N}" if self._x_dt else "@x"
             tips = [(x or "offset", xfmt)]
             if kind == "candlestick":
@@ -444,7 +402,7 @@ class ChartCore:
         if getattr(sub, "closed", False):
             return
         version = sub.version
-        filt_epoch = getattr(self.filter_source or sub, "_ls_filter_epoch", 0)
+        filt_epoch = self.filters.epoch if self.filters is not None else 0
         if filt_epoch != self._filter_epoch:
             self._filter_epoch = filt_epoch
             self._dirty = True
@@ -480,8 +438,8 @@ class ChartCore:
     # -- drawing ------------------------------------------------------------------------
 
     def _filtered(self, df: pd.DataFrame) -> pd.DataFrame:
-        source = self.filter_source or self.sub
-        filters = {**(getattr(source, "_ls_filters", None) or {}), **self.where}
+        shown = self.filters.columns if self.filters is not None else {}
+        filters = {**shown, **self.where}
         if not filters or len(df) == 0:
             return df
         mask = np.ones(len(df), dtype=bool)

@@ -24,7 +24,7 @@ def trades(start: int, n: int) -> pd.DataFrame:
 def feed(sub: Subscription, n: int, batch: int = 100) -> None:
     start = sub.offset or 0
     for s in range(start, start + n, batch):
-        sub._apply("append", trades(s, batch), offset=s, next_offset=s + batch)
+        sub.apply("append", trades(s, batch), offset=s, next_offset=s + batch)
 
 
 def test_core_draws_frames_into_a_plain_bokeh_document():

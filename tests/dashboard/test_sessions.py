@@ -13,8 +13,8 @@ from dash_util import poll
 from testutil import stop_process
 
 import livestream as ls
-from livestream.client.loop import run_in_loop
 from livestream.dashboard.server import SessionViews, live_stats
+from livestream.loop import run_in_loop
 from livestream.views import ChartCore
 
 ZERO = {"sessions": 0, "views": 0, "callbacks": 0, "subscriptions": 0, "connections": 0}

@@ -13,9 +13,9 @@ from spine_util import trades
 from testutil import poll
 
 import livestream as ls
-from livestream.client.loop import run_in_loop
 from livestream.dashboard import viewer_token
 from livestream.dashboard.server import _lock, _sessions, live_stats
+from livestream.loop import run_in_loop
 from livestream.server.auth import mint_token
 
 SECRET = b"d" * 48

@@ -33,7 +33,7 @@ async def feed(sub, rate=50_000, seconds=3.0, tick=0.01, start=None):
     n = sub.offset or 0 if start is None else start
     t0 = loop.time(); k = 0; fed = 0
     while loop.time() - t0 < seconds:
-        sub._apply("append", make_batch(n, per), offset=n, next_offset=n + per)
+        sub.apply("append", make_batch(n, per), offset=n, next_offset=n + per)
         n += per; k += 1; fed += per
         await asyncio.sleep(max(0.0, t0 + k * tick - loop.time()))
     return fed
@@ -118,7 +118,7 @@ def test_chart_comm_budget_under_50k_rows_per_s(kernel, by):
 def test_rerunning_a_cell_closes_its_previous_chart(kernel):
     kernel.run(FEED)
     kernel.run("sub = Subscription('t', window=10_000)\n"
-               "sub._apply('append', make_batch(0, 100), offset=0, next_offset=100)")
+               "sub.apply('append', make_batch(0, 100), offset=0, next_offset=100)")
     kernel.run("c = sub.chart(x='ts', y='v')\nc", cell_id="cell-A")
     kernel.run("first = c")
     kernel.run("c = sub.chart(x='ts', y='v')\nc", cell_id="cell-A")
@@ -174,7 +174,7 @@ def test_widget_callbacks_from_a_subshell_thread_run_on_the_loop(kernel):
     kernel.run(FEED)
     kernel.run(
         "sub = Subscription('t', window=10_000)\n"
-        "sub._apply('append', make_batch(0, 100), offset=0, next_offset=100)\n"
+        "sub.apply('append', make_batch(0, 100), offset=0, next_offset=100)\n"
         "chart = sub.chart(x='ts', y='v')\n"
         "ctl = sub.controls(filter_column='sym')\n"
         "main_thread = threading.get_ident()\n"

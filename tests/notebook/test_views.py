@@ -17,7 +17,7 @@ import pytest
 from livestream.client.subscription import Subscription
 from livestream.core.schema import Schema
 from livestream.notebook._runtime import FrameTimer
-from livestream.notebook.convert import to_float64
+from livestream.views.convert import to_float64
 
 
 def trades(start: int, n: int) -> pd.DataFrame:
@@ -33,7 +33,7 @@ def trades(start: int, n: int) -> pd.DataFrame:
 def feed(sub: Subscription, n: int, batch: int = 100) -> None:
     start = sub.offset or 0
     for s in range(start, start + n, batch):
-        sub._apply("append", trades(s, batch), offset=s, next_offset=s + batch)
+        sub.apply("append", trades(s, batch), offset=s, next_offset=s + batch)
 
 
 class Recorder:
@@ -109,16 +109,16 @@ def test_columns_are_binary_friendly():
 def test_keyed_topic_bars_update_in_place():
     sub = Subscription("quotes", key=["symbol"])
     q = pd.DataFrame({"symbol": ["A", "B"], "last": [1.0, 2.0]})
-    sub._apply("snapshot", q, schema=Schema.from_frame(q), offset=0, next_offset=2)
+    sub.apply("snapshot", q, schema=Schema.from_frame(q), offset=0, next_offset=2)
     chart = sub.chart(x="symbol", y="last", kind="bar", start=False)
     chart.refresh()
     rec = Recorder(chart)
-    sub._apply("upsert", pd.DataFrame({"symbol": ["A"], "last": [5.0]}), offset=2, next_offset=3)
+    sub.apply("upsert", pd.DataFrame({"symbol": ["A"], "last": [5.0]}), offset=2, next_offset=3)
     chart.refresh()
     kinds = [e["kind"] for e in rec.events()]
     assert kinds == ["ColumnsPatched"]  # patched in place, not appended
     assert list(chart.sources[None].data["y"]) == [5.0, 2.0]
-    sub._apply("upsert", pd.DataFrame({"symbol": ["C"], "last": [3.0]}), offset=3, next_offset=4)
+    sub.apply("upsert", pd.DataFrame({"symbol": ["C"], "last": [3.0]}), offset=3, next_offset=4)
     chart.refresh()
     assert chart.sources[None].data["x"] == ["A", "B", "C"]
     assert list(chart.figure.x_range.factors) == ["A", "B", "C"]
@@ -141,7 +141,7 @@ def test_candlestick_of_keyed_bars_and_where():
         "open": [1.0, 5.0, 2.0, 5.0], "high": [3.0, 6.0, 2.5, 7.0],
         "low": [0.5, 4.0, 1.0, 4.5], "close": [2.0, 4.5, 1.5, 6.0],
     })
-    sub._apply("snapshot", bars, schema=Schema.from_frame(bars), offset=0, next_offset=4)
+    sub.apply("snapshot", bars, schema=Schema.from_frame(bars), offset=0, next_offset=4)
     chart = sub.chart(x="ts", kind="candlestick", where={"symbol": "A"}, start=False)
     chart.refresh()
     d = chart.sources[None].data
@@ -176,7 +176,7 @@ def test_closed_and_gapped_subscriptions_say_so():
     feed(sub, 100)
     chart = sub.chart(x="ts", y="price", start=False)
     chart.refresh()
-    sub._gap({"reason": "retention"})
+    sub.receive({"type": "gap", "topic": "t", "reason": "retention"})
     chart.refresh()
     assert "gap" in chart.figure.title.text
     sub.close()

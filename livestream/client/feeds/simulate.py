@@ -38,7 +38,7 @@ import tornado.httpserver
 import tornado.web
 import tornado.websocket
 
-from ..loop import get_loop, run_in_loop
+from ...loop import get_loop, run_in_loop
 
 PRODUCTS = {"BTC-USD": 43_000.0, "ETH-USD": 2_300.0, "SOL-USD": 140.0}
 CHANNELS = ("ticker", "trades")

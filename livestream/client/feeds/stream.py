@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from ..loop import call_in_loop, on_loop_thread
+from ...loop import call_in_loop, on_loop_thread
 from ..subscription import DEFAULT_WINDOW, Subscription
-from .parse import _MISSING, RowError, RowParser, _idx
+from .parse import RowError, RowParser
+from .select import MISSING, idx
 
 if TYPE_CHECKING:
     from ..feed import FeedConnection
@@ -249,7 +250,7 @@ class FeedStream(Subscription):
                 "            return"
             )
         src = (
-            f"def make(_key, _want, _missing, _select, _dead, _take, _idx, _s, {args}):\n"
+            f"def make(_key, _want, _missing, _select, _dead, _take, idx, _s, {args}):\n"
             f"    def feed(msg, raw):\n"
             f"        {check}\n"
             f"        try:\n"
@@ -257,13 +258,13 @@ class FeedStream(Subscription):
             f"        except Exception:\n"
             f"            _take(msg, raw)\n"
             f"            return\n"
-            f"        {appends}; _s({'None' if __import__('os').environ.get('NORAW') else 'raw'})\n"
+            f"        {appends}; _s(raw)\n"
             f"    return feed\n"
         )
         ns: dict[str, Any] = {}
         exec(compile(src, f"<livestream feed stream {self.name!r}>", "exec"), ns)
         key, want = parser.select_field or (None, None)
-        return ns["make"](key, want, _MISSING, self._select, self._dead, self._take, _idx,
+        return ns["make"](key, want, MISSING, self._select, self._dead, self._take, idx,
                           self._batch_srcs.append, *(c.append for c in self._batch_cols))
 
     def _refresh_feed(self) -> None:
@@ -342,7 +343,7 @@ class FeedStream(Subscription):
         extra = self.stats_data.extra
         extra[kind] = extra.get(kind, 0) + 1
         extra["dead_letters"] += 1
-        self._error(reason)
+        self.report_error(reason)
 
     def _flush(self) -> None:
         """Turn the rows collected since the last flush into one typed frame and append it
@@ -357,7 +358,7 @@ class FeedStream(Subscription):
             self._batch_srcs.clear()
             self._selected += n - self._slow_rows  # one per fast-path message
             self._slow_rows = 0
-            if not self._closed:
+            if not self.closed:
                 self._append_rows(cols, srcs)
         self.stats_data.messages = self._selected
 
@@ -379,7 +380,7 @@ class FeedStream(Subscription):
                 kind = "bad_value"
             self._dead(srcs[i], reason, kind)
         if frame is not None:
-            self._apply("append", frame, schema=self.parser.schema, columns=data)
+            self.apply("append", frame, schema=self.parser.schema, columns=data)
 
     # -- relay ----------------------------------------------------------------------------
 
@@ -400,9 +401,9 @@ class FeedStream(Subscription):
         if isinstance(target, str):
             if not target.startswith(("ws://", "wss://")):
                 raise ValueError(f"a livestream server URL starts with ws:// or wss://, got {target!r}")
-            import livestream
+            from ..connection import Connection
 
-            target = livestream.connect(target)
+            target = Connection(target)  # registered, and closed with the relay
             owns = True
         if not callable(getattr(target, "publish", None)):
             raise TypeError(
@@ -428,7 +429,8 @@ class FeedStream(Subscription):
         """The relays started with :meth:`publish_to`."""
         return list(self._relays)
 
-    def _mark_closed(self) -> None:
-        super()._mark_closed()
+    def mark_closed(self) -> None:
+        """The feed ends this stream: closed, and its relays stop."""
+        super().mark_closed()
         for r in self._relays:
             r.stop()

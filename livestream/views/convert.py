@@ -22,13 +22,6 @@ def is_datetime(s: pd.Series) -> bool:
     )
 
 
-def is_categorical(s: pd.Series) -> bool:
-    """Whether a column holds labels (strings, categories, objects, bools)."""
-    return not (pd.api.types.is_numeric_dtype(s.dtype) or is_datetime(s)) or (
-        pd.api.types.is_bool_dtype(s.dtype)
-    )
-
-
 def to_float64(s: pd.Series) -> np.ndarray:
     """A column as a contiguous float64 array.
 

@@ -1,0 +1,490 @@
+"""One subscription's state, without I/O: its window, its resume point, and the §10 rules.
+
+A :class:`SubscriptionState` is the client side of one topic: the rolling window
+(or keyed table, or replaced table) the rows land in, the ``(epoch, next)`` resume
+point, the topic's mode, key and schema, and counters. It is fed decoded
+messages and returns :data:`Event` objects saying what happened; it opens no
+socket, runs no loop and calls no user code, so it is tested directly
+(``tests/client/test_state.py``), the way the server's ``core/`` is.
+
+Feeding it:
+
+* :meth:`SubscriptionState.receive` takes one server message addressed to the
+  topic (``subscribed``, ``snapshot``/``append``/``upsert``/``replace``, ``gap``,
+  ``error``; the header as a dict and, for binary frames, the Arrow payload) and
+  applies the client obligations of ``docs/protocol.md`` §10: an update already
+  held is dropped, an overlapping one is trimmed, a hole is reported as a gap,
+  a snapshot starts over. This is what a livestream connection uses.
+* :meth:`SubscriptionState.apply` applies one decoded update as given (no
+  offsets checked): what sources without offsets (outside feeds) and tests use.
+* :meth:`set_state`, :meth:`error`, :meth:`gap`, :meth:`resize`, :meth:`close`.
+
+Reading it (from any thread: every method holds :attr:`lock`, and :attr:`changed`
+is notified after each update): :meth:`frame`, :meth:`rows_since`, ``len()``,
+:attr:`version`, :attr:`resets`, :meth:`resume_point`, :attr:`stats`.
+
+A :class:`~livestream.client.subscription.Subscription` is the user's handle on
+one of these: it adds callbacks, waiting, pause/close through its source, and
+views. :class:`~livestream.client.protocol.ClientProtocol` routes a
+connection's messages to the states of its topics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from ..core.keyed import KeyedTable
+from ..core.schema import Schema
+from ..core.window import ColumnWindow
+from ..protocol import decode_data
+from ..protocol.codec import table_to_frame
+
+DEFAULT_WINDOW = 100_000
+
+#: How many gap events a subscription remembers (:attr:`SubscriptionState.gaps`).
+GAP_HISTORY = 100
+
+UpdateKind = Literal["snapshot", "append", "upsert", "replace"]
+DATA_TYPES: tuple[str, ...] = ("snapshot", "append", "upsert", "replace")
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowsApplied:
+    """An update was applied to the window. ``data`` holds its rows only: a DataFrame,
+    or an Arrow table for Arrow appends (:meth:`frame` converts)."""
+
+    topic: str
+    kind: str  #: snapshot, append, upsert or replace
+    rows: int
+    data: Any
+    ts: float | None = None  #: the server's time of the update (ms since the epoch)
+    schema: Schema | None = None
+
+    def frame(self) -> pd.DataFrame:
+        """The rows of the update as a DataFrame."""
+        if isinstance(self.data, pa.Table):
+            return table_to_frame(self.data, self.schema)
+        return self.data
+
+
+@dataclass(frozen=True)
+class GapDetected:
+    """Rows were lost (``gap`` is the server's gap message, or a hole the client saw)."""
+
+    topic: str
+    gap: dict
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """The subscription's state changed (connecting, waiting, live, reconnecting,
+    paused, closed, ...)."""
+
+    topic: str
+    state: str
+
+
+@dataclass(frozen=True)
+class ErrorReported:
+    """An error concerning this subscription (a server error frame, a bad batch, a
+    failing callback or view)."""
+
+    topic: str
+    message: str
+
+
+Event = RowsApplied | GapDetected | StateChanged | ErrorReported
+
+
+# -- counters ----------------------------------------------------------------------------
+
+
+class RateMeter:
+    """Rows per second over the last few seconds (one-second buckets)."""
+
+    def __init__(self, seconds: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._buckets: deque[list] = deque()
+
+    def add(self, n: int) -> None:
+        now = int(self.clock())
+        b = self._buckets
+        if b and b[-1][0] == now:
+            b[-1][1] += n
+        else:
+            b.append([now, n])
+            while b and b[0][0] <= now - self.seconds - 1:
+                b.popleft()
+
+    def rate(self) -> float:
+        now = self.clock()
+        lo = now - self.seconds
+        total = sum(n for t, n in self._buckets if t >= lo)
+        if not self._buckets:
+            return 0.0
+        span = min(self.seconds, max(1.0, now - self._buckets[0][0]))
+        return total / span
+
+
+@dataclass
+class SubscriptionStats:
+    """Counters of one subscription, for humans and for tests."""
+
+    state: str = "connecting"
+    rows: int = 0
+    messages: int = 0
+    rows_per_s: float = 0.0
+    last_update_age: float | None = None
+    lag_ms: float | None = None
+    reconnects: int = 0
+    gaps: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    dropped: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def check_window(rows: int | None) -> None:
+    """Raise ValueError unless ``rows`` is a positive number of rows or None (unbounded)."""
+    if rows is not None and rows < 1:
+        raise ValueError("window must be a positive number of rows (or None for unbounded)")
+
+
+# -- the state machine ---------------------------------------------------------------------
+
+
+class SubscriptionState:
+    """The sans-I/O state of one subscription (see the module doc).
+
+    ``window`` bounds the rows of an append topic (None: unbounded); ``key`` makes
+    a keyed table (one row per key). ``clock`` (monotonic seconds) and ``wall``
+    (epoch seconds) are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        window: int | None = DEFAULT_WINDOW,
+        key: Sequence[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        check_window(window)
+        self.name = name
+        self.window = window
+        self.key: tuple[str, ...] = tuple(key or ())
+        #: ``append``, ``keyed`` or ``replace`` once known (from ``subscribed`` or data)
+        self.mode: str | None = "keyed" if self.key else None
+        #: the schema of the rows held (None before the first update)
+        self.schema: Schema | None = None
+        #: the schema the server announced in ``subscribed`` (used until rows arrive)
+        self.announced_schema: Schema | None = None
+        self.epoch: str | None = None
+        #: the next offset expected: with :attr:`epoch`, the resume point
+        self.offset: int | None = None
+        self.stats = SubscriptionStats()
+        self.meter = RateMeter(clock=clock)
+        self.clock = clock
+        self.wall = wall
+        self.last_update: float | None = None  #: ``clock()`` of the last update
+        self.closed = False
+        #: held by every method; readers on other threads take it too
+        self.lock = threading.RLock()
+        #: notified after every update and when the state closes
+        self.changed = threading.Condition(self.lock)
+        self._rows: ColumnWindow | None = None
+        self._table: KeyedTable | None = None
+        self._replaced: pd.DataFrame | None = None
+        self._version = 0
+        self._resets = 0
+        self._gaps: deque[dict] = deque(maxlen=GAP_HISTORY)
+
+    def __repr__(self) -> str:
+        return (f"<SubscriptionState {self.name!r} {self.stats.state} rows={len(self)} "
+                f"offset={self.offset} epoch={self.epoch}>")
+
+    # -- reading ------------------------------------------------------------------------
+
+    def frame(self) -> pd.DataFrame:
+        """The rows held, as a new DataFrame."""
+        with self.lock:
+            if self._table is not None:
+                return self._table.to_frame()
+            if self._replaced is not None:
+                return self._replaced.copy()
+            if self._rows is not None:
+                return self._rows.to_frame()
+            return self.schema.empty_frame() if self.schema is not None else pd.DataFrame()
+
+    def __len__(self) -> int:
+        with self.lock:
+            if self._table is not None:
+                return len(self._table)
+            if self._replaced is not None:
+                return len(self._replaced)
+            return len(self._rows) if self._rows is not None else 0
+
+    @property
+    def version(self) -> int:
+        """Increases with every applied update (views compare it to skip idle frames)."""
+        return self._version
+
+    @property
+    def resets(self) -> int:
+        """Increases whenever the window restarts (snapshot, replace, gap)."""
+        return self._resets
+
+    @property
+    def gaps(self) -> list[dict]:
+        """The last :data:`GAP_HISTORY` gap events, oldest first."""
+        with self.lock:
+            return list(self._gaps)
+
+    def resume_point(self) -> tuple[str, int] | None:
+        """``(epoch, offset)`` to resubscribe with, or None before any data (§10.1)."""
+        with self.lock:
+            if self.epoch is None or self.offset is None:
+                return None
+            return self.epoch, self.offset
+
+    def rows_since(self, offset: int | None) -> tuple[pd.DataFrame | None, int | None, bool]:
+        """Rows of an append window that arrived at or after ``offset``.
+
+        Returns ``(frame, end_offset, reset)``: ``reset`` is True when the reader
+        must redraw everything (first call, a snapshot after a gap, keyed or
+        replaced tables), in which case ``frame`` is the whole current window.
+        """
+        with self.lock:
+            if self._rows is None or self._table is not None or self._replaced is not None:
+                return (self.frame() if self.schema is not None else None), self.offset, True
+            end = self._rows.end_offset
+            if offset is None or offset < self._rows.start_offset:
+                return self._rows.to_frame(), end, True
+            if offset >= end:
+                return None, end, False
+            return self._rows.to_frame(from_offset=offset), end, False
+
+    # -- server messages (§10) -------------------------------------------------------------
+
+    def receive(self, msg: dict, payload: Any = None) -> list[Event]:
+        """Take one decoded server message for this topic; returns what happened.
+
+        ``payload`` is the Arrow IPC part of a binary data frame (None for JSON).
+        Data messages follow ``docs/protocol.md`` §10: an ``append``/``upsert`` of the
+        held epoch whose ``next`` is at or below the held offset is dropped (no
+        events), an overlapping one is trimmed to the new rows, and one that starts
+        beyond the held offset is reported as a gap (reason ``hole``) before it is
+        applied. Unknown types are ignored (§10.9).
+        """
+        if self.closed:
+            return []
+        mtype = msg.get("type")
+        if mtype in DATA_TYPES:
+            return self._receive_data(mtype, msg, payload)
+        if mtype == "subscribed":
+            return self._subscribed(msg)
+        if mtype == "gap":
+            return self.gap(msg)
+        if mtype == "error":
+            return self.error(f"{msg.get('code')}: {msg.get('message')}")
+        return []
+
+    def _subscribed(self, msg: dict) -> list[Event]:
+        with self.lock:
+            if msg.get("mode"):
+                self.mode = msg["mode"]
+            if msg.get("key"):
+                self.key = tuple(msg["key"])
+            if msg.get("schema") is not None:
+                self.announced_schema = Schema.from_json(msg["schema"])
+        # "waiting": the topic has no rows (or does not exist) yet
+        return self.set_state("live" if msg.get("schema") is not None else "waiting")
+
+    def _receive_data(self, kind: str, msg: dict, payload: Any) -> list[Event]:
+        events: list[Event] = []
+        schema_json = msg.get("schema")
+        schema = Schema.from_json(schema_json) if schema_json is not None else (
+            self.schema or self.announced_schema)
+        offset, nxt, epoch = msg.get("offset"), msg.get("next"), msg.get("epoch")
+        held = self.offset
+        same = kind in ("append", "upsert") and held is not None and epoch == self.epoch \
+            and isinstance(offset, int)
+        if same and isinstance(nxt, int):
+            if nxt <= held:
+                return events  # already held: never apply twice
+            if offset > held:
+                # a hole the server should never produce; say so rather than hide it
+                events += self.gap({"type": "gap", "topic": self.name, "epoch": epoch,
+                                    "offset": held, "new_epoch": epoch, "until": offset,
+                                    "reason": "hole"})
+        data = decode_data(msg, schema, payload, as_table=kind == "append" and payload is not None,
+                           trusted=True)
+        if same and offset < held:  # an overlap: keep the rows not held yet
+            skip = held - offset
+            data = data.slice(skip) if isinstance(data, pa.Table) else \
+                data.iloc[skip:].reset_index(drop=True)
+            offset = held
+        if self.stats.state == "waiting":
+            events += self.set_state("live")
+        events += self.apply(kind, data, schema=schema, epoch=epoch, offset=offset,
+                             next_offset=nxt, ts=msg.get("ts"), mode=msg.get("mode"))
+        return events
+
+    # -- updates ------------------------------------------------------------------------
+
+    def _ensure_storage(self, schema: Schema) -> None:
+        if self.schema == schema and (self._rows is not None or self._table is not None):
+            return
+        self.schema = schema
+        if self.key:
+            self._table = KeyedTable(schema, self.key)
+            self._rows = None
+        else:
+            self._table = None
+            self._rows = ColumnWindow(schema, self.window, start_offset=self.offset or 0)
+
+    def apply(
+        self,
+        kind: str,
+        data: pd.DataFrame | pa.Table,
+        *,
+        schema: Schema | None = None,
+        epoch: str | None = None,
+        offset: int | None = None,
+        next_offset: int | None = None,
+        ts: float | None = None,
+        mode: str | None = None,
+        key: Sequence[str] | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> list[Event]:
+        """Apply one decoded update as given; returns ``[RowsApplied]`` (``[]`` once closed).
+
+        ``kind`` is snapshot, append, upsert or replace. ``data`` may be an Arrow
+        table for appends to a rolling window: its columns are copied into the window
+        without a DataFrame being built. ``columns``, the frame's columns as arrays
+        (name → array), lets an append copy them without a Series per column.
+        ``offset``/``next_offset`` place the rows (a source without offsets passes
+        None: the rows follow what is held). ``ts`` is the server's time of the update
+        in ms (for ``stats.lag_ms``).
+        """
+        if self.closed:
+            return []
+        if kind not in DATA_TYPES:
+            raise ValueError(f"kind must be one of {DATA_TYPES}, got {kind!r}")
+        if isinstance(data, pa.Table) and (kind != "append" or self._table is not None
+                                           or self._rows is None):
+            data = table_to_frame(data, schema or self.schema)
+        with self.changed:
+            if mode is not None:
+                self.mode = mode
+            if key:
+                self.key = tuple(key)
+            if schema is None and self.schema is None:
+                schema = Schema.from_frame(data)
+            if kind == "snapshot":
+                self._resets += 1
+                if self.mode == "replace":
+                    self._replaced = data
+                    self.schema = schema or self.schema
+                else:
+                    self.schema = None  # force fresh storage
+                    self.offset = offset
+                    self._ensure_storage(schema or Schema.from_frame(data))
+                    if self._table is not None:
+                        self._table.upsert(data)
+                    else:
+                        assert self._rows is not None
+                        self._rows.reset(offset or 0)
+                        self._rows.append(data)
+            elif kind == "replace":
+                self._resets += 1
+                self._replaced = data
+                if schema is not None:
+                    self.schema = schema
+            else:
+                if schema is not None and schema != self.schema:
+                    self._ensure_storage(schema)
+                elif self._rows is None and self._table is None:
+                    self._ensure_storage(self.schema)  # type: ignore[arg-type]
+                if self._table is not None:
+                    self._table.upsert(data)
+                else:
+                    assert self._rows is not None
+                    if offset is not None and offset != self._rows.end_offset:
+                        self._rows.reset(offset)
+                        self._resets += 1
+                    self._rows.append(data if columns is None else columns)
+            if epoch is not None:
+                self.epoch = epoch
+            if next_offset is not None:
+                self.offset = next_offset
+            elif self._rows is not None:
+                self.offset = self._rows.end_offset
+            self._version += 1
+            n = len(data)
+            s = self.stats
+            s.rows += n
+            s.messages += 1
+            self.meter.add(n)
+            self.last_update = self.clock()
+            if ts is not None:
+                s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
+            self.changed.notify_all()
+        return [RowsApplied(self.name, kind, n, data, ts, self.schema)]
+
+    def gap(self, gap: dict) -> list[Event]:
+        """Record that rows were lost; the snapshot that follows resets the window (§10.4)."""
+        with self.lock:
+            self._gaps.append(gap)
+            self.stats.gaps += 1
+        return [GapDetected(self.name, gap)]
+
+    def set_state(self, state: str) -> list[Event]:
+        """Set the state shown in ``stats.state``; ``[StateChanged]`` if it changed."""
+        if self.stats.state == state:
+            return []
+        self.stats.state = state
+        return [StateChanged(self.name, state)]
+
+    def error(self, message: str) -> list[Event]:
+        """Count an error concerning this subscription (``stats.errors``, ``last_error``)."""
+        s = self.stats
+        s.errors += 1
+        s.last_error = message
+        return [ErrorReported(self.name, message)]
+
+    def resize(self, rows: int | None) -> None:
+        """Change the number of rows kept (None: unbounded)."""
+        check_window(rows)
+        with self.lock:
+            self.window = rows
+            if self._rows is not None:
+                self._rows.set_max_rows(rows)
+
+    def close(self) -> list[Event]:
+        """No more updates: later ones are ignored, waiters wake up (state ``closed``)."""
+        with self.changed:
+            self.closed = True
+            events = self.set_state("closed")
+            self.changed.notify_all()
+        return events
+
+    def release(self) -> None:
+        """Drop the rows held (after :meth:`close`)."""
+        with self.lock:
+            self._rows = None
+            self._table = None
+            self._replaced = None

@@ -1,0 +1,82 @@
+"""Third-party internals livestream's client and views rely on (livestream/_compat).
+
+Each test fails if an upgrade of pandas, Bokeh, jupyter_bokeh or Tornado breaks
+the reliance, instead of a chart or a feed failing somewhere later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from livestream._compat import bokeh_internals, pandas_internals, tornado_internals
+
+
+def test_pandas_fast_frames_work_on_this_pandas():
+    assert pandas_internals.FAST_FRAMES, "DataFrame._from_arrays failed its probe (see the log)"
+
+
+@pytest.mark.parametrize("make", [pandas_internals.frame_from_arrays,
+                                  pandas_internals.frame_from_arrays_public])
+def test_both_frame_paths_build_the_same_frame(make):
+    cols = pd.Index(["ts", "price", "sym", "n"])
+    arrays = [pd.DatetimeIndex([0, 10**9], tz="UTC").array, np.array([1.5, np.nan]),
+              pd.Categorical(["a", "b"]), pd.array([1, None], dtype="Int64")]
+    df = make(arrays, cols, 2)
+    expected = pd.DataFrame({"ts": pd.to_datetime([0, 10**9], utc=True),
+                             "price": [1.5, np.nan], "sym": pd.Categorical(["a", "b"]),
+                             "n": pd.array([1, None], dtype="Int64")})
+    pd.testing.assert_frame_equal(df, expected)
+
+
+def test_a_failing_probe_falls_back_to_the_constructor(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise AttributeError("_from_arrays")
+
+    monkeypatch.setattr(pandas_internals, "_frame_from_arrays_fast", broken)
+    assert pandas_internals._probe() is False
+    assert "public DataFrame constructor" in caplog.text
+
+
+def test_bokeh_internals_are_present():
+    bokeh_internals.check()
+
+
+def test_one_patch_doc_message_holds_every_event_of_a_frame():
+    import json
+
+    from bokeh.document import Document
+    from bokeh.models import ColumnDataSource
+
+    doc = Document()
+    src = ColumnDataSource(data={"x": np.arange(3.0)})
+    doc.add_root(src)
+    events = []
+    doc.on_change(lambda event: events.append(event))
+    src.stream({"x": np.array([3.0, 4.0])}, rollover=4)
+    src.data = {"x": np.arange(2.0)}
+    header, metadata, content = bokeh_internals.patch_doc_parts(events)
+    assert json.loads(metadata) == {}
+    assert json.loads(header)["msgtype"] == "PATCH-DOC"
+    kinds = [e["kind"] for e in json.loads(content)["events"]]
+    assert kinds == ["ColumnsStreamed", "ColumnDataChanged"]
+
+
+def test_a_client_websocket_can_be_aborted(server, run_async):
+    from tornado.websocket import websocket_connect
+
+    async def main() -> None:
+        ws = await websocket_connect(server.url)
+        assert tornado_internals.abort(ws) is True
+        assert await asyncio.wait_for(ws.read_message(), 10) is None  # the stream is gone
+        assert tornado_internals.abort(object()) is False
+        tornado_internals.abort_offloop(object())  # nothing to close: no error
+
+    run_async(main())
+
+
+def test_tornado_internals_are_present():
+    tornado_internals.check()
