@@ -30,8 +30,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 import livestream as ls
 
-SYSTEMS = ("livestream", "json", "arrow")  # the default comparison
-ALL_SYSTEMS = ("livestream", "json", "arrow")
+SYSTEMS = ("livestream", "json", "arrow")  # every system; the default comparison
 LABELS = {
     "livestream": "livestream",
     "json": "(a) tornado + to_json",
