@@ -576,6 +576,9 @@ def markdown_tables(summary: dict, a: argparse.Namespace) -> dict[str, str]:
         cases.append([f"1 subscriber, {a.pandas_batch}-row batches, until a DataFrame of the "
                       f"newest {a.pandas_window:,} rows exists (M rows/s)",
                       *[_md_rate(pan[s]) for s in systems]])
+        cases.append(["… livestream ÷ this system (per-round ratios)",
+                      *["—" if s == "livestream" else _md_ratio(pan.get(f"livestream_vs_{s}"),
+                                                                 spread) for s in systems]])
         cases.append(["… of which building that DataFrame once at the end (ms)",
                       *[f"{pan[f'{s}_frame_ms'][0]:.1f}" if pan[f"{s}_frame_ms"][0]
                         == pan[f"{s}_frame_ms"][0] else "—" for s in systems]])
