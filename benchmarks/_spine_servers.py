@@ -31,8 +31,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 import livestream as ls
 from livestream.server._tornado_compat import unflushed
 
-SYSTEMS = ("livestream", "json", "arrow")  # the default comparison
-ALL_SYSTEMS = ("livestream", "json", "arrow")
+SYSTEMS = ("livestream", "json", "arrow")  # every system; the default comparison
 LABELS = {
     "livestream": "livestream",
     "json": "(a) tornado + to_json",

@@ -22,11 +22,15 @@ What "delivered" means here (``mode``):
     ``pyarrow.ipc.open_stream(...).read_all()`` → ``pyarrow.Table`` (livestream
     first splits its frame header with ``livestream.protocol.unpack_binary``).
 ``pandas``
-    the rows end up in pandas: livestream through the real client
-    (``livestream.connect`` → ``Connection.subscribe`` → the Subscription's
-    rolling ``ColumnWindow``, offsets checked, ``on_update`` callback);
-    baseline (a) ``pd.DataFrame(orjson.loads(msg))``; baseline (b)
-    ``read_all().to_pandas()``. (The baselines keep no window: that favours them.)
+    the rows end up in one pandas DataFrame holding the newest ``window`` rows
+    (default 100,000), and the clock stops when that DataFrame exists — the same
+    end point for all three, each reaching it its own natural way: livestream
+    through the real client (``livestream.connect`` → ``Connection.subscribe`` →
+    the Subscription's rolling ``ColumnWindow``, offsets checked), then
+    ``sub.df`` once; baseline (a) ``pd.DataFrame(orjson.loads(msg))`` per
+    message, kept while they cover the window, then one ``pd.concat``;
+    baseline (b) ``read_all()`` per message, tables kept likewise, then one
+    ``pa.concat_tables(...).to_pandas()``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -54,8 +59,11 @@ def emit(ev: dict) -> None:
 class Case:
     """Shared state of one measurement: the clients, the target count, latency samples."""
 
-    def __init__(self, n: int, latency: bool) -> None:
+    def __init__(self, n: int, latency: bool, mode: str = "decode",
+                 window: int = 100_000) -> None:
         self.n = n
+        self.mode = mode
+        self.window = window
         self.expected = float("inf")
         self.remaining = n
         self.ready_left = n
@@ -79,7 +87,34 @@ class Client:
         self.is_ready = False
         self.ws: Any = None
         self.conn: Any = None
+        self.sub: Any = None
         self.poll: Any = None
+        # pandas mode: the baselines' kept pieces (DataFrames or Arrow tables) and their rows
+        self.pieces: deque = deque()
+        self.piece_rows = 0
+        self.frame_rows: int | None = None
+        self.frame_s: float | None = None
+
+    def keep(self, piece: Any, rows: int) -> None:
+        """Keep a baseline's decoded message while the kept ones still cover the window."""
+        self.pieces.append(piece)
+        self.piece_rows += rows
+        window = self.case.window
+        while self.pieces and self.piece_rows - _rows(self.pieces[0]) >= window:
+            self.piece_rows -= _rows(self.pieces.popleft())
+
+    def frame(self) -> pd.DataFrame:
+        """The DataFrame of the newest ``window`` rows, built the system's own way."""
+        if self.sub is not None:  # livestream: the subscription's window
+            return self.sub.df
+        if not self.pieces:
+            return pd.DataFrame()
+        first = self.pieces[0]
+        if isinstance(first, pa.Table):
+            df = pa.concat_tables(list(self.pieces)).to_pandas()
+        else:
+            df = pd.concat(list(self.pieces), ignore_index=True)
+        return df.iloc[-self.case.window:] if len(df) > self.case.window else df
 
     def mark_ready(self) -> None:
         if not self.is_ready:
@@ -105,6 +140,14 @@ class Client:
     def finish(self) -> None:
         self.finished = True
         c = self.case
+        if c.mode == "pandas":
+            # the clock stops when the DataFrame of the newest rows exists: its build time
+            # counts from the arrival of the last row (also when we learn the target late)
+            t = time.monotonic()
+            df = self.frame()
+            self.frame_s = time.monotonic() - t
+            self.frame_rows = len(df)
+            self.last = (self.last if self.last is not None else t) + self.frame_s
         c.remaining -= 1
         if c.remaining == 0 and not c.done.done():
             c.done.set_result(None)
@@ -137,6 +180,7 @@ def _handler(system: str, mode: str, cl: Client):
             recs = orjson.loads(msg)
             if pandas:
                 df = pd.DataFrame(recs)
+                cl.keep(df, len(df))
                 cl.got(len(df), int(df["ts"].iat[0]) if lat else None)
             else:
                 cl.got(len(recs), recs[0]["ts"] if lat else None)
@@ -151,8 +195,8 @@ def _handler(system: str, mode: str, cl: Client):
                 return cl.closed()
             table = pa.ipc.open_stream(msg).read_all()
             if pandas:
-                df = table.to_pandas()
-                cl.got(len(df), int(df["ts"].iat[0]) if lat else None)
+                cl.keep(table, table.num_rows)
+                cl.got(table.num_rows, table.column(0)[0].as_py() if lat else None)
             else:
                 cl.got(table.num_rows, table.column(0)[0].as_py() if lat else None)
 
@@ -185,10 +229,12 @@ async def _open(cmd: dict, case: Case) -> Client:
 
         conn = ls.connect(url, encoding="arrow", reconnect=False, ping_interval=None)
         cl.conn = conn
-        sub = conn.subscribe(topic, window=cmd.get("window", 100_000))
+        sub = conn.subscribe(topic, window=case.window)
+        cl.sub = sub
         # No on_update callback: with one, the client builds a DataFrame per batch for
         # it. Users read sub.df / views read rows_since(); a 1 ms poll of the counters
-        # stands in for them (the last batch's time is known to within 1 ms).
+        # stands in for them (the last batch's time is known to within 1 ms), and
+        # sub.df is built once at the end (Client.finish).
         cl.poll = asyncio.ensure_future(_poll(sub, cl))
         return cl
     live = system == "livestream"
@@ -222,6 +268,10 @@ async def _poll(sub: Any, cl: Client) -> None:
         pass
 
 
+def _rows(piece: Any) -> int:
+    return piece.num_rows if isinstance(piece, pa.Table) else len(piece)
+
+
 def _percentiles(ns: list[int]) -> dict:
     if not ns:
         return {"samples": 0}
@@ -232,7 +282,8 @@ def _percentiles(ns: list[int]) -> dict:
 
 
 async def run_case(cmd: dict, lines: asyncio.StreamReader) -> bool:
-    case = Case(cmd["n"], bool(cmd.get("latency")))
+    case = Case(cmd["n"], bool(cmd.get("latency")), cmd.get("mode", "decode"),
+                cmd.get("window", 100_000))
     clients: list[Client] = []
     try:
         for i in range(0, cmd["n"], 25):  # connect in groups: the accept backlog is finite
@@ -277,6 +328,8 @@ async def run_case(cmd: dict, lines: asyncio.StreamReader) -> bool:
         "cpu_s": cpu,
         "wall_s": wall,
         "latency": _percentiles(case.lat_ns) if case.latency else None,
+        "frame_rows": [c.frame_rows for c in clients if c.frame_rows is not None],
+        "frame_ms": [round(c.frame_s * 1000, 3) for c in clients if c.frame_s is not None],
         "errors": case.errors[:5],
     })
     for cl in clients:

@@ -5,36 +5,61 @@ of one small JSON event each (as an exchange's trade channel does)::
 
     {"type": "trade", "p": "43012.50", "q": 0.0132, "T": 1700000000123, "s": "BTC-USD", "side": "buy"}
 
-Two clients read the same feed in the same run, alternately, ``--repeat`` times:
+Three clients read the same feed in the same run, in turn, ``--repeat`` times:
 
-* **bare**: ``tornado.websocket.websocket_connect`` with an ``on_message_callback``
-  that does ``orjson.loads`` and counts — the floor any Python client pays;
+* **receive**: ``tornado.websocket.websocket_connect`` with an
+  ``on_message_callback`` that only counts: Tornado's frame reading alone;
+* **bare**: the same plus ``orjson.loads`` of every message — the floor any
+  Python client that looks at the data pays;
 * **livestream**: ``open_feed(url).stream(select={"type": "trade"}, columns=...)``
   — selection, string → float, epoch ms → ``datetime64[ns, UTC]``, categories,
-  columnar append into the Subscription's window.
+  columnar append into the Subscription's window, and an ``on_update``
+  callback (which gets a DataFrame per batch).
 
 The clock starts when the client asks for the data and stops when the last
-row is in (``stream.stats.rows == N``). Targets: ≥ 100k msg/s and ≥ 0.8× bare.
+row is in (``stream.stats.rows == N``). Besides msg/s it records the client's
+CPU time per message (``time.process_time``: the feed server is another
+process) and the garbage collections during the run. Targets: ≥ 100k msg/s and
+≥ 0.8× bare (the median of the per-round livestream ÷ bare ratios).
 
-Run: ``python benchmarks/bench_feed.py`` (``--messages 300000 --repeat 5``;
-``--json out.json`` to save the figures). Loopback only; it stops by itself.
+Run: ``python -m benchmarks feed`` (``--messages 300000 --repeat 5``; ``--quick``
+for a smoke run; ``--json out.json`` also saves the raw figures; the summary goes
+to docs/results/feed.json). Loopback only; it stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as _dt
+import gc
 import json
 import multiprocessing as mp
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# (after the path set-up, so that `python benchmarks/bench_feed.py` works too)
+from benchmarks import (
+    add_summary_options,
+    machine_facts,
+    markdown_table,
+    write_summary,
+)
+
+DESCRIPTION = ("outside-feed ingest: msg/s and CPU µs/msg into a live feed stream vs Tornado "
+               "receive-only and receive + orjson clients")
+TARGET_MSGS = 100_000
+TARGET_RATIO = 0.8
+CLIENTS = ("receive", "bare", "livestream")
 
 COLUMNS = {"price": ("p", float), "qty": ("q", float), "time": ("T", "datetime"),
            "symbol": ("s", "category"), "side": "category"}
@@ -77,7 +102,36 @@ def _server(port_q: mp.Queue, n: int) -> None:  # pragma: no cover - runs in the
     asyncio.run(main())
 
 
-async def bare(url: str, n: int) -> float:
+class _Run:
+    """One client's run: wall time, the process's CPU time and its garbage collections."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.gc_s = 0.0
+        self._t_gc = 0.0
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t_gc = time.perf_counter()
+        else:
+            self.collections[info["generation"]] += 1
+            self.gc_s += time.perf_counter() - self._t_gc
+
+    async def measure(self, n: int, go: Callable[[], Any], done: Awaitable[Any]) -> dict:
+        gc.callbacks.append(self._on_gc)
+        try:
+            c0, t0 = time.process_time(), time.perf_counter()
+            go()
+            await done
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        finally:
+            gc.callbacks.remove(self._on_gc)
+        return {"msgs_per_s": n / dt, "cpu_us_per_msg": cpu / n * 1e6,
+                "gc_collections": list(self.collections), "gc_ms": self.gc_s * 1000}
+
+
+async def tornado_client(url: str, n: int, decode: bool) -> dict:
+    """Tornado's WebSocket client counting messages (and ``orjson.loads``-ing them)."""
     from tornado.websocket import websocket_connect
 
     done = asyncio.Event()
@@ -88,22 +142,21 @@ async def bare(url: str, n: int) -> float:
         nonlocal count
         if m is None:
             return
-        loads(m)
+        if decode:
+            loads(m)
         count += 1
         if count == n:
             done.set()
 
     ws = await websocket_connect(url, on_message_callback=on_message,
                                  max_message_size=1 << 20)
-    t0 = time.perf_counter()
-    await ws.write_message("go")
-    await done.wait()
-    dt = time.perf_counter() - t0
+    res = await _Run().measure(n, lambda: ws.write_message("go"),
+                               asyncio.wait_for(done.wait(), 300))
     ws.close()
-    return n / dt
+    return res
 
 
-async def livestream_stream(url: str, n: int) -> float:
+async def livestream_stream(url: str, n: int) -> dict:
     from livestream.client.feed import open_feed
 
     feed = open_feed(url)
@@ -111,59 +164,137 @@ async def livestream_stream(url: str, n: int) -> float:
     done = asyncio.Event()
     st.on_update(lambda sub, frame, kind: sub.stats_data.rows >= n and done.set())
     await feed.opened(timeout=30)
-    t0 = time.perf_counter()
-    feed.send("go")
-    await asyncio.wait_for(done.wait(), 300)
-    dt = time.perf_counter() - t0
+    res = await _Run().measure(n, lambda: feed.send("go"), asyncio.wait_for(done.wait(), 300))
     assert len(st) == n and st.stats.errors == 0, st.stats
     assert str(st.df.dtypes["time"]) == "datetime64[ns, UTC]"
     feed.close()
-    return n / dt
+    return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+async def run_client(name: str, url: str, n: int) -> dict:
+    if name == "livestream":
+        return await livestream_stream(url, n)
+    return await tornado_client(url, n, decode=(name == "bare"))
+
+
+def _spread(xs: list[float]) -> list[float]:
+    return [statistics.median(xs), min(xs), max(xs)]
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rs in runs.items():
+        out[name] = {
+            "msgs_per_s": _spread([r["msgs_per_s"] for r in rs]),
+            "cpu_us_per_msg": _spread([r["cpu_us_per_msg"] for r in rs]),
+            "full_collections_per_run": _spread([r["gc_collections"][2] for r in rs]),
+            "gc_ms_per_run": _spread([r["gc_ms"] for r in rs]),
+        }
+    pairs = [ls["msgs_per_s"] / b["msgs_per_s"]
+             for ls, b in zip(runs["livestream"], runs["bare"], strict=True)]
+    cpu_pairs = [ls["cpu_us_per_msg"] / b["cpu_us_per_msg"]
+                 for ls, b in zip(runs["livestream"], runs["bare"], strict=True)]
+    out["livestream_vs_bare"] = _spread(pairs)
+    out["livestream_vs_bare_cpu"] = _spread(cpu_pairs)
+    # differences within a round (its runs are back to back), then the median over rounds:
+    # steadier than differences of medians on a machine whose load drifts
+    cpu = {k: [r["cpu_us_per_msg"] for r in runs[k]] for k in CLIENTS}
+    out["cpu_breakdown_us"] = {
+        "frame_reading": statistics.median(cpu["receive"]),
+        "orjson_loads": statistics.median(b - r for b, r in zip(cpu["bare"], cpu["receive"],
+                                                                strict=True)),
+        "livestream_over_bare": statistics.median(ls - b for ls, b in zip(
+            cpu["livestream"], cpu["bare"], strict=True)),
+    }
+    return out
+
+
+def tables(summary: dict, repeat: int) -> dict[str, str]:
+    label = {"receive": "Tornado receive only", "bare": "bare: receive + `orjson.loads`",
+             "livestream": "livestream feed stream"}
+    rows = []
+    for k in CLIENTS:
+        s = summary[k]
+        rows.append([label[k], f"{s['msgs_per_s'][0]:,.0f}",
+                     f"{s['msgs_per_s'][1]:,.0f}–{s['msgs_per_s'][2]:,.0f}",
+                     f"{s['cpu_us_per_msg'][0]:.2f}",
+                     f"{s['full_collections_per_run'][0]:g}"])
+    out = {"clients": markdown_table(
+        ["client", "msg/s (median)", f"msg/s (range, {repeat} rounds)", "CPU µs/msg (median)",
+         "full GCs per run"], rows)}
+    r, c = summary["livestream_vs_bare"], summary["livestream_vs_bare_cpu"]
+    b = summary["cpu_breakdown_us"]
+    ls_rate = summary["livestream"]["msgs_per_s"][0]
+    out["ratios"] = markdown_table(["measure", "value", ""], [
+        ["livestream ÷ bare, msg/s (median of per-round pairs)",
+         f"{r[0]:.2f}× [{r[1]:.2f}–{r[2]:.2f}]",
+         "target ≥ 0.8×: " + ("met" if r[0] >= TARGET_RATIO else "**missed**")],
+        ["livestream msg/s (median)", f"{ls_rate:,.0f}",
+         "target ≥ 100,000: " + ("met" if ls_rate >= TARGET_MSGS else "**missed**")],
+        ["livestream ÷ bare, CPU per message", f"{c[0]:.2f}× [{c[1]:.2f}–{c[2]:.2f}]", ""],
+        ["CPU µs/msg: Tornado frame reading (receive only)", f"{b['frame_reading']:.2f}", ""],
+        ["CPU µs/msg: `orjson.loads` (bare − receive, median over rounds)",
+         f"{b['orjson_loads']:.2f}", ""],
+        ["CPU µs/msg: livestream's own work (livestream − bare, median over rounds)",
+         f"{b['livestream_over_bare']:.2f}", ""],
+    ], "lrl")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks feed",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=300_000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = ap.parse_args()
+    ap.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 5,000 messages, 1 round, no summary unless --summary-dir")
+    add_summary_options(ap)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.messages, args.repeat = 5_000, 1
+        if args.summary_dir is None:
+            args.no_summary = True
+    started = _dt.datetime.now(_dt.timezone.utc)
+    machine = machine_facts()
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(target=_server, args=(q, args.messages), daemon=True)
     proc.start()
+    runs: dict[str, list[dict]] = {k: [] for k in CLIENTS}
     try:
         port = q.get(timeout=120)
         url = f"ws://127.0.0.1:{port}/ws"
-        results: dict[str, list[float]] = {"bare": [], "livestream": []}
 
         async def run_all() -> None:
-            for _ in range(args.repeat):
-                results["bare"].append(await bare(url, args.messages))
-                results["livestream"].append(await livestream_stream(url, args.messages))
+            for rnd in range(args.repeat):
+                order = CLIENTS if rnd % 2 == 0 else tuple(reversed(CLIENTS))
+                for name in order:
+                    runs[name].append(await run_client(name, url, args.messages))
 
         asyncio.run(run_all())
     finally:
         proc.terminate()
         proc.join(10)
-    med = {k: statistics.median(v) for k, v in results.items()}
-    best = {k: max(v) for k, v in results.items()}
-    pair = [ls / b for ls, b in zip(results["livestream"], results["bare"], strict=True)]
-    ratio = statistics.median(pair)
+    summary = summarise(runs)
+    tabs = tables(summary, args.repeat)
     print(f"\nOutside-feed ingest, {args.messages:,} one-event messages per run, {args.repeat} "
-          f"interleaved runs each (python {platform.python_version()}, {platform.machine()})\n")
-    print("| client | msg/s median | msg/s best | runs |")
-    print("|---|---:|---:|---|")
-    for k in ("bare", "livestream"):
-        runs = ", ".join(f"{v:,.0f}" for v in results[k])
-        print(f"| {k} | {med[k]:,.0f} | {best[k]:,.0f} | {runs} |")
-    print(f"\nlivestream / bare, median of the per-run pairs = {ratio:.2f} "
-          f"(pairs: {', '.join(f'{r:.2f}' for r in pair)})")
-    print("targets: >= 100,000 msg/s and >= 0.8x bare")
+          f"round(s) (python {platform.python_version()}, {platform.machine()})\n")
+    print(tabs["clients"] + "\n\n" + tabs["ratios"])
     if args.json is not None:
-        args.json.write_text(json.dumps({"messages": args.messages, "runs": results,
-                                         "median": med, "best": best, "pair_ratios": pair,
-                                         "ratio": ratio}, indent=2))
+        args.json.write_text(json.dumps({"messages": args.messages, "runs": runs,
+                                         "summary": summary}, indent=2))
+    if not args.no_summary:
+        path = write_summary(
+            "feed", argv=argv, started=started, machine_before=machine,
+            settings={"messages": args.messages, "repeat": args.repeat},
+            figures={**summary, "runs": runs,
+                     "targets": {"msgs_per_s": TARGET_MSGS, "vs_bare": TARGET_RATIO}},
+            tables=tabs, summary_dir=args.summary_dir, packages=("tornado", "orjson", "pandas",
+                                                                 "numpy"))
+        print(f"\nsummary: {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,10 +22,12 @@ fan-out
     baseline (b) Arrow IPC → ``pyarrow.Table``; livestream frame header split +
     Arrow IPC → ``pyarrow.Table`` (the wire protocol spoken by hand, no pandas).
 pandas
-    one subscriber, 1000-row batches, rows landing in pandas: livestream's real
-    ``Connection``/``Subscription`` (rolling ``ColumnWindow`` of 100k rows),
-    baseline (a) ``pd.DataFrame(orjson.loads(msg))``, baseline (b)
-    ``read_all().to_pandas()`` (no window kept: in the baselines' favour).
+    one subscriber, 1000-row batches, until a pandas DataFrame of the newest
+    ``--pandas-window`` rows (100k) is ready — the same end point for all three:
+    livestream's real ``Connection``/``Subscription`` (rolling ``ColumnWindow``)
+    then ``sub.df``; baseline (a) ``pd.DataFrame(orjson.loads(msg))`` per message
+    then one ``pd.concat``; baseline (b) ``read_all()`` per message then one
+    ``pa.concat_tables(...).to_pandas()`` (see ``_spine_sub.py``).
 latency
     publish→receive at a fixed ``--latency-rate`` rows/s (100-row batches) to
     ``--latency-subs`` subscribers: every (batch, subscriber) gives one sample,
@@ -49,8 +51,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import results_dir
-from ._spine_servers import ALL_SYSTEMS, LABELS, SYSTEMS, make_target
+from . import add_summary_options, machine_facts, markdown_table, results_dir, write_summary
+from ._spine_servers import LABELS, SYSTEMS, make_target
 from ._trades import TradeBatches
 
 DESCRIPTION = ("streaming spine: livestream vs hand-written Tornado JSON / Arrow servers — "
@@ -140,6 +142,7 @@ async def measure(
     rate: float | None = None,
     latency: bool = False,
     timeout: float = 60.0,
+    window: int = 100_000,
 ) -> dict[str, Any]:
     """Run one case; returns its figures (``error`` set if it could not run)."""
     topic = "trades"
@@ -219,6 +222,15 @@ async def measure(
             publish_call_ms=_pcts(calls),
             errors=[e for d in dones for e in d.get("errors", [])],
         )
+        if mode == "pandas":
+            rows = [r for d in dones for r in d.get("frame_rows", [])]
+            res.update(frame_rows=rows, frame_ms=[m for d in dones for m in d.get("frame_ms", [])],
+                       window=window)
+            # the DataFrame each subscriber ended with holds the newest rows it received
+            # (livestream's also holds the warm-up snapshot: one batch more)
+            res["complete"] = res["complete"] and len(rows) == n and all(
+                min(window, delivered // n) <= r <= min(window, delivered // n + batch)
+                for r in rows)
         if latency:
             lat = [d["latency"] for d in dones if d.get("latency")]
             res["latency"] = _merge_latency(lat)
@@ -274,6 +286,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pandas-seconds", type=float, default=2.0,
                    help="publishing time of the 1-subscriber pandas case (0 skips it)")
     p.add_argument("--pandas-batch", type=int, default=1000)
+    p.add_argument("--pandas-window", type=int, default=100_000,
+                   help="rows of the DataFrame every system ends with (default 100000)")
     p.add_argument("--latency-subs", type=_ints, default=[1, 100],
                    help="subscriber counts for the latency cases (default 1,100)")
     p.add_argument("--latency-rate", type=float, default=10_000, help="rows/s (default 10000)")
@@ -286,17 +300,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 subscriber, 100-row batches, a fraction of a second each")
+                   help="smoke run: 1 subscriber, 100-row batches, a fraction of a second each "
+                        "(writes no summary unless --summary-dir is given)")
+    add_summary_options(p)
     a = p.parse_args(argv)
     if a.quick:
+        if a.summary_dir is None:
+            a.no_summary = True
         a.subs, a.batches, a.seconds = [1], [100], 0.3
         a.pandas_seconds, a.pandas_batch = 0.3, 100
         a.latency_subs, a.latency_seconds, a.latency_rate = [1], 0.3, 2000
         a.repeat = 1
     a.systems = [s for s in a.systems.split(",") if s]
     for s in a.systems:
-        if s not in ALL_SYSTEMS:
-            p.error(f"unknown system {s!r}; choose from {', '.join(ALL_SYSTEMS)}")
+        if s not in SYSTEMS:
+            p.error(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
     return a
 
 
@@ -320,7 +338,8 @@ async def run(a: argparse.Namespace, log: Any) -> dict:
             if a.pandas_seconds > 0:
                 for system in order:
                     r = await measure(subs, system, mode="pandas", n=1, batch=a.pandas_batch,
-                                      seconds=a.pandas_seconds, gate=a.gate)
+                                      seconds=a.pandas_seconds, gate=a.gate,
+                                      window=a.pandas_window)
                     r["round"] = rnd
                     pandas.append(r)
                     log(_line("pandas", r))
@@ -394,6 +413,14 @@ def summarise(raw: dict, a: argparse.Namespace) -> dict:
     pan: dict[str, Any] = {}
     for s in a.systems:
         pan[s] = _spread(list(rate(raw["pandas"], system=s).values()))
+        pan[f"{s}_frame_ms"] = _spread([m for r in raw["pandas"] if r["system"] == s
+                                        and "error" not in r for m in r.get("frame_ms", [])])
+    for base in _BASES:
+        if "livestream" in a.systems and base in a.systems:
+            per = {s: rate(raw["pandas"], system=s) for s in ("livestream", base)}
+            pan[f"livestream_vs_{base}"] = _spread(
+                [per["livestream"][k] / per[base][k] for k in per["livestream"]
+                 if per[base].get(k)])
     lat = []
     for n in a.latency_subs:
         row = {"subs": n, "rate": a.latency_rate, "batch": a.latency_batch}
@@ -515,6 +542,74 @@ def print_tables(summary: dict, a: argparse.Namespace, console: Any) -> None:
         console.print(t)
 
 
+def _md_rate(t: tuple[float, float, float]) -> str:
+    m = t[0]
+    if m != m:
+        return "—"
+    return f"{m / 1e6:.3g}"
+
+
+def _md_ratio(t: tuple[float, float, float] | None, spread: bool) -> str:
+    if t is None or t[0] != t[0]:
+        return "—"
+    return f"{t[0]:.2f}×" + (f" [{t[1]:.2f}–{t[2]:.2f}]" if spread else "")
+
+
+def markdown_tables(summary: dict, a: argparse.Namespace) -> dict[str, str]:
+    """The tables docs/benchmarks.md quotes (M rows/s medians; ratios with [min–max] over
+    rounds when there are several)."""
+    spread = a.repeat > 1
+    systems = [s for s in a.systems]
+    pairs = [(o, b) for o in _OURS for b in _BASES if o in systems and b in systems]
+    tables: dict[str, str] = {}
+    rows = []
+    for row in summary["fanout"]:
+        rows.append([row["batch"], row["subs"], *[_md_rate(row[s]) for s in systems],
+                     *[_md_ratio(row.get(f"{o}_vs_{b}"), spread) for o, b in pairs]])
+    tables["fanout"] = markdown_table(
+        ["batch", "subs", *[LABELS[s] for s in systems],
+         *[f"{_SHORT[o]} ÷ {_SHORT[b]}" for o, b in pairs]], rows, "r" * (2 + len(systems)
+                                                                        + len(pairs)))
+    cases = []
+    if a.pandas_seconds > 0:
+        pan = summary["pandas"]
+        cases.append([f"1 subscriber, {a.pandas_batch}-row batches, until a DataFrame of the "
+                      f"newest {a.pandas_window:,} rows exists (M rows/s)",
+                      *[_md_rate(pan[s]) for s in systems]])
+        cases.append(["… livestream ÷ this system (per-round ratios)",
+                      *["—" if s == "livestream" else _md_ratio(pan.get(f"livestream_vs_{s}"),
+                                                                 spread) for s in systems]])
+        cases.append(["… of which building that DataFrame once at the end (ms)",
+                      *[f"{pan[f'{s}_frame_ms'][0]:.1f}" if pan[f"{s}_frame_ms"][0]
+                        == pan[f"{s}_frame_ms"][0] else "—" for s in systems]])
+    for row in summary["latency"]:
+        cases.append([f"latency p50 / p99, {row['subs']} subscriber{'s' if row['subs'] > 1 else ''}"
+                      f" (ms)", *[_md_lat(row[s], "p50_ms", "p99_ms") for s in systems]])
+    for row in summary["latency"]:
+        if row["subs"] == max(r["subs"] for r in summary["latency"]):
+            subs = f"{row['subs']} subscriber{'s' if row['subs'] > 1 else ''}"
+            cases.append([f"server `publish()` p50 / p99, {subs}, "
+                          f"{a.latency_batch}-row (ms)",
+                          *[_md_lat(row[s], "publish_p50_ms", "publish_p99_ms") for s in systems]])
+    if cases:
+        tables["cases"] = markdown_table(["case", *[LABELS[s] for s in systems]], cases)
+    if summary["targets"]:
+        trows = []
+        for tg in summary["targets"]:
+            v = tg["value"]
+            shown = f"{v / 1e6:.2f} M rows/s" if tg["goal"] >= 1000 else (
+                f"{v:.2f} ms" if "latency" in tg["target"] else f"{v:.2f}×")
+            trows.append([tg["target"], shown, "met" if tg["met"] else "**missed**"])
+        tables["targets"] = markdown_table(["target", "measured", ""], trows, "lrl")
+    return tables
+
+
+def _md_lat(v: dict, lo: str, hi: str) -> str:
+    if v[lo][0] != v[lo][0]:
+        return "—"
+    return f"{v[lo][0]:.2f} / {v[hi][0]:.2f}"
+
+
 def plot(summary: dict, a: argparse.Namespace, path: Path) -> Path | None:
     try:
         import matplotlib
@@ -599,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=132)
     started = _dt.datetime.now(_dt.timezone.utc)
+    machine = machine_facts()
     t0 = time.monotonic()
     console.print(f"[bold]spine benchmark[/] — systems {', '.join(a.systems)}; "
                   f"fan-out subs {a.subs} × batches {a.batches}, {a.seconds:g} s each; "
@@ -614,8 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": cmd,
         "started": started.isoformat(),
         "duration_s": time.monotonic() - t0,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg": os.getloadavg()},
+        "machine": machine,
         "versions": _versions(),
         "settings": {k: v for k, v in vars(a).items() if k not in ("out",)},
         "targets_goal": TARGETS,
@@ -633,8 +728,23 @@ def main(argv: list[str] | None = None) -> int:
             msg += f"\nplot:    {png}"
         else:
             msg += "\nplot:    skipped (pip install matplotlib)"
+    errors = [r for part in raw.values() for r in part if "error" in r or not r.get("complete")]
+    if not a.no_summary:
+        if errors:
+            msg += "\nsummary: not written (some cases failed or were incomplete)"
+        else:
+            tables = markdown_tables(summary, a)
+            spath = write_summary(
+                "spine", argv=argv, started=started, machine_before=machine,
+                settings={k: v for k, v in vars(a).items()
+                          if k not in ("out", "summary_dir", "no_summary", "no_plot")},
+                figures={**summary, "targets_goal": TARGETS}, tables=tables,
+                summary_dir=a.summary_dir,
+                packages=("tornado", "pandas", "pyarrow", "numpy", "orjson"),
+                notes=[f"raw per-case figures: benchmarks/results/spine-{stamp}.json "
+                       "(not committed)"])
+            msg += f"\nsummary: {spath}"
     console.print(msg + f"\n({time.monotonic() - t0:.0f} s)")
-    errors = [r for part in raw.values() for r in part if "error" in r]
     return 1 if errors else 0
 
 

@@ -17,12 +17,15 @@ opened, every page must show points (a deadline, not a sleep), then CPU time and
 RSS of the measured processes are sampled over ``--seconds``. CPU is % of one core.
 
 Run: ``python -m benchmarks viewers`` (``--viewers 1,10,50 --seconds 5 --rate 1000
---fps 10``; ``--json out.json``). Loopback only; bounded time; it stops by itself.
+--fps 10``; ``--json out.json``). Raw figures go to benchmarks/results/viewers.json,
+the summary the docs cite to docs/results/viewers.json. Loopback only; bounded
+time; it stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import http.server
 import json
 import multiprocessing as mp
@@ -40,8 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DESCRIPTION = ("server RSS and CPU per dashboard viewer: Bokeh server app vs static "
                "self-streaming page, 1/10/50 viewers in headless Chromium")
-
-
 
 def _trades(start: int, n: int) -> Any:
     import numpy as np
@@ -161,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--json", default=None, help="write the figures here "
                     "(default benchmarks/results/viewers.json)")
+    from benchmarks import add_summary_options, machine_facts, write_summary
+
+    add_summary_options(ap)
     a = ap.parse_args(argv)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    machine = machine_facts()
     levels = sorted(int(v) for v in a.viewers.split(","))
     modes = a.modes.split(",")
 
@@ -230,7 +236,43 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(a.json) if a.json else results_dir() / "viewers.json"
     path.write_text(json.dumps(out, indent=2))
     print(f"\nwrote {path}")
+    tabs = tables(rows, modes)
+    print("\n" + tabs["viewers"])
+    if not a.no_summary:
+        spath = write_summary(
+            "viewers", argv=argv, started=started, machine_before=machine,
+            settings={"viewers": levels, "seconds": a.seconds, "settle": a.settle, "rate": a.rate,
+                      "fps": a.fps, "window": a.window, "modes": modes},
+            figures={"rows": rows}, tables=tabs, summary_dir=a.summary_dir,
+            packages=("bokeh", "tornado", "playwright", "psutil"),
+            notes=["points_before/points_after: points all pages held when the measurement "
+                   "window opened and closed (growing = the pages kept up)"])
+        print(f"summary: {spath}")
     return 0
+
+
+def tables(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, str]:
+    """One row per viewer count: CPU (% of one core), RSS, and per viewer, for each mode."""
+    from benchmarks import markdown_table
+
+    by = {(r["mode"], r["viewers"]): r for r in rows}
+    levels = sorted({r["viewers"] for r in rows})
+    header = ["viewers"]
+    for m in modes:
+        header += [f"{m}: CPU", f"{m}: RSS", f"{m}: per viewer", f"{m}: page points (start → end)"]
+    body = []
+    for n in levels:
+        line: list[Any] = [n]
+        for m in modes:
+            r = by.get((m, n))
+            if r is None:
+                line += ["—"] * 4
+                continue
+            per = "—" if n == 0 else f"{r['cpu_per_viewer']:.2f} % · {r['rss_per_viewer']:.1f} MiB"
+            pts = "—" if n == 0 else f"{r['points_before']:,} → {r['points_after']:,}"
+            line += [f"{r['cpu_pct']:.1f} %", f"{r['rss_mib']:.1f} MiB", per, pts]
+        body.append(line)
+    return {"viewers": markdown_table(header, body, "r" * len(header))}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,15 +248,19 @@ class RedisServer:
              "--protected-mode", "yes"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + timeout
-        while not _redis_ping(self.port):
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {err}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not answer PING within {timeout}s")
-            time.sleep(0.02)
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"redis-server exited with {proc.returncode}: {err}")
+            return _redis_ping(self.port)
+
+        try:
+            poll_until(answers, timeout, "redis-server to answer PING", step=0.02)
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(f"redis-server did not answer PING within {timeout}s") from None
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -1,8 +1,10 @@
-"""The benchmark command runs: ``python -m benchmarks spine --quick`` end to end.
+"""The benchmark command runs: every benchmark imports, the quick ones run end to end.
 
-A smoke test only: one subscriber, 100-row batches, a fraction of a second per
-case. It checks that every case ran and the results file is complete; it
-asserts nothing about speed (the figures live in docs/benchmarks.md).
+Smoke tests only: ``spine --quick`` (one subscriber, 100-row batches, a fraction of
+a second per case), ``feed --quick`` and ``chart_frame --quick``, each writing its
+summary to a temporary directory; the browser benchmarks (notebook, viewers) are
+checked up to their figures and tables, from recorded inputs. Nothing here asserts
+speed (the figures live in docs/benchmarks.md, from docs/results/).
 """
 
 from __future__ import annotations
@@ -25,10 +27,20 @@ def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_list_names_the_spine_benchmark() -> None:
-    proc = _run("--list", timeout=60)
+def test_list_names_every_benchmark_and_each_imports() -> None:
+    proc = _run("--list", timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "spine" in proc.stdout
+    names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert {"spine", "feed", "notebook", "viewers", "chart_frame"} <= names
+    assert "cannot import" not in proc.stdout, proc.stdout
+
+
+def _summary(path: Path, name: str) -> dict:
+    doc = json.loads((path / f"{name}.json").read_text())
+    assert doc["benchmark"] == name
+    assert doc["command"].startswith(f"python -m benchmarks {name} ")
+    assert doc["machine"]["cpus"] >= 1 and doc["date"] and doc["tables"]
+    return doc
 
 
 def test_unknown_benchmark_is_refused() -> None:
@@ -39,7 +51,8 @@ def test_unknown_benchmark_is_refused() -> None:
 
 @pytest.mark.timeout(300)
 def test_spine_quick_run_writes_results(tmp_path: Path) -> None:
-    proc = _run("spine", "--quick", "--no-plot", "--out", str(tmp_path))
+    proc = _run("spine", "--quick", "--no-plot", "--out", str(tmp_path),
+                "--summary-dir", str(tmp_path))
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     doc = json.loads((tmp_path / "spine-latest.json").read_text())
     assert doc["benchmark"] == "spine"
@@ -53,4 +66,56 @@ def test_spine_quick_run_writes_results(tmp_path: Path) -> None:
             assert r["delivered_rows"] == r["expected_rows"] > 0, r
     for r in raw["latency"]:
         assert r["latency"]["samples"] > 0
+    for r in raw["pandas"]:  # every system ends with a DataFrame of the rows it received
+        assert r["frame_rows"] and r["frame_rows"][0] >= r["delivered_rows"], r
     assert "Fan-out" in proc.stdout
+    tables = _summary(tmp_path, "spine")["tables"]
+    assert {"fanout", "cases"} <= set(tables)  # (no targets: they concern 100 subscribers)
+    assert "| 100 | 1 |" in tables["fanout"]
+
+
+@pytest.mark.timeout(300)
+def test_feed_quick_run_writes_its_summary(tmp_path: Path) -> None:
+    proc = _run("feed", "--quick", "--summary-dir", str(tmp_path))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    doc = _summary(tmp_path, "feed")
+    assert {len(doc["figures"]["runs"][k]) for k in ("receive", "bare", "livestream")} == {1}
+    assert "livestream feed stream" in doc["tables"]["clients"]
+
+
+@pytest.mark.timeout(300)
+def test_chart_frame_quick_run_writes_its_summary(tmp_path: Path) -> None:
+    proc = _run("chart_frame", "--quick", "--summary-dir", str(tmp_path))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    fig = _summary(tmp_path, "chart_frame")["figures"]
+    assert fig["livestream"]["comm_messages_per_frame"] == 3  # one PATCH-DOC per frame
+    assert fig["naive"]["comm_messages_per_frame"] > 3
+    assert fig["livestream"]["points"] == fig["naive"]["points"] == 20_000
+
+
+def test_notebook_figures_count_what_the_page_received() -> None:
+    from benchmarks import bench_notebook as nb
+
+    kernel = {"fed": 10_000, "start": 100.0, "end": 112.0, "feed_s": 10.0,
+              "kernel_rows": 10_000, "comm_messages": 600, "updates": 200}
+    # the page got rows 0..5999, then (after a redraw from the window) 8000..9999
+    samples = [(100.0 + t / 10, min(8_000, t * 100)) for t in range(0, 121)]
+    acc = {"received": 8_000, "skipped": 2_000, "max": 9_999, "streams": 150, "resets": 1}
+    r = nb.phase_figures(kernel, samples, acc, exceeded=[105.0, 200.0], batch=500)
+    assert r["page_rows_received"] == 8_000 and r["page_rows_missing"] == 2_000
+    assert r["page_rows_skipped_inside"] == 2_000 and r["page_redraws"] == 1
+    assert r["iopub_rate_exceeded"] == 1  # only the event inside the phase
+    assert r["page_rows_per_s"] == 1_000  # 100 rows per 0.1 s sample, until the final count
+    table = nb.tables({"phases": {"server-livestream": r}})["phases"]
+    assert "end to end" in table and "| 2,000 |" in table
+
+
+def test_viewers_table_has_a_row_per_viewer_count() -> None:
+    from benchmarks import bench_viewers as bv
+
+    rows = [{"mode": "static", "viewers": 0, "cpu_pct": 5.0, "rss_mib": 150.0},
+            {"mode": "static", "viewers": 10, "cpu_pct": 6.0, "rss_mib": 151.0,
+             "cpu_per_viewer": 0.1, "rss_per_viewer": 0.1, "points_before": 10,
+             "points_after": 20}]
+    table = bv.tables(rows, ["static"])["viewers"]
+    assert table.splitlines()[2].startswith("| 0 |") and "10 → 20" in table

@@ -28,6 +28,7 @@ import click
 import numpy as np
 import pandas as pd
 import pytest
+import trustme
 from testutil import poll as shared_poll
 
 import livestream as ls
@@ -521,7 +522,6 @@ def test_ohlc_bars_match_a_direct_computation() -> None:
 
 
 def test_serve_with_tls_and_publish_over_https(procs, table_files, tmp_path) -> None:
-    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert_pem, key_pem, ca_pem = (tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")

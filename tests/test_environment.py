@@ -13,8 +13,8 @@ from packaging.specifiers import SpecifierSet
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
+else:  # Python 3.10: a test dependency (pyproject's [test] extra)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,10 @@ def test_the_package_itself_is_installed_editable(env: dict) -> None:
 # -- the machinery the suite runs on ------------------------------------------------------------
 
 
-def test_ci_runs_scripts_test_and_fails_on_no_tests() -> None:
+def test_ci_runs_scripts_test_and_fails_on_no_tests(tmp_path: Path) -> None:
+    """scripts/test runs its setup hooks with the interpreter it was given, then pytest
+    with that interpreter, and turns "no tests ran" into a failure. A hook of the test's
+    own stands in for scripts/test.d (which builds and tests the JS client)."""
     import os
     import subprocess
 
@@ -117,13 +120,20 @@ def test_ci_runs_scripts_test_and_fails_on_no_tests() -> None:
     assert "scripts/test" in ci
     for script in (ROOT / ".ci" / "run", ROOT / "scripts" / "test"):
         assert os.access(script, os.X_OK), f"{script} is not executable"
-    env = {**os.environ, "LIVESTREAM_SKIP_INSTALL": "1", "LIVESTREAM_SKIP_APT": "1", "CI": ""}
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    seen = tmp_path / "hook-saw"
+    (hooks / "10-probe.sh").write_text(f'printf "%s" "$PYTHON" > "{seen}"\n')
+    env = {**os.environ, "LIVESTREAM_SKIP_INSTALL": "1", "LIVESTREAM_SKIP_APT": "1", "CI": "",
+           "PYTHON": sys.executable, "LIVESTREAM_TEST_HOOKS": str(hooks)}
     res = subprocess.run(
         ["bash", str(ROOT / "scripts" / "test"), str(Path(__file__)), "-q",
          "-p", "no:cacheprovider", "-k", "no_test_is_named_like_this"],
         capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert "no tests" in res.stderr
+    assert seen.read_text() == sys.executable  # the hook ran, with our interpreter
+    assert f"scripts/test: {sys.executable} -m pytest" in res.stderr  # and so did pytest
 
 
 @pytest.mark.redis

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,6 +26,20 @@ def poll(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(step)
+
+
+async def until(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+                step: float = 0.002) -> Any:
+    """:func:`poll` for code on an event loop: awaits between calls, so the loop (the
+    server or client under test) runs while we wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(step)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -187,6 +187,13 @@ class ChartCore:
             self._x_cat = True
         fig_kw.update(opts.figure)
         self.figure = figure(**fig_kw)
+        # The browser recomputes a live chart's auto-ranges on every frame and the plot's
+        # inner size whenever its tick labels change width, and would push each change
+        # back (to a Bokeh server session, or to the kernel as comm messages). Nothing
+        # reads them, and the echo queues ahead of the user's own actions (a dashboard's
+        # Pause click waited behind it; docs/decisions.md).
+        for model in (self.figure, self.figure.x_range, self.figure.y_range):
+            model.syncable = False
         if self._x_dt:
             self.figure.xaxis.formatter = DatetimeTickFormatter(**DATETIME_FORMATTER_KW)
         if x is not None:

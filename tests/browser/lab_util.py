@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,27 +75,22 @@ def start_lab(tmp: Path, env_extra: dict[str, str] | None = None,
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"jupyter lab exited:\n{log_path.read_text(errors='replace')}")
         try:
             with urllib.request.urlopen(f"{url}/api/status", timeout=2) as r:
-                if r.status == 200:
-                    break
+                return r.status == 200
         except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("jupyter lab did not start in 120 s")
-        proc_wait(proc, 0.2)
+            return False
+
+    try:
+        poll(answers, 120, "jupyter lab to answer /api/status", step=0.2)
+    except AssertionError:
+        proc.kill()
+        raise RuntimeError("jupyter lab did not start in 120 s") from None
     return Lab(url=url, root=root, log_path=log_path, proc=proc)
-
-
-def proc_wait(proc: subprocess.Popen, timeout: float) -> None:
-    """Wait for ``proc`` to exit for up to ``timeout`` seconds (a bounded poll step)."""
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout)
 
 
 def stop_lab(lab: Lab) -> None:

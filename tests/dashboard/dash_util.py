@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from testutil import poll as shared_poll
+from testutil import poll  # noqa: F401 - re-exported for the tests here
 
 #: Points per chart of the page's (first) Bokeh document, by figure title (status suffix cut).
 CHART_POINTS_JS = """
@@ -37,6 +36,3 @@ def chart_info(page: Any, title: str) -> list | None:
     return (page.evaluate(CHART_POINTS_JS) or {}).get(title)
 
 
-def poll(fn: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
-    """Call ``fn()`` until truthy; fail after ``timeout`` s (a deadline, not a sleep)."""
-    return shared_poll(fn, timeout, what, step=step)

@@ -3,6 +3,7 @@ BokehJS comes from the server itself, and the CLI / ``bokeh serve`` serve a scri
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -55,9 +56,42 @@ def test_dashboard_charts_grow_in_chromium_with_local_bokehjs(demo_dash, browser
         page.close()
 
 
-def test_two_sessions_are_independent(demo_dash, browser):
-    a, _, _ = open_page(browser, demo_dash.url)
-    b, _, _ = open_page(browser, demo_dash.url)
+#: Keeps every text message the page sends on a WebSocket (installed before the page loads).
+SENT_LOG_JS = """
+(() => {
+  window.__lsSent = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === "string") window.__lsSent.push(data);
+    return send.call(this, data);
+  };
+})()
+"""
+
+
+def test_live_charts_push_nothing_back_to_the_server(trading_dash, browser):
+    """A chart redraws its auto-ranges every frame and re-lays out when its tick labels
+    change width; none of that may travel back to the server as document patches (it
+    queued ahead of user clicks: a Pause took effect > 30 s late on a busy server)."""
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.add_init_script(SENT_LOG_JS)
+    page.goto(trading_dash.url, wait_until="domcontentloaded")
+    try:
+        seen = [poll(lambda: chart_points(page, TRADES), 60, "the trades chart's first points")]
+        for _ in range(3):  # several frames with new data: ranges and axes move
+            seen.append(poll(lambda: (n := chart_points(page, TRADES)) > seen[-1] and n, 60,
+                             f"more than {seen[-1]} points"))
+        events = [e for text in page.evaluate("window.__lsSent")
+                  if text.startswith('{"events"') for e in json.loads(text)["events"]]
+        changes = [(e["model"]["id"], e["attr"]) for e in events if e["kind"] == "ModelChanged"]
+        assert changes == [], f"the page pushed {len(changes)} model changes: {changes[:10]}"
+    finally:
+        page.close()
+
+
+def test_two_sessions_are_independent(trading_dash, browser):
+    a, _, _ = open_page(browser, trading_dash.url)
+    b, _, _ = open_page(browser, trading_dash.url)
     try:
         poll(lambda: chart_points(a, TRADES) and chart_points(b, TRADES), 60,
              "both pages to draw trades")

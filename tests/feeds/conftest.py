@@ -11,11 +11,12 @@ import asyncio
 import gc
 import os
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from testutil import poll
+from testutil import until as shared_until
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -42,26 +43,12 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
 
 async def until(cond: Callable[[], Any], what: str = "condition", timeout: float = DEADLINE) -> Any:
     """Await until ``cond()`` is truthy (polling the loop), or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
+    return await shared_until(cond, timeout, what)
 
 
 def wait_for(cond: Callable[[], Any], what: str = "condition", timeout: float = DEADLINE) -> Any:
     """Blocking :func:`until` for code not on a loop (scripts, threads)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+    return poll(cond, timeout, what, step=0.002)
 
 
 @pytest.fixture(autouse=True)

@@ -76,8 +76,6 @@ def test_pause_resume_close_by_index_name_and_object():
 
 
 def test_status_widget_has_working_buttons_per_row():
-    pytest.importorskip("ipywidgets")
-
     async def main():
         f = await FakeExchange().start()
         feed = open_feed(f.url, on_open=[SUB], ack={"event": "subscribed"}, params={"t": "1"})
@@ -103,8 +101,6 @@ def test_status_widget_has_working_buttons_per_row():
 
 
 def test_feed_status_widget_shows_attempts_and_last_failure():
-    pytest.importorskip("ipywidgets")
-
     async def main():
         f = await FakeExchange(require_token="yes").start()
         feed = open_feed(f.url, backoff=(0.005, 0.05))

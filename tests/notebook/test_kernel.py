@@ -9,10 +9,10 @@ apart), and every fed row must be in the chart's data source, in order.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from kernel_util import max_per_window, msg_time
+from testutil import poll
 
 FEED = r'''
 import asyncio, threading
@@ -41,14 +41,9 @@ async def feed(sub, rate=50_000, seconds=3.0, tick=0.01, start=None):
 
 
 def wait_until(kernel, expr: str, timeout: float = 60.0):
-    """Poll ``expr`` in the kernel until it is truthy (between polls the loop runs frames)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = kernel.value(expr)
-        if last:
-            return last
-    raise AssertionError(f"{expr!r} still {last!r} after {timeout}s")
+    """Poll ``expr`` in the kernel until it is truthy (between polls the loop runs frames;
+    each poll is a round trip to the kernel, so no pause is needed between them)."""
+    return poll(lambda: kernel.value(expr), timeout, repr(expr), step=0)
 
 
 def patch_messages(kernel, comm_id: str) -> list[dict]:

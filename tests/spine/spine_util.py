@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+from testutil import until as shared_until
 from tornado.websocket import websocket_connect
 
 import livestream as ls
@@ -38,11 +39,7 @@ def async_test(timeout: float = 60.0) -> Callable:
 
 async def until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     """Poll ``pred`` on the loop until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+    await shared_until(pred, timeout, what, step=0.005)
 
 
 def trades(n: int, start: int = 0, seed: int = 0) -> pd.DataFrame:

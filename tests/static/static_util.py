@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from testutil import poll as shared_poll
+from testutil import poll  # noqa: F401 - re-exported for the tests here
 
 from livestream.dashboard.static import PAGE_POINTS_JS
 
@@ -58,9 +57,6 @@ class Feed:
         self._thread.join(timeout=10)
 
 
-def poll(fn: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
-    """Call ``fn()`` until truthy; fail after ``timeout`` s (a deadline, not a sleep)."""
-    return shared_poll(fn, timeout, what, step=step)
 
 #: Points per Bokeh document on a page (see ``livestream.dashboard.static``).
 CDS_POINTS_JS = PAGE_POINTS_JS
