@@ -14,7 +14,8 @@ The layers, bottom to top (``docs/decisions.md``, "Layers point one way")::
     backplane         client  views       where topics live | subscriptions | drawing
     server            notebook            Tornado server | Jupyter widgets
                       dashboard           layouts, Bokeh server apps, static pages
-    demo  cli  cli_bridge  cli_dashboard
+    demo
+    cli                                   the `livestream` command and its plug-ins
     livestream/__init__.py                the public API: imports anything, imported by nothing
 
 A group may import the groups listed under it in :data:`BELOW` and, transitively,
@@ -48,9 +49,7 @@ BELOW: dict[str, tuple[str, ...]] = {
     "notebook": ("views", "client"),
     "dashboard": ("notebook",),
     "demo": ("dashboard", "server"),
-    "cli_bridge": ("client", "server"),
-    "cli_dashboard": ("dashboard", "server"),
-    "cli": ("demo", "cli_bridge", "cli_dashboard"),
+    "cli": ("demo",),
 }
 
 

@@ -15,7 +15,7 @@ from conftest import run, until, wait_for
 from fakefeed import FakeExchange
 
 import livestream
-from livestream.cli_bridge import bridge
+from livestream.cli.bridge import bridge
 from livestream.client.feed import open_feed
 
 SUB = {"op": "subscribe", "channel": "trades"}
@@ -124,7 +124,7 @@ def test_bridge_command_relays_a_feed_into_a_topic():
         srv = bg.call(lambda: livestream.serve(port=0))
         env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "livestream.cli_bridge", f.url, "--server", srv.url,
+            [sys.executable, "-m", "livestream.cli.bridge", f.url, "--server", srv.url,
              "--topic", "trades", "--on-open", '{"op": "subscribe", "channel": "trades"}',
              "--ack", "event=subscribed", "--select", "channel=trades", "--path", "data",
              "--column", "seq:int", "--column", "price=px:float", "--column", "ts:datetime",

@@ -27,7 +27,7 @@ def make_server(app_path: str, *, host: str = "127.0.0.1", port: int = 5006,
     from bokeh.command.util import build_single_handler_application
     from bokeh.server.server import Server
 
-    from .dashboard.server import (
+    from ..dashboard.server import (
         default_origins,
         ensure_local_resources,
         pick_port,

@@ -56,8 +56,8 @@ def _parse_columns(items: tuple[str, ...]) -> dict | None:
     """``name:type`` or ``name=source:type`` (source may be dotted or an index)."""
     if not items:
         return None
-    from .client.feeds.convert import resolve_type
-    from .client.feeds.parse import Column
+    from ..client.feeds.convert import resolve_type
+    from ..client.feeds.parse import Column
 
     cols: dict[str, Any] = {}
     for item in items:
@@ -167,8 +167,8 @@ def bridge(url: str, server: str, topic: str, select: tuple[str, ...], path: str
 
 async def _run_bridge(url: str, server: str, topic: str, token: str | None, options: dict,
                       stream_opts: dict, duration: float | None) -> None:
-    from .client.connection import Connection
-    from .client.feed import open_feed
+    from ..client.connection import Connection
+    from ..client.feed import open_feed
 
     target = Connection(server, token=token) if token else Connection(server)
     feed = open_feed(url, **options)
@@ -207,5 +207,5 @@ async def _run_bridge(url: str, server: str, topic: str, token: str | None, opti
                    err=True)
 
 
-if __name__ == "__main__":  # python -m livestream.cli_bridge URL ...
+if __name__ == "__main__":  # python -m livestream.cli.bridge URL ...
     bridge()
