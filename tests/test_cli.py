@@ -263,6 +263,20 @@ def test_bad_tls_files_are_a_one_line_error(table_files) -> None:
 # -- serve ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_sigterm_as_soon_as_the_url_is_printed_stops_cleanly(procs, command) -> None:
+    # SIGTERM can arrive while the command still prints its banner, before it waits:
+    # that must be the same clean stop (exit 0, "stopped."), not "Aborted." with 130.
+    extra = ["--no-dashboard"] if command == "demo" else []
+    for _ in range(5):  # the window is a few lines of printing: try it several times
+        p = start(procs, command, "--port", "0", "--duration", "120", *extra)
+        p.wait_for(WS_URL)
+        p.p.send_signal(signal.SIGTERM)
+        rc, out, err = p.finish()
+        assert rc == 0, err
+        assert "stopped." in out
+
+
 def test_serve_answers_health_and_stops_on_sigterm(procs) -> None:
     p = start(procs, "serve", "--port", "0", "--duration", "120",
               "--allow-origin", "http://localhost:5006", "--retention-rows", "500")

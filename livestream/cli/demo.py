@@ -94,27 +94,27 @@ def demo(rate: float, duration: float | None, seed: int | None, feeds: tuple[str
     srv = _start_server(kw)
     try:
         feed = run_demo_feeds(srv, rate, seed=seed, feeds=feeds or ("trading", "chat", "game"))
-    except Exception:
+    except BaseException:  # KeyboardInterrupt too: SIGTERM may come at any moment
         srv.close()
         raise
     dash = None
     if with_dashboard:
         try:
             dash = _start_demo_dashboard(srv, feed, kw, dashboard_port)
-        except Exception:
+        except BaseException:
             feed.stop()
             srv.close()
             raise
     console = _console()
-    _print_urls(console, srv, f"livestream {__version__} demo")
-    if dash is not None:
-        console.print(f"  Dashboard  {dash.url}")
-    console.print(f"Topics: {', '.join(feed.topics)}")
-    console.print("In a notebook:  import livestream as ls; "
-                  f"ls.connect({srv.url!r}).subscribe('trades').df")
-    sys.stdout.flush()
     prev: dict[str, collections.deque] = {}
     try:
+        _print_urls(console, srv, f"livestream {__version__} demo")
+        if dash is not None:
+            console.print(f"  Dashboard  {dash.url}")
+        console.print(f"Topics: {', '.join(feed.topics)}")
+        console.print("In a notebook:  import livestream as ls; "
+                      f"ls.connect({srv.url!r}).subscribe('trades').df")
+        sys.stdout.flush()
         if console.is_terminal:
             with Live(_stats_table(srv, prev, feed), console=console, auto_refresh=False) as live:
                 _wait(srv, duration,
@@ -124,6 +124,8 @@ def demo(rate: float, duration: float | None, seed: int | None, feeds: tuple[str
             _wait(srv, duration)
             if not srv.closed:
                 console.print(_stats_table(srv, prev, feed))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM before the wait began: the same clean stop
     finally:
         feed.stop()
         if dash is not None:

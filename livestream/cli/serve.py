@@ -197,11 +197,13 @@ def serve(duration: float | None, log_level: str, **kw: Any) -> None:
     _setup_logging(log_level)
     srv = _start_server(kw)
     console = _console()
-    _print_urls(console, srv, f"livestream {__version__} serving")
-    console.print("Press Ctrl-C to stop.")
-    sys.stdout.flush()
     try:
+        _print_urls(console, srv, f"livestream {__version__} serving")
+        console.print("Press Ctrl-C to stop.")
+        sys.stdout.flush()
         _wait(srv, duration)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM before the wait began: the same clean stop
     finally:
         srv.close()
     console.print("stopped.")
