@@ -59,3 +59,13 @@ def _open_http(cls: type[_C], url: str, *args: Any, **kw: Any) -> _C:
         return cls(url, *args, **kw)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--url'") from None
+
+
+def tls_options() -> list[Any]:
+    """``--insecure`` and ``--ca``: how the HTTP commands verify an https:// server."""
+    return [
+        click.option("--insecure", is_flag=True,
+                     help="Do not verify the server's TLS certificate."),
+        click.option("--ca", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="CA bundle to verify an https:// server with."),
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..client.http import HttpPublisher
-from ._common import CLIError, _console, _open_http, _positive
+from ._common import CLIError, _console, _open_http, _positive, tls_options
 
 
 def read_table(path: str, fmt: str | None = None, parse_dates: tuple[str, ...] = ()) -> Any:
@@ -63,10 +63,7 @@ def _client_options(fn: Any) -> Any:
                      help="CSV column to parse as datetimes (repeatable)."),
         click.option("--batch-rows", type=click.IntRange(min=1), default=50_000,
                      show_default=True, help="Largest number of rows per request."),
-        click.option("--insecure", is_flag=True,
-                     help="Do not verify the server's TLS certificate."),
-        click.option("--ca", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="CA bundle to verify an https:// server with."),
+        *tls_options(),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

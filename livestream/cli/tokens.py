@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..client.http import HttpClient
-from ._common import _console, _open_http
+from ._common import _console, _open_http, tls_options
 
 
 def _when(text: str, now: float) -> float:
@@ -113,10 +113,7 @@ def _topics_options(fn: Any) -> Any:
         click.option("--token", envvar="LIVESTREAM_TOKEN", default=None,
                      help="Token: subscribe rights to list, admin rights to delete "
                           "[env: LIVESTREAM_TOKEN]."),
-        click.option("--insecure", is_flag=True,
-                     help="Do not verify the server's TLS certificate."),
-        click.option("--ca", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="CA bundle to verify an https:// server with."),
+        *tls_options(),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
