@@ -1,7 +1,8 @@
 """The benchmark command runs: every benchmark imports, the quick ones run end to end.
 
 Smoke tests only: ``spine --quick`` (one subscriber, 100-row batches, a fraction of
-a second per case), ``feed --quick`` and ``chart_frame --quick``, each writing its
+a second per case), ``feed --quick``, ``chart_frame --quick`` and ``transports --quick``
+(whichever client libraries are installed), each writing its
 summary to a temporary directory; the browser benchmarks (notebook, viewers) are
 checked up to their figures and tables, from recorded inputs. Nothing here asserts
 speed (the figures live in docs/benchmarks.md, from docs/results/).
@@ -31,7 +32,7 @@ def test_list_names_every_benchmark_and_each_imports() -> None:
     proc = _run("--list", timeout=120)
     assert proc.returncode == 0, proc.stderr
     names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
-    assert {"spine", "feed", "notebook", "viewers", "chart_frame"} <= names
+    assert {"spine", "feed", "notebook", "viewers", "chart_frame", "transports"} <= names
     assert "cannot import" not in proc.stdout, proc.stdout
 
 
@@ -91,6 +92,41 @@ def test_chart_frame_quick_run_writes_its_summary(tmp_path: Path) -> None:
     assert fig["livestream"]["comm_messages_per_frame"] == 3  # one PATCH-DOC per frame
     assert fig["naive"]["comm_messages_per_frame"] > 3
     assert fig["livestream"]["points"] == fig["naive"]["points"] == 20_000
+
+
+@pytest.mark.timeout(300)
+def test_transports_quick_run_writes_its_summary(tmp_path: Path) -> None:
+    from benchmarks import bench_transports as bt
+
+    proc = _run("transports", "--quick", "--summary-dir", str(tmp_path))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    doc = _summary(tmp_path, "transports")
+    for workload in bt.WORKLOADS:
+        fig = doc["figures"][workload]
+        assert fig[bt.BASELINE]["status"] == "ok"  # Tornado is a runtime dependency
+        for name in bt.CLIENTS:  # every library measured, or said to be missing
+            assert fig[name]["status"] == ("ok" if bt.installed(name) else "not installed"), \
+                (name, fig[name])
+        for run in doc["figures"]["runs"][workload].values():
+            assert len(run) == 1 and run[0]["msgs_per_s"] > 0
+        assert "| Tornado, `on_message_callback`" in doc["tables"][workload]
+
+
+def test_transports_reports_a_missing_library_as_not_installed(monkeypatch) -> None:
+    from benchmarks import bench_transports as bt
+
+    monkeypatch.setitem(bt.NEEDS, "picows", "livestream_no_such_module")
+    assert not bt.installed("picows")
+    run = {"msgs_per_s": 1000.0, "cpu_us_per_msg": 5.0}
+    runs = {"json": {"tornado-callback": [run], "aiohttp": [dict(run, msgs_per_s=3000.0)]}}
+    summary = bt.summarise(runs, ["tornado-callback", "aiohttp"])
+    assert summary["json"]["picows"] == {"status": "not installed"}
+    assert summary["json"]["aiohttp"]["vs_baseline"][0] == 3.0
+    table = bt.tables(summary, 1, {"messages": 10, "frames": 1, "json_bytes": 120,
+                                   "arrow_bytes": 5000}, {"picows": "not installed"})["json"]
+    picows_row = next(line for line in table.splitlines() if "picows" in line)
+    assert "| not installed |" in picows_row
+    assert "3.00×" in table
 
 
 def test_notebook_figures_count_what_the_page_received() -> None:
