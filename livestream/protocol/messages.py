@@ -130,7 +130,7 @@ def parse_client_message(msg: Any) -> ClientMessage:
         raise ProtocolError("bad_message", "a message must be a JSON object")
     mtype = msg.get("type")
     mid = msg.get("id")
-    if mid is not None and not isinstance(mid, int | str):
+    if "id" in msg and (not isinstance(mid, int | str) or isinstance(mid, bool)):
         raise ProtocolError("bad_message", "'id' must be a string or an integer")
     if not isinstance(mtype, str):
         raise ProtocolError("bad_message", "a message needs a string 'type'", id=mid)

@@ -15,7 +15,11 @@ Tornado's own write buffer"). Those reliances are:
 - :class:`StrictProtocol`, the RFC 6455 checks Tornado's server side leaves out, hooks
   ``WebSocketProtocol13``'s frame reader (``_receive_frame``, ``_read_bytes``,
   ``_handle_message``, ``_run_callback``, ``_frame_compressed``, ``_message_bytes_in``)
-  and is installed through ``WebSocketHandler.get_websocket_protocol``.
+  and is installed through ``WebSocketHandler.get_websocket_protocol``;
+- Tornado's keepalive (``WebSocketProtocol13.periodic_ping``) closes a connection whose
+  pong is late by calling ``self.close(reason="ping timed out")`` without a code (so 1000,
+  a normal closure); :meth:`StrictProtocol.close` recognises that call by its reason and
+  sends 1011 instead (docs/protocol.md §7.2).
 
 :func:`check` verifies them on a real socket pair and raises :class:`RuntimeError`
 naming what changed; ``livestream.serve()`` calls it before it listens, and the test
@@ -134,6 +138,10 @@ def closing(handler: WebSocketHandler) -> bool:
 _VALID_CLOSE_CODES = frozenset([*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)])
 
 
+#: The reason Tornado's ``periodic_ping`` passes to ``close()`` when a pong is late.
+PING_TIMEOUT_REASON = "ping timed out"
+
+
 class _Violation(Exception):
     """A frame that breaks RFC 6455; fail the connection with ``code``."""
 
@@ -204,6 +212,17 @@ class StrictProtocol(WebSocketProtocol13):
                 return None
         return super()._handle_message(opcode, data)
 
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close; Tornado's ping timeout (no code, reason :data:`PING_TIMEOUT_REASON`) gets
+        1011 and the reason ``ping timeout``, not 1000: the server did not close normally,
+        the client stopped answering (RFC 6455 §7.4.1: 1011, an unexpected condition)."""
+        if code is None and reason == PING_TIMEOUT_REASON:
+            code, reason = CloseCode.INTERNAL_ERROR, "ping timeout"
+            handler = self.handler
+            if getattr(handler, "close_reason_tag", None) == "client":
+                handler.close_reason_tag = "ping_timeout"
+        super().close(code, reason)
+
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection: a close frame with ``code``, then close the TCP stream."""
         log.info("livestream: closing a client that broke RFC 6455 (%s): %s", code, reason)
@@ -237,6 +256,10 @@ def _static_problems() -> list[str]:
     if "_read_bytes" not in names or "_handle_message" not in names:
         problems.append("WebSocketProtocol13._receive_frame no longer reads through "
                         "_read_bytes and _handle_message")
+    ping = getattr(WebSocketProtocol13, "periodic_ping", None)
+    if ping is None or PING_TIMEOUT_REASON not in ping.__code__.co_consts:
+        problems.append("WebSocketProtocol13.periodic_ping no longer closes with reason "
+                        f"{PING_TIMEOUT_REASON!r} (the ping-timeout close would not be 1011)")
     init_names = (WebSocketProtocol13.__init__.__code__.co_names
                   + WebSocketProtocol.__init__.__code__.co_names)
     for attr in ("_frame_compressed", "_message_bytes_in", "client_terminated", "params"):

@@ -177,4 +177,6 @@ class ServerConfig:
             "slow_consumer": self.slow_consumer,
             "retention_rows": self.retention_rows,
             "max_topics": self.max_topics,
+            "max_errors": self.max_errors,
+            "ping_timeout": self.ping_timeout,
         }

@@ -151,8 +151,9 @@ class TopicsHandler(_Base):
 class TopicHandler(_Base):
     def get(self, name: str) -> None:
         try:
+            check_topic_name(name)  # as POST and DELETE: 400 bad_topic_name, not 404
             self.server.auth.check(self.grant(), "subscribe", name)
-        except AuthError as exc:
+        except (TopicError, AuthError) as exc:
             return self.fail(exc.code, str(exc))
         topic = self.server.backplane.get(name)
         if topic is None:
