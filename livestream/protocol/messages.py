@@ -27,7 +27,7 @@ class CloseCode(IntEnum):
     PROTOCOL_ERROR = 1002  # a frame breaking RFC 6455 (unmasked, invalid close code, ...)
     INVALID_PAYLOAD = 1007  # a text frame or close reason that is not UTF-8
     MESSAGE_TOO_BIG = 1009  # a frame above max_message_size
-    INTERNAL_ERROR = 1011
+    INTERNAL_ERROR = 1011  # the client did not answer a WebSocket ping within ping_timeout
     SLOW_CONSUMER = 4000  # the client's send queue exceeded its limit
     UNSUPPORTED_VERSION = 4001  # hello asked for a protocol version the server lacks
     TOO_MANY_ERRORS = 4002  # too many malformed messages in a row

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import pandas as pd
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -191,6 +192,25 @@ def test_keyed_topic_dedup_order_and_offsets(server) -> None:
             "upsert", 3, 5, {"k": ["c", "a"], "v": [5, 6]})
 
 
+def test_replace_topic_offsets(server) -> None:
+    """§4.3: a replace topic's ``subscribed.offset`` is its ``next`` (no per-row history);
+    its snapshot has ``offset = next - rows``."""
+    server.publish("src", pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+    server.derive("d", "src", lambda df: df.tail(2))
+    with ws(server) as c:
+        send(c, {"type": "subscribe", "topic": "d", "id": 1})
+        s = recv(c)
+        while not s["exists"] or s["schema"] is None:  # the derivation may not have run yet
+            s = recv(c)
+        assert s["mode"] == "replace" and s["offset"] == s["next"]
+        snap = recv(c)
+        assert snap["type"] == "snapshot" and snap["offset"] == snap["next"] - snap["rows"]
+        assert snap["next"] == s["next"] and snap["columns"] == {"x": [2.0, 3.0]}
+        send(c, {"type": "publish", "topic": "d", "id": 2, "columns": {"x": [1.0]}})
+        err = recv(c)
+        assert (err["code"], err["id"], err["topic"]) == ("derived_topic", 2, "d")
+
+
 def test_zero_row_publish_is_acked_and_sends_an_empty_append(server) -> None:
     publish_http(server, "z", {"columns": {"x": [1]}})
     with ws(server) as c:
@@ -203,6 +223,16 @@ def test_zero_row_publish_is_acked_and_sends_an_empty_append(server) -> None:
             "append", 1, 1, 0, {"x": []})
         assert recv(c) == {"type": "ack", "topic": "z", "offset": 1, "next": 1, "rows": 0,
                            "id": 5}
+    server.topic("kz", key="k")
+    publish_http(server, "kz", {"columns": {"k": ["a"], "v": [1]}})
+    with ws(server) as c:
+        send(c, {"type": "subscribe", "topic": "kz"})
+        recv(c)
+        recv(c)
+        send(c, {"type": "publish", "topic": "kz", "columns": {"k": [], "v": []}})
+        u = recv(c)
+        assert (u["type"], u["offset"], u["next"], u["rows"]) == ("upsert", 1, 1, 0)
+        assert recv(c)["type"] == "ack"
 
 
 # -- §4.7 publish example, §4.8 ping, §4.9 errors ---------------------------------------------
@@ -345,16 +375,18 @@ def test_http_endpoints_status_codes(make_server) -> None:
 def test_csv_value_formats(server) -> None:
     publish_http(server, "c", {
         "schema": [{"name": "ts", "type": "datetime64[ms, UTC]"}, {"name": "f", "type": "float64"},
+                   {"name": "nv", "type": "datetime64[ms]"}, {"name": "g", "type": "float64"},
                    {"name": "n", "type": "Int64"}, {"name": "b", "type": "bool"},
                    {"name": "s", "type": "string"}],
-        "columns": {"ts": [1714557600000, None], "f": [1.5, None], "n": [3, None],
+        "columns": {"ts": [1714557600000, None], "f": [1.5, None], "nv": [1714557600500, None],
+                    "g": ["Infinity", "-Infinity"], "n": [3, None],
                     "b": [True, False], "s": ["a,b", None]}})
     status, ctype, body = http(server, "GET", "/topics/c?format=csv")
     assert status == 200 and ctype.startswith("text/csv")
     assert body.decode().splitlines() == [
-        "ts,f,n,b,s",
-        '2024-05-01 10:00:00+00:00,1.5,3,True,"a,b"',
-        ",,,False,",
+        "ts,f,nv,g,n,b,s",
+        '2024-05-01 10:00:00+00:00,1.5,2024-05-01 10:00:00.500,inf,3,True,"a,b"',
+        ",,,-inf,,False,",
     ]
 
 
