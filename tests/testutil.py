@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -52,3 +55,21 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+def raw_websocket(port: int, host: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
+    """A connection to ``/ws`` opened with a hand-written RFC 6455 handshake (no WebSocket
+    library): the socket, and whatever the server sent after its ``101`` response."""
+    sock = socket.create_connection((host, port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed during the handshake"
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock, rest

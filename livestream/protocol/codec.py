@@ -227,6 +227,9 @@ def _decode_json_column(vals: list, t: str, cats: list | None):
     if is_datetime_type(t):
         unit, tz = datetime_parts(t)
         if any(isinstance(v, str) for v in vals):  # ISO-8601 strings, accepted on publish
+            if not all(v is None or isinstance(v, str) for v in vals):  # §6.2: not mixed
+                raise ValueError("expected ISO-8601 strings (or null) throughout, not mixed "
+                                 "with numbers")
             idx = pd.to_datetime(vals, utc=tz is not None, format="ISO8601")
             if tz is not None:
                 idx = idx.tz_convert(tz)

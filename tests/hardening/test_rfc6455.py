@@ -4,30 +4,21 @@ UTF-8. Each fails the connection with a close frame carrying the RFC's code."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
 import struct
 
 import pytest
+from testutil import raw_websocket
 
 from livestream.protocol import CloseCode
 
 
 def connect(port: int) -> socket.socket:
     """A WebSocket connection to ``/ws`` after a hand-written handshake."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        assert chunk, "connection closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
+    sock, rest = raw_websocket(port)
+    assert rest == b"", rest  # nothing is sent before the client speaks
     return sock
 
 

@@ -4,10 +4,7 @@ livestream client code, so that the document and the server cannot drift apart."
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import socket
 import struct
 import urllib.error
 import urllib.request
@@ -15,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from testutil import raw_websocket
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -314,18 +312,7 @@ def test_ping_timeout_closes_with_1011(make_server) -> None:
     """A client that never answers WebSocket pings is closed with 1011 (not 1000, which is the
     client's own normal closure)."""
     srv = make_server(ping_interval=0.2, ping_timeout=0.2)
-    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(4096)
-        assert chunk
-        buf += chunk
-    assert buf.startswith(b"HTTP/1.1 101")
-    buf = buf.split(b"\r\n\r\n", 1)[1]
+    sock, buf = raw_websocket(srv.port)
     frames = []
     with sock:
         while True:  # read (and never answer) until the server closes the TCP connection
