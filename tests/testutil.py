@@ -57,10 +57,16 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
         proc.wait(10)
 
 
-def raw_websocket(port: int, host: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
+def raw_websocket(port: int, host: str = "127.0.0.1", *, rcvbuf: int | None = None,
+                  ) -> tuple[socket.socket, bytes]:
     """A connection to ``/ws`` opened with a hand-written RFC 6455 handshake (no WebSocket
-    library): the socket, and whatever the server sent after its ``101`` response."""
-    sock = socket.create_connection((host, port), timeout=10)
+    library): the socket (10 s timeout), and whatever the server sent after its ``101``
+    response. ``rcvbuf`` sets a small receive buffer before connecting (real backpressure)."""
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect((host, port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"

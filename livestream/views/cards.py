@@ -234,7 +234,25 @@ def status_note(sub: Any, paused: bool = False, last_error: str | None = None) -
     return " · ".join(notes)
 
 
-class TableCore:
+class _CardCore:
+    """What a table and a ticker share: redraw only when the subscription, the view
+    filters or the status note changed since the last draw, and never while paused."""
+
+    sub: Any
+    filters: Any
+    _seen: tuple | None
+
+    def _changed_note(self, paused: bool, last_error: str | None) -> str | None:
+        """The status note ("" for none) when there is something new to draw, else None."""
+        note = status_note(self.sub, paused, last_error)
+        key = (self.sub.version, self.filters.epoch, note)
+        if key == self._seen or paused:
+            return None
+        self._seen = key
+        return note
+
+
+class TableCore(_CardCore):
     """A live table of one subscription: the latest ``rows`` rows (newest first) or a
     keyed table (sorted by ``sort_by``), ``columns`` only if given, filtered by the
     view filters (``filters``: the subscription's unless a dashboard session passes its
@@ -256,11 +274,9 @@ class TableCore:
         """``(rows, caption)`` to show now, or None when nothing changed since the last
         call (or the view is paused)."""
         sub = self.sub
-        note = status_note(sub, paused, last_error)
-        key = (sub.version, self.filters.epoch, note)
-        if key == self._seen or paused:
+        note = self._changed_note(paused, last_error)
+        if note is None:
             return None
-        self._seen = key
         df = apply_filters(latest_rows(sub, self.rows, self.sort_by, self.ascending),
                            self.filters.columns)
         if self.columns:
@@ -275,7 +291,7 @@ class TableCore:
                 for c in df.columns}
 
 
-class TickerCore:
+class TickerCore(_CardCore):
     """Live value cards of one subscription: the last ``value`` per ``by`` (see
     :class:`TickerState`), the keys shown limited by the view filters."""
 
@@ -290,11 +306,9 @@ class TickerCore:
              ) -> tuple[str, int] | None:
         """``(cards HTML, rows read)``, or None when nothing changed (or paused)."""
         sub = self.sub
-        note = status_note(sub, paused, last_error)
-        key = (sub.version, self.filters.epoch, note)
-        if key == self._seen or paused:
+        note = self._changed_note(paused, last_error)
+        if note is None:
             return None
-        self._seen = key
         rows = self.state.update(sub)
         by = self.state.by
         allowed = self.filters.columns.get(by) if by else None

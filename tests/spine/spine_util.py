@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import os
 import socket
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+from testutil import raw_websocket
 from testutil import until as shared_until
 from tornado.websocket import websocket_connect
 
@@ -116,19 +116,8 @@ class StalledSocket:
     """
 
     def __init__(self, port: int, topic: str | None = None, rcvbuf: int = 4096) -> None:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            buf += s.recv(1024)
-        assert b" 101 " in buf.split(b"\r\n")[0]
-        self.buf = buf.split(b"\r\n\r\n", 1)[1]
-        self.sock = s
+        self.sock, self.buf = raw_websocket(port, rcvbuf=rcvbuf)
+        self.sock.settimeout(None)  # blocking; read_frames sets its own timeout
         if topic is not None:
             self.send_text(orjson.dumps({"type": "subscribe", "topic": topic}))
 
