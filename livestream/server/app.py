@@ -59,6 +59,10 @@ from .websocket import ClientHandler
 log = logging.getLogger("livestream.server")
 
 
+#: extra room in a connection's read buffer beyond ``max_message_size`` (see serve())
+READ_BUFFER_MARGIN = 1024 * 1024
+
+
 class LivestreamServer:
     """Topic state, subscribers and fan-out. Lives on one event loop."""
 
@@ -777,7 +781,10 @@ def serve(
         core.start_timers()
         app = make_app(core)
         http = tornado.httpserver.HTTPServer(
-            app, ssl_options=_ssl_context(cfg), max_buffer_size=cfg.max_message_size,
+            app, ssl_options=_ssl_context(cfg),
+            # the read buffer holds a whole frame of max_message_size plus what the socket
+            # already read of the next (pipelined) frame: at most a read chunk or two
+            max_buffer_size=cfg.max_message_size + READ_BUFFER_MARGIN,
             max_body_size=cfg.max_message_size,
             # a request's headers (or the next request on a kept-alive connection) and
             # its body must arrive in time: half-sent requests cannot hold connections

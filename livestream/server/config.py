@@ -20,6 +20,8 @@ class ServerConfig:
 
     - ``max_message_size`` [16 MiB]: a bigger incoming frame closes the
       connection with 1009; a bigger POST body gets HTTP 400 (Tornado's, empty body).
+      Frames up to the limit may be pipelined: a connection's read buffer holds one
+      whole frame plus 1 MiB of the next.
     - ``max_subscriptions`` [256 per connection]: error frame
       ``too_many_subscriptions``.
     - ``max_rows_per_publish`` [1,000,000]: error frame / HTTP 413 ``too_many_rows``.

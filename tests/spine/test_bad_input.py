@@ -127,3 +127,19 @@ async def test_publish_over_websocket_json_and_arrow():
     conn.close()
     conn2.close()
     await srv.aclose()
+
+
+@async_test()
+async def test_frames_just_under_the_limit_sent_back_to_back_are_all_served():
+    # two frames each just under max_message_size, pipelined: the server's read buffer
+    # must hold a whole frame plus what the socket already read of the next one
+    limit = 256 * 1024
+    srv = ls.serve(port=0, max_message_size=limit)
+    client = await RawClient.open(srv.url)
+    pad = "x" * (limit - 200)
+    for i in range(3):
+        await client.send({"type": "ping", "id": f"p{i}", "t": pad})
+    for i in range(3):
+        assert (await client.recv_type("pong"))["id"] == f"p{i}"
+    client.close()
+    await srv.aclose()
