@@ -187,11 +187,11 @@ class ColumnWindow:
     def start_offset(self) -> int:
         return self.end_offset - len(self)
 
-    def append(self, df: pd.DataFrame | pa.Table | dict[str, Any]) -> None:
+    def append(self, df: pd.DataFrame | pa.Table | pa.RecordBatch | dict[str, Any]) -> None:
         """Append a batch already conformed to the schema (see ``Schema.conform``).
 
-        ``df`` may also be an Arrow table with the schema's columns (what a client
-        decodes from a binary frame): its columns are copied without pandas; or a
+        ``df`` may also be an Arrow table or record batch with the schema's columns
+        (what a client decodes from a binary frame): its columns are copied without pandas; or a
         dict of column name → 1-D array of the column's pandas/numpy type (what a feed
         stream builds), copied without a Series per column.
         """
@@ -203,7 +203,7 @@ class ColumnWindow:
         if max_rows is not None and n >= max_rows:
             if isinstance(df, dict):
                 tail = {k: v[n - max_rows:] for k, v in df.items()}
-            elif isinstance(df, pa.Table):
+            elif isinstance(df, pa.Table | pa.RecordBatch):
                 tail = df.slice(n - max_rows)
             else:
                 tail = df.iloc[n - max_rows :]
