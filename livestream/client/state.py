@@ -406,7 +406,8 @@ class SubscriptionState:
             self._rows = None
         else:
             self._table = None
-            self._rows = ColumnWindow(schema, self.window, start_offset=self.offset or 0)
+            self._rows = ColumnWindow(schema, self.window, start_offset=self.offset or 0,
+                                      arrow_strings=True)
 
     def apply(
         self,

@@ -426,7 +426,7 @@ def table_to_frame(table: pa.Table, schema: Schema | None = None) -> pd.DataFram
     if schema is not None:
         from ..core.window import ColumnWindow
 
-        window = ColumnWindow(schema, max_rows=None)
+        window = ColumnWindow(schema, max_rows=None, arrow_strings=True)
         window.append(table)
         return window.to_frame()
     frame = table.to_pandas()
