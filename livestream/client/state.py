@@ -54,6 +54,8 @@ DEFAULT_WINDOW = 100_000
 #: many batches copies them.
 MAX_PENDING_BATCHES = 256
 
+_concat_batches = getattr(pa, "concat_batches", None)  # pyarrow >= 19
+
 #: pandas copy-on-write (always on from pandas 3): a shallow copy of the cached frame
 #: is then a frame of its own for whoever holds it.
 _COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or \
@@ -273,7 +275,13 @@ class SubscriptionState:
             return
         batches, self._pending, self._pending_rows = self._pending, [], 0
         assert self._rows is not None
-        self._rows.append(batches[0] if len(batches) == 1 else pa.Table.from_batches(batches))
+        if len(batches) == 1:
+            data: pa.RecordBatch | pa.Table = batches[0]
+        elif _concat_batches is not None:  # one batch of contiguous columns, in C++
+            data = _concat_batches(batches)
+        else:  # pragma: no cover - pyarrow < 19
+            data = pa.Table.from_batches(batches)
+        self._rows.append(data)
 
     def _drop_pending(self) -> None:
         self._pending, self._pending_rows = [], 0

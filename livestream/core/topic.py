@@ -181,7 +181,9 @@ class Topic:
         if self.mode == "keyed":
             self._table = KeyedTable(schema, self.key)
         if self.mode != "replace":
-            self._log = ColumnWindow(schema, self.retention_rows, start_offset=self._next)
+            # append-only: string columns stay Arrow (no Python str per row, in or out)
+            self._log = ColumnWindow(schema, self.retention_rows, start_offset=self._next,
+                                     arrow_strings=True)
 
     def conform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate a batch against the schema (fixing it from the first batch)."""
