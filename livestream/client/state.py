@@ -445,6 +445,13 @@ class SubscriptionState:
         """
         if self.closed:
             return []
+        if kind == "append" and type(data) is pa.RecordBatch and columns is None \
+                and mode is None and not key:
+            rows = self._rows
+            if rows is not None and self._table is None and self._replaced is None and (
+                    schema is None or schema is self.schema) and (
+                    offset is None or offset == rows.end_offset + self._pending_rows):
+                return self._append_pending(data, epoch, next_offset, ts)
         if kind not in DATA_TYPES:
             raise ValueError(f"kind must be one of {DATA_TYPES}, got {kind!r}")
         if isinstance(data, pa.Table | pa.RecordBatch) and (
@@ -513,6 +520,34 @@ class SubscriptionState:
                 s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
             self.changed.notify_all()
         return [RowsApplied(self.name, kind, n, data, ts, self.schema)]
+
+    def _append_pending(self, batch: pa.RecordBatch, epoch: str | None,
+                        next_offset: int | None, ts: float | None) -> list[Event]:
+        """:meth:`apply` of an Arrow append that follows what is held, with the same
+        schema (every message of a live topic): the batch joins the pending ones."""
+        n = batch.num_rows
+        with self.changed:
+            self._frame = None
+            self._pending.append(batch)
+            self._pending_rows += n
+            window = self.window
+            if (window is not None and self._pending_rows >= window) or \
+                    len(self._pending) >= MAX_PENDING_BATCHES:
+                self._fold()
+            if epoch is not None:
+                self.epoch = epoch
+            self.offset = next_offset if next_offset is not None else (
+                self._rows.end_offset + self._pending_rows)  # type: ignore[union-attr]
+            self._version += 1
+            s = self.stats
+            s.rows += n
+            s.messages += 1
+            self.meter.add(n)
+            self.last_update = self.clock()
+            if ts is not None:
+                s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
+            self.changed.notify_all()
+        return [RowsApplied(self.name, "append", n, batch, ts, self.schema)]
 
     def _fold_in(self, data: pd.DataFrame | pa.Table | pa.RecordBatch) -> None:
         """Append ``data`` to the window: Arrow data waits in ``_pending`` (see
