@@ -49,9 +49,8 @@ from ..protocol.codec import ArrowStreamReader, table_to_frame
 
 DEFAULT_WINDOW = 100_000
 
-#: Arrow appends held undecoded-to-numpy before they are copied into the window in one
-#: go (see :meth:`SubscriptionState.apply`); a read, a window's worth of rows, or this
-#: many batches copies them.
+#: Arrow appends kept as record batches before they are copied into the window in one
+#: go (see :meth:`SubscriptionState.apply`): a read, or this many batches, copies them.
 MAX_PENDING_BATCHES = 256
 
 _concat_batches = getattr(pa, "concat_batches", None)  # pyarrow >= 19
@@ -226,6 +225,9 @@ class SubscriptionState:
         # Arrow appends not yet copied into ``_rows`` (they follow its end offset)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        # rows between the window's end and the first pending batch, dropped unseen: a
+        # window's worth of newer rows is pending (the window will be reset to them)
+        self._skipped = 0
         self._frame: pd.DataFrame | None = None  # frame() of the current version
         #: reads this topic's Arrow payloads, parsing the schema once (reset on gaps)
         self.decoder = ArrowStreamReader()
@@ -269,12 +271,20 @@ class SubscriptionState:
             n = len(self._rows) + self._pending_rows
             return n if self.window is None else min(n, self.window)
 
+    def _end_offset(self) -> int:
+        """The offset after the last row held, pending rows included."""
+        assert self._rows is not None
+        return self._rows.end_offset + self._skipped + self._pending_rows
+
     def _fold(self) -> None:
         """Copy the pending Arrow appends into the window, all at once (under the lock)."""
+        assert self._rows is not None
+        if self._skipped:  # everything in the window is older than the pending rows
+            self._rows.reset(self._rows.end_offset + self._skipped)
+            self._skipped = 0
         if not self._pending:
             return
         batches, self._pending, self._pending_rows = self._pending, [], 0
-        assert self._rows is not None
         if len(batches) == 1:
             data: pa.RecordBatch | pa.Table = batches[0]
         elif _concat_batches is not None:  # one batch of contiguous columns, in C++
@@ -284,7 +294,20 @@ class SubscriptionState:
         self._rows.append(data)
 
     def _drop_pending(self) -> None:
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows, self._skipped = [], 0, 0
+
+    def _bound_pending(self) -> None:
+        """After a batch joined the pending ones: drop the pending batches a window's
+        worth of newer rows hides (never copied), and copy into the window once
+        :data:`MAX_PENDING_BATCHES` batches wait."""
+        window, pending = self.window, self._pending
+        if window is not None:
+            while len(pending) > 1 and self._pending_rows - pending[0].num_rows >= window:
+                n = pending.pop(0).num_rows
+                self._pending_rows -= n
+                self._skipped += n
+        if len(pending) >= MAX_PENDING_BATCHES:
+            self._fold()
 
     @property
     def version(self) -> int:
@@ -436,8 +459,9 @@ class SubscriptionState:
         ``kind`` is snapshot, append, upsert or replace. ``data`` may be an Arrow
         table (or record batch) for appends to a rolling window: no DataFrame is built,
         and its columns are copied into the window's arrays later, many batches at
-        once (when the window is read, holds a window's worth of pending rows, or
-        :data:`MAX_PENDING_BATCHES` batches). ``columns``, the frame's columns as arrays
+        once (when the window is read, or :data:`MAX_PENDING_BATCHES` batches wait);
+        pending batches that a window's worth of newer rows hides are dropped without
+        ever being copied. ``columns``, the frame's columns as arrays
         (name → array), lets an append copy them without a Series per column.
         ``offset``/``next_offset`` place the rows (a source without offsets passes
         None: the rows follow what is held). ``ts`` is the server's time of the update
@@ -450,7 +474,7 @@ class SubscriptionState:
             rows = self._rows
             if rows is not None and self._table is None and self._replaced is None and (
                     schema is None or schema is self.schema) and (
-                    offset is None or offset == rows.end_offset + self._pending_rows):
+                    offset is None or offset == self._end_offset()):
                 return self._append_pending(data, epoch, next_offset, ts)
         if kind not in DATA_TYPES:
             raise ValueError(f"kind must be one of {DATA_TYPES}, got {kind!r}")
@@ -494,7 +518,7 @@ class SubscriptionState:
                     self._table.upsert(data)
                 else:
                     assert self._rows is not None
-                    if offset is not None and offset != self._rows.end_offset + self._pending_rows:
+                    if offset is not None and offset != self._end_offset():
                         self._drop_pending()
                         self._rows.reset(offset)
                         self._resets += 1
@@ -508,7 +532,7 @@ class SubscriptionState:
             if next_offset is not None:
                 self.offset = next_offset
             elif self._rows is not None:
-                self.offset = self._rows.end_offset + self._pending_rows
+                self.offset = self._end_offset()
             self._version += 1
             n = len(data)
             s = self.stats
@@ -530,14 +554,10 @@ class SubscriptionState:
             self._frame = None
             self._pending.append(batch)
             self._pending_rows += n
-            window = self.window
-            if (window is not None and self._pending_rows >= window) or \
-                    len(self._pending) >= MAX_PENDING_BATCHES:
-                self._fold()
+            self._bound_pending()
             if epoch is not None:
                 self.epoch = epoch
-            self.offset = next_offset if next_offset is not None else (
-                self._rows.end_offset + self._pending_rows)  # type: ignore[union-attr]
+            self.offset = next_offset if next_offset is not None else self._end_offset()
             self._version += 1
             s = self.stats
             s.rows += n
@@ -562,10 +582,7 @@ class SubscriptionState:
         else:
             self._pending.append(data)
         self._pending_rows += len(data)
-        window = self.window
-        if (window is not None and self._pending_rows >= window) or \
-                len(self._pending) >= MAX_PENDING_BATCHES:
-            self._fold()
+        self._bound_pending()
 
     def gap(self, gap: dict) -> list[Event]:
         """Record that rows were lost; the snapshot that follows resets the window (§10.4)."""

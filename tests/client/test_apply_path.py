@@ -162,6 +162,29 @@ def test_more_pending_rows_than_the_window_fold_into_it(monkeypatch):
     assert sub.df["ts"].tolist() == list(range(20, 32))
 
 
+def test_batches_hidden_by_a_window_of_newer_rows_are_never_copied(frames_built, monkeypatch):
+    copied: list[int] = []
+    real = ColumnWindow.append
+
+    def spy(self: ColumnWindow, df) -> None:
+        copied.append(len(df) if not isinstance(df, dict) else -1)
+        real(self, df)
+
+    proto, sub = connected(window=20)
+    monkeypatch.setattr(ColumnWindow, "append", spy)
+    for k in range(30):
+        feed(proto, sub, frame("append", 5 + 4 * k, 4))
+    assert copied == []  # nobody read: nothing copied into the window
+    assert sum(b.num_rows for b in sub.machine._pending) <= 24
+    assert len(sub) == 20 and sub.offset == 125
+    df, end, reset = sub.rows_since(0)
+    assert reset and end == 125 and df["ts"].tolist() == list(range(105, 125))
+    assert copied == [20]  # one copy of what is still visible
+    feed(proto, sub, frame("append", 125, 4))  # the window goes on from there
+    assert sub.df["ts"].tolist() == list(range(109, 129))
+    assert feed(proto, sub, frame("append", 100, 10)) == []  # held (offsets) already
+
+
 def test_resizing_with_pending_rows_keeps_the_newest():
     proto, sub = connected(window=100)
     for k in range(4):
