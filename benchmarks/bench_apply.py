@@ -12,7 +12,10 @@ client apply
     server's own encode path, are fed to 1, 10 or 100 subscriptions
     (``ClientProtocol.receive_data`` → ``SubscriptionState`` → ``Subscription``
     callbacks: offsets checked, rows into each rolling window, no DataFrame built
-    since nobody asks for one); every subscription gets every frame. Against
+    since nobody asks for one); every subscription gets every frame (``--messages``
+    600 of them: with 100-row batches the pending batches are copied into each
+    100,000-row window twice during the run, with 1000-row batches the window is
+    passed and the older batches are dropped uncopied). Against
     it, the **bare decode**: ``pyarrow.ipc.open_stream(msg).read_all()`` of the
     same rows as baseline (b) of the spine benchmark encodes them
     (``Table.from_pandas`` → IPC stream). CPU µs per message
@@ -142,8 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--subs", type=_ints, default=[1, 10, 100],
                    help="subscriptions fed every frame (default 1,10,100)")
     p.add_argument("--batches", type=_ints, default=[100, 1000], help="rows per message")
-    p.add_argument("--messages", type=int, default=2000,
-                   help="messages per client case (÷ subscriptions, at least 50)")
+    p.add_argument("--messages", type=int, default=600,
+                   help="messages each subscription gets per client case (default 600)")
     p.add_argument("--publishes", type=int, default=2000, help="publishes per server case")
     p.add_argument("--repeat", type=int, default=5, help="interleaved rounds (medians)")
     p.add_argument("--quick", action="store_true", help="smoke run (no summary by default)")
@@ -152,7 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if a.quick:
         if a.summary_dir is None:
             a.no_summary = True
-        a.subs, a.batches, a.messages, a.publishes, a.repeat = [1, 10], [100], 200, 200, 1
+        a.subs, a.batches, a.messages, a.publishes, a.repeat = [1, 10], [100], 100, 200, 1
     return a
 
 
@@ -166,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(a.repeat):
         for batch in a.batches:
             for n in a.subs:
-                count = max(50, a.messages // n)
-                frames, base = _frames(batch, count)
+                frames, base = _frames(batch, a.messages)
                 r = client_round(frames, base, n)
                 r.update(round=rnd, batch=batch, subs=n)
                 raw["client"].append(r)
