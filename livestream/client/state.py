@@ -471,11 +471,9 @@ class SubscriptionState:
             return []
         if kind == "append" and type(data) is pa.RecordBatch and columns is None \
                 and mode is None and not key:
-            rows = self._rows
-            if rows is not None and self._table is None and self._replaced is None and (
-                    schema is None or schema is self.schema) and (
-                    offset is None or offset == self._end_offset()):
-                return self._append_pending(data, epoch, next_offset, ts)
+            events = self._append_pending(data, schema, epoch, offset, next_offset, ts)
+            if events is not None:
+                return events
         if kind not in DATA_TYPES:
             raise ValueError(f"kind must be one of {DATA_TYPES}, got {kind!r}")
         if isinstance(data, pa.Table | pa.RecordBatch) and (
@@ -545,12 +543,18 @@ class SubscriptionState:
             self.changed.notify_all()
         return [RowsApplied(self.name, kind, n, data, ts, self.schema)]
 
-    def _append_pending(self, batch: pa.RecordBatch, epoch: str | None,
-                        next_offset: int | None, ts: float | None) -> list[Event]:
+    def _append_pending(self, batch: pa.RecordBatch, schema: Schema | None, epoch: str | None,
+                        offset: int | None, next_offset: int | None, ts: float | None
+                        ) -> list[Event] | None:
         """:meth:`apply` of an Arrow append that follows what is held, with the same
-        schema (every message of a live topic): the batch joins the pending ones."""
+        schema (every message of a live topic): the batch joins the pending ones.
+        None (nothing done) for any other append."""
         n = batch.num_rows
         with self.changed:
+            if self._rows is None or self._table is not None or self._replaced is not None \
+                    or (schema is not None and schema is not self.schema) \
+                    or (offset is not None and offset != self._end_offset()):
+                return None
             self._frame = None
             self._pending.append(batch)
             self._pending_rows += n
