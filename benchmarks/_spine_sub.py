@@ -21,6 +21,13 @@ What "delivered" means here (``mode``):
     ``orjson.loads`` → list of row dicts; baseline (b) and livestream
     ``pyarrow.ipc.open_stream(...).read_all()`` → ``pyarrow.Table`` (livestream
     first splits its frame header with ``livestream.protocol.unpack_binary``).
+``client`` (real-client fan-out)
+    livestream through the real client, as a user writes it: ``livestream.connect``
+    → ``Connection.subscribe`` per subscriber (offsets checked, rows in each
+    subscription's rolling window, no DataFrame built since nobody asks for one);
+    one poll task over all of them (every 1 ms) notes when rows arrive. The
+    baselines decode as in ``decode`` mode: the bare Tornado + pyarrow (or orjson)
+    loop.
 ``pandas``
     the rows end up in one pandas DataFrame holding the newest ``window`` rows
     (default 100,000), and the clock stops when that DataFrame exists — the same
@@ -124,13 +131,13 @@ class Client:
             if c.ready_left == 0 and not c.ready.done():
                 c.ready.set_result(None)
 
-    def got(self, n: int, ts_ns: int | None) -> None:
+    def got(self, n: int, ts_ns: int | None, messages: int = 1) -> None:
         now = time.monotonic()
         if self.first is None:
             self.first = now
         self.last = now
         self.rows += n
-        self.messages += 1
+        self.messages += messages
         c = self.case
         if ts_ns is not None:
             c.lat_ns.append(time.time_ns() - ts_ns)
@@ -224,13 +231,15 @@ def _handler(system: str, mode: str, cl: Client):
 async def _open(cmd: dict, case: Case) -> Client:
     cl = Client(case)
     system, mode, url, topic = cmd["system"], cmd["mode"], cmd["url"], cmd["topic"]
-    if system == "livestream" and mode == "pandas":
+    if system == "livestream" and mode in ("pandas", "client"):
         import livestream as ls
 
         conn = ls.connect(url, encoding="arrow", reconnect=False, ping_interval=None)
         cl.conn = conn
         sub = conn.subscribe(topic, window=case.window)
         cl.sub = sub
+        if mode == "client":
+            return cl  # one poll task for all (run_case)
         # No on_update callback: with one, the client builds a DataFrame per batch for
         # it. Users read sub.df / views read rows_since(); a 1 ms poll of the counters
         # stands in for them (the last batch's time is known to within 1 ms), and
@@ -248,6 +257,28 @@ async def _open(cmd: dict, case: Case) -> Client:
     else:
         cl.mark_ready()
     return cl
+
+
+async def _poll_all(clients: list[Client]) -> None:
+    """Real-client mode: note the rows every subscription received, every 1 ms."""
+    seen: dict[int, tuple[int, int]] = {}
+    try:
+        while True:
+            for i, cl in enumerate(clients):
+                sub = cl.sub
+                st = sub.stats_data
+                if i not in seen:
+                    if sub.offset is not None:
+                        seen[i] = (st.rows, st.messages)  # the snapshot: warm-up
+                        cl.mark_ready()
+                    continue
+                rows, msgs = seen[i]
+                if st.rows != rows:
+                    cl.got(st.rows - rows, None, st.messages - msgs)
+                    seen[i] = (st.rows, st.messages)
+            await asyncio.sleep(0.001)
+    except asyncio.CancelledError:
+        pass
 
 
 async def _poll(sub: Any, cl: Client) -> None:
@@ -285,13 +316,18 @@ async def run_case(cmd: dict, lines: asyncio.StreamReader) -> bool:
     case = Case(cmd["n"], bool(cmd.get("latency")), cmd.get("mode", "decode"),
                 cmd.get("window", 100_000))
     clients: list[Client] = []
+    poller = None
     try:
         for i in range(0, cmd["n"], 25):  # connect in groups: the accept backlog is finite
             chunk = range(i, min(cmd["n"], i + 25))
             clients += await asyncio.gather(*(_open(cmd, case) for _ in chunk))
+        if case.mode == "client" and cmd["system"] == "livestream":
+            poller = asyncio.ensure_future(_poll_all(clients))
         await asyncio.wait_for(case.ready, cmd.get("ready_timeout", 30.0))
     except Exception as exc:
         emit({"ev": "error", "error": f"{type(exc).__name__}: {exc}"})
+        if poller is not None:
+            poller.cancel()
         for cl in clients:
             cl.close()
         return True
@@ -302,6 +338,8 @@ async def run_case(cmd: dict, lines: asyncio.StreamReader) -> bool:
         return False
     msg = json.loads(line)
     if msg.get("cmd") != "expect":  # aborted
+        if poller is not None:
+            poller.cancel()
         for cl in clients:
             cl.close()
         return msg.get("cmd") != "quit"
@@ -332,6 +370,8 @@ async def run_case(cmd: dict, lines: asyncio.StreamReader) -> bool:
         "frame_ms": [round(c.frame_s * 1000, 3) for c in clients if c.frame_s is not None],
         "errors": case.errors[:5],
     })
+    if poller is not None:
+        poller.cancel()
     for cl in clients:
         cl.close()
     await asyncio.sleep(0.05)

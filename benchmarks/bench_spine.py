@@ -21,6 +21,13 @@ fan-out
     "Decoded" (``mode=decode``): baseline (a) ``orjson.loads`` → list of dicts;
     baseline (b) Arrow IPC → ``pyarrow.Table``; livestream frame header split +
     Arrow IPC → ``pyarrow.Table`` (the wire protocol spoken by hand, no pandas).
+real client
+    fan-out again, 100-row batches to 1, 10 and 100 subscribers, with livestream's
+    subscribers being the real client (``livestream.connect(url).subscribe(topic)``
+    each, all in one process: offsets checked, rows kept in each subscription's
+    rolling window) against baseline (b)'s bare Tornado + pyarrow decode loop.
+    Besides rows/s, the subscriber process's CPU (``time.process_time``) per
+    message received, for both.
 pandas
     one subscriber, 1000-row batches, until a pandas DataFrame of the newest
     ``--pandas-window`` rows (100k) is ready — the same end point for all three:
@@ -65,7 +72,10 @@ TARGETS = {
     "fanout_vs_json": 3.0,  # ≥ 3× baseline (a) at 100 subscribers
     "pandas_rows_per_s": 1_000_000,  # one subscriber into pandas, 1000-row batches
     "latency_p99_ms": 5.0,  # 100 subscribers at 10k rows/s
+    "client_vs_arrow": 1.0,  # ≥ 1.0× baseline (b) with 100 real-client subscribers
 }
+#: the systems of the real-client cases: livestream's client against the bare loop (b)
+CLIENT_SYSTEMS = ("livestream", "arrow")
 
 
 # -- the subscriber process ------------------------------------------------------------------
@@ -221,7 +231,11 @@ async def measure(
             gate_waits=waited,
             publish_call_ms=_pcts(calls),
             errors=[e for d in dones for e in d.get("errors", [])],
+            messages=sum(d.get("messages", 0) for d in dones),
+            subscriber_cpu_s=sum(d["cpu_s"] for d in dones),
         )
+        if res["messages"]:
+            res["subscriber_cpu_us_per_message"] = res["subscriber_cpu_s"] / res["messages"] * 1e6
         if mode == "pandas":
             rows = [r for d in dones for r in d.get("frame_rows", [])]
             res.update(frame_rows=rows, frame_ms=[m for d in dones for m in d.get("frame_ms", [])],
@@ -283,6 +297,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="publisher waits while a client has more unflushed bytes (default 256 KiB)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help="systems to run (default livestream,json,arrow)")
+    p.add_argument("--client-subs", type=_ints, default=[1, 10, 100],
+                   help="subscriber counts of the real-client cases (default 1,10,100)")
+    p.add_argument("--client-batch", type=int, default=100)
+    p.add_argument("--client-seconds", type=float, default=2.0,
+                   help="publishing time per real-client case (0 skips them)")
     p.add_argument("--pandas-seconds", type=float, default=2.0,
                    help="publishing time of the 1-subscriber pandas case (0 skips it)")
     p.add_argument("--pandas-batch", type=int, default=1000)
@@ -309,6 +328,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             a.no_summary = True
         a.subs, a.batches, a.seconds = [1], [100], 0.3
         a.pandas_seconds, a.pandas_batch = 0.3, 100
+        a.client_subs, a.client_seconds = [1], 0.3
         a.latency_subs, a.latency_seconds, a.latency_rate = [1], 0.3, 2000
         a.repeat = 1
     a.systems = [s for s in a.systems.split(",") if s]
@@ -324,6 +344,7 @@ async def run(a: argparse.Namespace, log: Any) -> dict:
     fanout: list[dict] = []
     pandas: list[dict] = []
     latency: list[dict] = []
+    client: list[dict] = []
     try:
         for rnd in range(a.repeat):
             order = a.systems if rnd % 2 == 0 else list(reversed(a.systems))
@@ -335,6 +356,15 @@ async def run(a: argparse.Namespace, log: Any) -> dict:
                         r["round"] = rnd
                         fanout.append(r)
                         log(_line("fan-out", r))
+            if a.client_seconds > 0:
+                for n in a.client_subs:
+                    for system in [s for s in order if s in CLIENT_SYSTEMS]:
+                        r = await measure(subs, system, mode="client", n=n,
+                                          batch=a.client_batch, seconds=a.client_seconds,
+                                          gate=a.gate)
+                        r["round"] = rnd
+                        client.append(r)
+                        log(_line("client", r))
             if a.pandas_seconds > 0:
                 for system in order:
                     r = await measure(subs, system, mode="pandas", n=1, batch=a.pandas_batch,
@@ -355,7 +385,7 @@ async def run(a: argparse.Namespace, log: Any) -> dict:
     finally:
         for s in subs:
             await s.close()
-    return {"fanout": fanout, "pandas": pandas, "latency": latency}
+    return {"fanout": fanout, "pandas": pandas, "latency": latency, "client": client}
 
 
 def _line(kind: str, r: dict) -> str:
@@ -363,7 +393,10 @@ def _line(kind: str, r: dict) -> str:
     if "error" in r:
         return f"{head} ERROR {r['error']}"
     s = f"{head} {r['rows_per_s'] / 1e6:7.3f} M rows/s  (srv cpu {r['server_cpu']:.0%}, " \
-        f"sub cpu {r['subscriber_cpu']:.0%})"
+        f"sub cpu {r['subscriber_cpu']:.0%}"
+    if r.get("subscriber_cpu_us_per_message") is not None:
+        s += f", {r['subscriber_cpu_us_per_message']:.1f} µs/msg"
+    s += ")"
     if not r["complete"]:
         s += " INCOMPLETE"
     if r.get("latency"):
@@ -433,6 +466,23 @@ def summarise(raw: dict, a: argparse.Namespace) -> dict:
             row[s]["publish_p99_ms"] = _spread([r["publish_call_ms"]["p99"] for r in rs])
         lat.append(row)
 
+    cli = []
+    for n in a.client_subs if a.client_seconds > 0 else []:
+        row = {"subs": n, "batch": a.client_batch}
+        per = {s: rate(raw["client"], system=s, subs=n) for s in CLIENT_SYSTEMS
+               if s in a.systems}
+        for s in per:
+            row[s] = _spread(list(per[s].values()))
+            row[f"{s}_cpu_us"] = _spread([r["subscriber_cpu_us_per_message"]
+                                          for r in raw["client"] if r["system"] == s
+                                          and r["subs"] == n and "error" not in r
+                                          and r.get("subscriber_cpu_us_per_message")])
+        if len(per) == 2:
+            row["livestream_vs_arrow"] = _spread(
+                [per["livestream"][k] / per["arrow"][k] for k in per["livestream"]
+                 if per["arrow"].get(k)])
+        cli.append(row)
+
     targets = []
     top = max(a.subs) if a.subs else None
     for ours in _OURS:
@@ -454,6 +504,14 @@ def summarise(raw: dict, a: argparse.Namespace) -> dict:
                                       f"{who}",
                             "value": v, "goal": TARGETS["pandas_rows_per_s"],
                             "met": v >= TARGETS["pandas_rows_per_s"]})
+        for row in cli:
+            if row["subs"] == 100 and "livestream_vs_arrow" in row and ours == "livestream":
+                v = row["livestream_vs_arrow"][0]
+                targets.append({"target": f"100 real-client subscribers, {row['batch']}-row "
+                                          f"batches: ÷ {LABELS['arrow']} ≥ "
+                                          f"{TARGETS['client_vs_arrow']}×",
+                                "value": v, "goal": TARGETS["client_vs_arrow"],
+                                "met": v >= TARGETS["client_vs_arrow"]})
         for row in lat:
             if row["subs"] == 100:
                 v = row[ours]["p99_ms"][0]
@@ -461,7 +519,7 @@ def summarise(raw: dict, a: argparse.Namespace) -> dict:
                                           f"rows/s ≤ {TARGETS['latency_p99_ms']} ms{who}",
                                 "value": v, "goal": TARGETS["latency_p99_ms"],
                                 "met": v <= TARGETS["latency_p99_ms"]})
-    return {"fanout": fan, "pandas": pan, "latency": lat, "targets": targets}
+    return {"fanout": fan, "pandas": pan, "latency": lat, "client": cli, "targets": targets}
 
 
 def _fmt_rate(t: tuple[float, float, float], spread: bool) -> str:
@@ -501,6 +559,17 @@ def print_tables(summary: dict, a: argparse.Namespace, console: Any) -> None:
         cells += [_fmt_ratio(row.get(f"{o}_vs_{b}"), spread) for o, b in pairs]
         t.add_row(*cells)
     console.print(t)
+
+    if summary["client"]:
+        t = Table(title=f"Real client, {a.client_batch}-row batches: delivered rows/s; "
+                        "subscriber CPU µs per message")
+        t.add_column("subs", justify="right")
+        for col in ("livestream client", "(b) bare loop", "ls ÷ (b)", "ls µs/msg",
+                    "(b) µs/msg"):
+            t.add_column(col, justify="right")
+        for row in summary["client"]:
+            t.add_row(*_client_cells(row, spread, md=False))
+        console.print(t)
 
     if a.pandas_seconds > 0:
         t = Table(title=f"One subscriber into pandas, {a.pandas_batch}-row batches: rows/s")
@@ -542,6 +611,17 @@ def print_tables(summary: dict, a: argparse.Namespace, console: Any) -> None:
         console.print(t)
 
 
+def _client_cells(row: dict, spread: bool, md: bool) -> list[str]:
+    def us(t: tuple[float, float, float] | None) -> str:
+        return "—" if t is None or t[0] != t[0] else f"{t[0]:.1f}"
+
+    fmt = _md_rate if md else (lambda t: _fmt_rate(t, spread))
+    return [str(row["subs"]), fmt(row.get("livestream", (float("nan"),) * 3)),
+            fmt(row.get("arrow", (float("nan"),) * 3)),
+            _md_ratio(row.get("livestream_vs_arrow"), spread),
+            us(row.get("livestream_cpu_us")), us(row.get("arrow_cpu_us"))]
+
+
 def _md_rate(t: tuple[float, float, float]) -> str:
     m = t[0]
     if m != m:
@@ -570,6 +650,12 @@ def markdown_tables(summary: dict, a: argparse.Namespace) -> dict[str, str]:
         ["batch", "subs", *[LABELS[s] for s in systems],
          *[f"{_SHORT[o]} ÷ {_SHORT[b]}" for o, b in pairs]], rows, "r" * (2 + len(systems)
                                                                         + len(pairs)))
+    if summary["client"]:
+        tables["client"] = markdown_table(
+            ["subs", "livestream client (M rows/s)", f"{LABELS['arrow']}: bare decode loop "
+             "(M rows/s)", "ls ÷ (b)", "livestream client CPU µs/msg",
+             "(b) bare loop CPU µs/msg"],
+            [_client_cells(row, spread, md=True) for row in summary["client"]], "r" * 6)
     cases = []
     if a.pandas_seconds > 0:
         pan = summary["pandas"]

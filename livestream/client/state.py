@@ -45,9 +45,20 @@ from ..core.keyed import KeyedTable
 from ..core.schema import Schema
 from ..core.window import ColumnWindow
 from ..protocol import decode_data
-from ..protocol.codec import table_to_frame
+from ..protocol.codec import ArrowStreamReader, table_to_frame
 
 DEFAULT_WINDOW = 100_000
+
+#: Arrow appends kept as record batches before they are copied into the window in one
+#: go (see :meth:`SubscriptionState.apply`): a read, or this many batches, copies them.
+MAX_PENDING_BATCHES = 256
+
+_concat_batches = getattr(pa, "concat_batches", None)  # pyarrow >= 19
+
+#: pandas copy-on-write (always on from pandas 3): a shallow copy of the cached frame
+#: is then a frame of its own for whoever holds it.
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or \
+    getattr(pd.options.mode, "copy_on_write", False) is True
 
 #: How many gap events a subscription remembers (:attr:`SubscriptionState.gaps`).
 GAP_HISTORY = 100
@@ -62,7 +73,7 @@ DATA_TYPES: tuple[str, ...] = ("snapshot", "append", "upsert", "replace")
 @dataclass(frozen=True)
 class RowsApplied:
     """An update was applied to the window. ``data`` holds its rows only: a DataFrame,
-    or an Arrow table for Arrow appends (:meth:`frame` converts)."""
+    or an Arrow table or record batch for Arrow appends (:meth:`frame` converts)."""
 
     topic: str
     kind: str  #: snapshot, append, upsert or replace
@@ -73,7 +84,7 @@ class RowsApplied:
 
     def frame(self) -> pd.DataFrame:
         """The rows of the update as a DataFrame."""
-        if isinstance(self.data, pa.Table):
+        if isinstance(self.data, pa.Table | pa.RecordBatch):
             return table_to_frame(self.data, self.schema)
         return self.data
 
@@ -211,6 +222,15 @@ class SubscriptionState:
         self._version = 0
         self._resets = 0
         self._gaps: deque[dict] = deque(maxlen=GAP_HISTORY)
+        # Arrow appends not yet copied into ``_rows`` (they follow its end offset)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        # rows between the window's end and the first pending batch, dropped unseen: a
+        # window's worth of newer rows is pending (the window will be reset to them)
+        self._skipped = 0
+        self._frame: pd.DataFrame | None = None  # frame() of the current version
+        #: reads this topic's Arrow payloads, parsing the schema once (reset on gaps)
+        self.decoder = ArrowStreamReader()
 
     def __repr__(self) -> str:
         return (f"<SubscriptionState {self.name!r} {self.stats.state} rows={len(self)} "
@@ -219,15 +239,26 @@ class SubscriptionState:
     # -- reading ------------------------------------------------------------------------
 
     def frame(self) -> pd.DataFrame:
-        """The rows held, as a new DataFrame."""
+        """The rows held, as a DataFrame of the caller's own.
+
+        Built when asked for, not per update, and kept until the next update: asking
+        again before then returns a (copy-on-write) copy of the same frame.
+        """
         with self.lock:
-            if self._table is not None:
-                return self._table.to_frame()
-            if self._replaced is not None:
-                return self._replaced.copy()
-            if self._rows is not None:
-                return self._rows.to_frame()
-            return self.schema.empty_frame() if self.schema is not None else pd.DataFrame()
+            df = self._frame
+            if df is None:
+                df = self._frame = self._build_frame()
+            return df.copy(deep=not _COPY_ON_WRITE)
+
+    def _build_frame(self) -> pd.DataFrame:
+        if self._table is not None:
+            return self._table.to_frame()
+        if self._replaced is not None:
+            return self._replaced.copy()
+        if self._rows is not None:
+            self._fold()
+            return self._rows.to_frame()
+        return self.schema.empty_frame() if self.schema is not None else pd.DataFrame()
 
     def __len__(self) -> int:
         with self.lock:
@@ -235,7 +266,48 @@ class SubscriptionState:
                 return len(self._table)
             if self._replaced is not None:
                 return len(self._replaced)
-            return len(self._rows) if self._rows is not None else 0
+            if self._rows is None:
+                return 0
+            n = len(self._rows) + self._pending_rows
+            return n if self.window is None else min(n, self.window)
+
+    def _end_offset(self) -> int:
+        """The offset after the last row held, pending rows included."""
+        assert self._rows is not None
+        return self._rows.end_offset + self._skipped + self._pending_rows
+
+    def _fold(self) -> None:
+        """Copy the pending Arrow appends into the window, all at once (under the lock)."""
+        assert self._rows is not None
+        if self._skipped:  # everything in the window is older than the pending rows
+            self._rows.reset(self._rows.end_offset + self._skipped)
+            self._skipped = 0
+        if not self._pending:
+            return
+        batches, self._pending, self._pending_rows = self._pending, [], 0
+        if len(batches) == 1:
+            data: pa.RecordBatch | pa.Table = batches[0]
+        elif _concat_batches is not None:  # one batch of contiguous columns, in C++
+            data = _concat_batches(batches)
+        else:  # pragma: no cover - pyarrow < 19
+            data = pa.Table.from_batches(batches)
+        self._rows.append(data)
+
+    def _drop_pending(self) -> None:
+        self._pending, self._pending_rows, self._skipped = [], 0, 0
+
+    def _bound_pending(self) -> None:
+        """After a batch joined the pending ones: drop the pending batches a window's
+        worth of newer rows hides (never copied), and copy into the window once
+        :data:`MAX_PENDING_BATCHES` batches wait."""
+        window, pending = self.window, self._pending
+        if window is not None:
+            while len(pending) > 1 and self._pending_rows - pending[0].num_rows >= window:
+                n = pending.pop(0).num_rows
+                self._pending_rows -= n
+                self._skipped += n
+        if len(pending) >= MAX_PENDING_BATCHES:
+            self._fold()
 
     @property
     def version(self) -> int:
@@ -270,6 +342,7 @@ class SubscriptionState:
         with self.lock:
             if self._rows is None or self._table is not None or self._replaced is not None:
                 return (self.frame() if self.schema is not None else None), self.offset, True
+            self._fold()
             end = self._rows.end_offset
             if offset is None or offset < self._rows.start_offset:
                 return self._rows.to_frame(), end, True
@@ -297,6 +370,7 @@ class SubscriptionState:
         if mtype == "subscribed":
             return self._subscribed(msg)
         if mtype == "gap":
+            self.decoder.reset()
             return self.gap(msg)
         if mtype == "error":
             return self.error(f"{msg.get('code')}: {msg.get('message')}")
@@ -310,6 +384,7 @@ class SubscriptionState:
                 self.key = tuple(msg["key"])
             if msg.get("schema") is not None:
                 self.announced_schema = Schema.from_json(msg["schema"])
+            self.decoder.reset()
         # "waiting": the topic has no rows (or does not exist) yet
         return self.set_state("live" if msg.get("schema") is not None else "waiting")
 
@@ -330,11 +405,18 @@ class SubscriptionState:
                 events += self.gap({"type": "gap", "topic": self.name, "epoch": epoch,
                                     "offset": held, "new_epoch": epoch, "until": offset,
                                     "reason": "hole"})
-        data = decode_data(msg, schema, payload, as_table=kind == "append" and payload is not None,
-                           trusted=True)
+        if epoch != self.epoch:
+            self.decoder.reset()  # a new history: its schema is read afresh
+        if payload is not None and len(payload):
+            # Arrow: the schema parsed once per topic (decoder); appends stay Arrow
+            data = self.decoder.read(payload, msg.get("rows"))
+            if kind != "append":
+                data = table_to_frame(data, schema)
+        else:
+            data = decode_data(msg, schema, payload, trusted=True)
         if same and offset < held:  # an overlap: keep the rows not held yet
             skip = held - offset
-            data = data.slice(skip) if isinstance(data, pa.Table) else \
+            data = data.slice(skip) if isinstance(data, pa.Table | pa.RecordBatch) else \
                 data.iloc[skip:].reset_index(drop=True)
             offset = held
         if self.stats.state == "waiting":
@@ -348,13 +430,15 @@ class SubscriptionState:
     def _ensure_storage(self, schema: Schema) -> None:
         if self.schema == schema and (self._rows is not None or self._table is not None):
             return
+        self._drop_pending()  # rows of the storage being replaced
         self.schema = schema
         if self.key:
             self._table = KeyedTable(schema, self.key)
             self._rows = None
         else:
             self._table = None
-            self._rows = ColumnWindow(schema, self.window, start_offset=self.offset or 0)
+            self._rows = ColumnWindow(schema, self.window, start_offset=self.offset or 0,
+                                      arrow_strings=True)
 
     def apply(
         self,
@@ -373,8 +457,11 @@ class SubscriptionState:
         """Apply one decoded update as given; returns ``[RowsApplied]`` (``[]`` once closed).
 
         ``kind`` is snapshot, append, upsert or replace. ``data`` may be an Arrow
-        table for appends to a rolling window: its columns are copied into the window
-        without a DataFrame being built. ``columns``, the frame's columns as arrays
+        table (or record batch) for appends to a rolling window: no DataFrame is built,
+        and its columns are copied into the window's arrays later, many batches at
+        once (when the window is read, or :data:`MAX_PENDING_BATCHES` batches wait);
+        pending batches that a window's worth of newer rows hides are dropped without
+        ever being copied. ``columns``, the frame's columns as arrays
         (name → array), lets an append copy them without a Series per column.
         ``offset``/``next_offset`` place the rows (a source without offsets passes
         None: the rows follow what is held). ``ts`` is the server's time of the update
@@ -382,12 +469,18 @@ class SubscriptionState:
         """
         if self.closed:
             return []
+        if kind == "append" and type(data) is pa.RecordBatch and columns is None \
+                and mode is None and not key:
+            events = self._append_pending(data, schema, epoch, offset, next_offset, ts)
+            if events is not None:
+                return events
         if kind not in DATA_TYPES:
             raise ValueError(f"kind must be one of {DATA_TYPES}, got {kind!r}")
-        if isinstance(data, pa.Table) and (kind != "append" or self._table is not None
-                                           or self._rows is None):
+        if isinstance(data, pa.Table | pa.RecordBatch) and (
+                kind != "append" or self._table is not None or self._rows is None):
             data = table_to_frame(data, schema or self.schema)
         with self.changed:
+            self._frame = None
             if mode is not None:
                 self.mode = mode
             if key:
@@ -415,7 +508,7 @@ class SubscriptionState:
                 if schema is not None:
                     self.schema = schema
             else:
-                if schema is not None and schema != self.schema:
+                if schema is not None and schema is not self.schema and schema != self.schema:
                     self._ensure_storage(schema)
                 elif self._rows is None and self._table is None:
                     self._ensure_storage(self.schema)  # type: ignore[arg-type]
@@ -423,16 +516,21 @@ class SubscriptionState:
                     self._table.upsert(data)
                 else:
                     assert self._rows is not None
-                    if offset is not None and offset != self._rows.end_offset:
+                    if offset is not None and offset != self._end_offset():
+                        self._drop_pending()
                         self._rows.reset(offset)
                         self._resets += 1
-                    self._rows.append(data if columns is None else columns)
+                    if columns is not None:
+                        self._fold()
+                        self._rows.append(columns)
+                    else:
+                        self._fold_in(data)
             if epoch is not None:
                 self.epoch = epoch
             if next_offset is not None:
                 self.offset = next_offset
             elif self._rows is not None:
-                self.offset = self._rows.end_offset
+                self.offset = self._end_offset()
             self._version += 1
             n = len(data)
             s = self.stats
@@ -444,6 +542,51 @@ class SubscriptionState:
                 s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
             self.changed.notify_all()
         return [RowsApplied(self.name, kind, n, data, ts, self.schema)]
+
+    def _append_pending(self, batch: pa.RecordBatch, schema: Schema | None, epoch: str | None,
+                        offset: int | None, next_offset: int | None, ts: float | None
+                        ) -> list[Event] | None:
+        """:meth:`apply` of an Arrow append that follows what is held, with the same
+        schema (every message of a live topic): the batch joins the pending ones.
+        None (nothing done) for any other append."""
+        n = batch.num_rows
+        with self.changed:
+            if self._rows is None or self._table is not None or self._replaced is not None \
+                    or (schema is not None and schema is not self.schema) \
+                    or (offset is not None and offset != self._end_offset()):
+                return None
+            self._frame = None
+            self._pending.append(batch)
+            self._pending_rows += n
+            self._bound_pending()
+            if epoch is not None:
+                self.epoch = epoch
+            self.offset = next_offset if next_offset is not None else self._end_offset()
+            self._version += 1
+            s = self.stats
+            s.rows += n
+            s.messages += 1
+            self.meter.add(n)
+            self.last_update = self.clock()
+            if ts is not None:
+                s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
+            self.changed.notify_all()
+        return [RowsApplied(self.name, "append", n, batch, ts, self.schema)]
+
+    def _fold_in(self, data: pd.DataFrame | pa.Table | pa.RecordBatch) -> None:
+        """Append ``data`` to the window: Arrow data waits in ``_pending`` (see
+        :meth:`apply`), anything else is copied now, after what is pending."""
+        assert self._rows is not None
+        if not isinstance(data, pa.Table | pa.RecordBatch):
+            self._fold()
+            self._rows.append(data)
+            return
+        if isinstance(data, pa.Table):
+            self._pending.extend(data.to_batches())
+        else:
+            self._pending.append(data)
+        self._pending_rows += len(data)
+        self._bound_pending()
 
     def gap(self, gap: dict) -> list[Event]:
         """Record that rows were lost; the snapshot that follows resets the window (§10.4)."""
@@ -471,7 +614,9 @@ class SubscriptionState:
         check_window(rows)
         with self.lock:
             self.window = rows
+            self._frame = None
             if self._rows is not None:
+                self._fold()
                 self._rows.set_max_rows(rows)
 
     def close(self) -> list[Event]:
@@ -488,3 +633,5 @@ class SubscriptionState:
             self._rows = None
             self._table = None
             self._replaced = None
+            self._frame = None
+            self._drop_pending()

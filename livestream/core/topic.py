@@ -25,13 +25,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 from ..errors import SchemaError, TopicError
 from .keyed import KeyedTable
-from .schema import Schema
+from .schema import Schema, column_arrays
 from .window import ColumnWindow
 
 Mode = Literal["append", "keyed", "replace"]
@@ -80,6 +80,13 @@ class Update:
     def rows(self) -> int:
         """Rows in ``frame`` (read once per subscriber per update: computed once)."""
         return len(self.frame)
+
+    @functools.cached_property
+    def arrays(self) -> dict[str, Any]:
+        """Column name → the array behind that column of ``frame`` (see
+        :func:`~livestream.core.schema.column_arrays`): read once per update, by the
+        topic's log and by every encoding of it."""
+        return dict(zip(self.frame.columns.tolist(), column_arrays(self.frame), strict=True))
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,9 @@ class Topic:
         if self.mode == "keyed":
             self._table = KeyedTable(schema, self.key)
         if self.mode != "replace":
-            self._log = ColumnWindow(schema, self.retention_rows, start_offset=self._next)
+            # append-only: string columns stay Arrow (no Python str per row, in or out)
+            self._log = ColumnWindow(schema, self.retention_rows, start_offset=self._next,
+                                     arrow_strings=True)
 
     def conform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate a batch against the schema (fixing it from the first batch)."""
@@ -206,7 +215,9 @@ class Topic:
             assert self._table is not None
             batch = self._table.upsert(batch)
         offset = self._next
-        self._log.append(batch)
+        # the column arrays, read once: the log and every encoding of the update share them
+        arrays = dict(zip(self.schema.names, column_arrays(batch), strict=True))
+        self._log.append(arrays)
         self._next += len(batch)
         now = self.clock()
         self.updated_at = now
@@ -214,7 +225,9 @@ class Topic:
             self._batches.append((self._next, now))
             self.expire(now)
         kind: Kind = "upsert" if self.mode == "keyed" else "append"
-        return Update(self.name, kind, self.epoch, offset, self._next, batch, now)
+        update = Update(self.name, kind, self.epoch, offset, self._next, batch, now)
+        update.__dict__["arrays"] = arrays  # the cached property, already known
+        return update
 
     def replace(self, df: pd.DataFrame) -> Update:
         """Replace the whole table (``replace`` topics)."""

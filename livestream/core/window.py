@@ -29,6 +29,11 @@ from .schema import (
 _MIN_CAPACITY = 1024
 _NAT = np.iinfo(np.int64).min
 
+#: Whether pandas' string dtype keeps its values in Arrow (pandas 3 with pyarrow): then
+#: a string column can stay Arrow from the wire to the DataFrame (:class:`_ArrowStrings`).
+ARROW_STRINGS = getattr(STRING_DTYPE, "storage", None) == "pyarrow" and hasattr(
+    STRING_DTYPE, "__from_arrow__")
+
 
 class _Column:
     """Storage of one column in a growable numpy array."""
@@ -161,21 +166,86 @@ class _Column:
         return data
 
 
+class _ArrowStrings:
+    """A string column kept as Arrow ``large_string`` chunks: rows [0, n) of the
+    column, appended at the end. No Python ``str`` is made per row, on write or on
+    read (pandas' Arrow-backed string dtype takes the chunks as they are); chunks
+    are concatenated when the window moves its rows to the front. Appends only:
+    no writes at row positions (keyed tables use :class:`_Column`)."""
+
+    def __init__(self, type_: str) -> None:
+        self.type = type_
+        self.chunks: list[pa.Array] = []
+        self.n = 0
+
+    def _slice(self, lo: int, hi: int) -> list[pa.Array]:
+        out = []
+        start = 0
+        for c in self.chunks:
+            end = start + len(c)
+            if end > lo and start < hi:
+                a = max(lo, start)
+                out.append(c.slice(a - start, min(hi, end) - a))
+            start = end
+            if start >= hi:
+                break
+        return out
+
+    def resize(self, capacity: int, lo: int, hi: int) -> None:
+        self.move_to_front(lo, hi)
+
+    def move_to_front(self, lo: int, hi: int) -> None:
+        kept = self._slice(lo, hi)
+        self.chunks = [pa.concat_arrays(kept)] if len(kept) > 1 else kept
+        self.n = hi - lo
+
+    def write(self, pos: int | np.ndarray, s: Any) -> None:
+        if not isinstance(pos, int):
+            raise TypeError("an Arrow string column is written by appending only")
+        if isinstance(s, pa.ChunkedArray):
+            s = s.chunk(0) if s.num_chunks == 1 else s.combine_chunks()
+        if isinstance(s, pa.Array):
+            arr = s if s.type == pa.large_string() else s.cast(pa.large_string())
+        else:
+            arr = pa.array(s.array if isinstance(s, pd.Series) else s,
+                           type=pa.large_string(), from_pandas=True)
+            if isinstance(arr, pa.ChunkedArray):
+                arr = arr.combine_chunks()
+        if pos != self.n:  # rewritten from ``pos`` on (a reset window starts at 0)
+            self.chunks = self._slice(0, pos)
+            self.n = pos
+        if len(arr):
+            self.chunks.append(arr)
+            self.n += len(arr)
+
+    def read(self, lo: int, hi: int) -> Any:
+        chunks = self._slice(lo, hi)
+        return STRING_DTYPE.__from_arrow__(pa.chunked_array(chunks, type=pa.large_string()))
+
+
 class ColumnWindow:
     """The last ``max_rows`` rows of a schema'd table, with their offsets.
 
     ``start_offset`` is the offset of the oldest retained row, ``end_offset`` the
     offset the next appended row will get. ``max_rows=None`` keeps everything.
+    ``arrow_strings`` keeps string columns as Arrow arrays when pandas' string dtype
+    is Arrow-backed (:data:`ARROW_STRINGS`): no Python object per row on append or
+    read, but no :meth:`overwrite` either (a client's rolling window; not keyed
+    tables).
     """
 
-    def __init__(self, schema: Schema, max_rows: int | None = None, start_offset: int = 0):
+    def __init__(self, schema: Schema, max_rows: int | None = None, start_offset: int = 0,
+                 *, arrow_strings: bool = False):
         if max_rows is not None and max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         self.schema = schema
         self.max_rows = max_rows
         cap = _MIN_CAPACITY if max_rows is None else min(_MIN_CAPACITY, 2 * max_rows)
         self._cap = cap
-        self._cols = {f.name: _Column(f.type, cap) for f in schema}
+        arrow = arrow_strings and ARROW_STRINGS
+        self._cols: dict[str, _Column | _ArrowStrings] = {
+            f.name: _ArrowStrings(f.type) if arrow and f.type == "string"
+            else _Column(f.type, cap) for f in schema}
         self._lo = 0
         self._hi = 0
         self.end_offset = start_offset
@@ -187,11 +257,11 @@ class ColumnWindow:
     def start_offset(self) -> int:
         return self.end_offset - len(self)
 
-    def append(self, df: pd.DataFrame | pa.Table | dict[str, Any]) -> None:
+    def append(self, df: pd.DataFrame | pa.Table | pa.RecordBatch | dict[str, Any]) -> None:
         """Append a batch already conformed to the schema (see ``Schema.conform``).
 
-        ``df`` may also be an Arrow table with the schema's columns (what a client
-        decodes from a binary frame): its columns are copied without pandas; or a
+        ``df`` may also be an Arrow table or record batch with the schema's columns
+        (what a client decodes from a binary frame): its columns are copied without pandas; or a
         dict of column name → 1-D array of the column's pandas/numpy type (what a feed
         stream builds), copied without a Series per column.
         """
@@ -203,7 +273,7 @@ class ColumnWindow:
         if max_rows is not None and n >= max_rows:
             if isinstance(df, dict):
                 tail = {k: v[n - max_rows:] for k, v in df.items()}
-            elif isinstance(df, pa.Table):
+            elif isinstance(df, pa.Table | pa.RecordBatch):
                 tail = df.slice(n - max_rows)
             else:
                 tail = df.iloc[n - max_rows :]

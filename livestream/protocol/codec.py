@@ -281,33 +281,60 @@ def arrow_schema(schema: Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _series_to_arrow(s: pd.Series, t: str, at: pa.DataType) -> pa.Array:
+def _series_to_arrow(s: Any, t: str, at: pa.DataType) -> pa.Array:
+    """One column (a Series, or the array behind one: see
+    :func:`~livestream.core.schema.column_arrays`) as an Arrow array of type ``at``."""
+    a = s.array if isinstance(s, pd.Series) else s
     if t in NUMPY_TYPES:
-        return pa.array(s.to_numpy(), type=at)
+        return pa.array(np.asarray(a), type=at)
     if t == "category":
-        codes = s.cat.codes.to_numpy().astype(np.int32, copy=False)
+        codes = np.asarray(a.codes).astype(np.int32, copy=False)
         indices = pa.array(codes, mask=codes < 0, type=pa.int32())
-        dictionary = pa.array(s.cat.categories.to_numpy(dtype=object), type=pa.large_string())
+        dictionary = pa.array(a.categories.to_numpy(dtype=object), type=pa.large_string())
         return pa.DictionaryArray.from_arrays(indices, dictionary)
     if is_datetime_type(t):
-        ints = s.array.asi8
-        return pa.array(ints, type=pa.int64(), mask=s.isna().to_numpy()).view(at)
-    arr = pa.array(s.array, type=at, from_pandas=True)
+        return pa.array(a.asi8, type=pa.int64(), mask=np.asarray(a.isna())).view(at)
+    arr = pa.array(a, type=at, from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return arr
 
 
-def encode_arrow(frame: pd.DataFrame, schema: Schema) -> bytes:
+#: The end-of-stream marker of an Arrow IPC stream.
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_message(schema: Schema) -> bytes | None:
+    """The encapsulated IPC schema message of ``arrow_schema(schema)`` (the first
+    bytes of every stream of it), or None when the schema has dictionary columns
+    (their streams hold dictionary batches: written by pyarrow's stream writer)."""
+    aschema = arrow_schema(schema)
+    if any(pa.types.is_dictionary(f.type) for f in aschema):
+        return None
+    return aschema.serialize().to_pybytes()
+
+
+def encode_arrow(frame: pd.DataFrame, schema: Schema,
+                 arrays: Mapping[str, Any] | None = None) -> bytes:
     """The rows of ``frame`` as one Arrow IPC stream of ``arrow_schema(schema)``.
 
     Built column by column from numpy (no pandas metadata): this is the hot path of
-    every binary update. Decode it with :func:`table_to_frame` and the schema.
+    every binary update. ``arrays``, column name → the frame's column array (an
+    update's :attr:`~livestream.core.topic.Update.arrays`), saves reading the columns
+    from the frame again. The schema message is serialised once per schema: a stream is
+    that message, one record batch message and the end-of-stream marker, the same
+    bytes pyarrow's stream writer produces. Decode it with :func:`table_to_frame`
+    and the schema.
     """
     aschema = arrow_schema(schema)
-    arrays = [_series_to_arrow(frame[f.name], f.type, af.type)
-              for f, af in zip(schema, aschema, strict=True)]
-    batch = pa.RecordBatch.from_arrays(arrays, schema=aschema)
+    cols = arrays if arrays is not None else frame
+    batch = pa.RecordBatch.from_arrays(
+        [_series_to_arrow(cols[f.name], f.type, af.type)
+         for f, af in zip(schema, aschema, strict=True)], schema=aschema)
+    head = _schema_message(schema)
+    if head is not None:
+        return b"".join((head, batch.serialize().to_pybytes(), _EOS))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, aschema) as writer:
         writer.write_batch(batch)
@@ -324,6 +351,70 @@ def read_arrow(data: bytes | memoryview) -> pa.Table:
         raise ProtocolError("bad_frame", f"not an Arrow IPC stream: {exc}") from None
 
 
+class ArrowStreamReader:
+    """Reads the Arrow IPC streams of one trusted server's data messages, parsing each
+    schema once.
+
+    Every stream of a topic starts with the same schema message (the same bytes:
+    :func:`encode_arrow`). The reader keeps the last schema message it parsed. A
+    stream that starts with exactly those bytes is read as one record batch with the
+    kept schema (``pyarrow.ipc.read_record_batch``, no schema parse) when its row
+    count is the message header's ``rows``; anything else (another schema: the
+    topic changed; a stream of several record batches; dictionary batches; no
+    ``rows`` given) is read in full, and its schema kept when streams of it can be
+    read this way. :meth:`reset` forgets the kept schema (a gap, a new epoch). Like
+    :func:`read_arrow` it **trusts** the bytes.
+    """
+
+    __slots__ = ("_head", "_schema", "hits", "misses")
+
+    def __init__(self) -> None:
+        self._head: bytes | None = None
+        self._schema: pa.Schema | None = None
+        #: streams read with the kept schema / read in full (for tests and profiling)
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def cached(self) -> bool:
+        """Whether a schema is kept."""
+        return self._head is not None
+
+    def reset(self) -> None:
+        """Forget the kept schema: the next stream is read in full."""
+        self._head = self._schema = None
+
+    def read(self, data: bytes | memoryview, rows: int | None = None
+             ) -> pa.RecordBatch | pa.Table:
+        """The rows of one stream (``rows``: the row count its message header states):
+        a record batch when read with the kept schema, else a table."""
+        head = self._head
+        if head is not None and rows is not None and bytes(data[:len(head)]) == head:
+            try:
+                batch = pa.ipc.read_record_batch(pa.py_buffer(data).slice(len(head)),
+                                                 self._schema)
+            except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+                raise ProtocolError("bad_frame", f"not an Arrow IPC stream: {exc}") from None
+            if batch.num_rows == rows:
+                self.hits += 1
+                return batch
+        self.misses += 1
+        table = read_arrow(data)
+        self._keep(data, table.schema)
+        return table
+
+    def _keep(self, data: bytes | memoryview, schema: pa.Schema) -> None:
+        self._head = self._schema = None
+        if any(pa.types.is_dictionary(f.type) for f in schema):
+            return  # its streams carry dictionary batches
+        head = bytes(data[:8])
+        if len(head) < 8 or head[:4] != b"\xff\xff\xff\xff":
+            return  # not the encapsulation livestream writes
+        size = 8 + int.from_bytes(head[4:8], "little")
+        if size < len(data):
+            self._head, self._schema = bytes(data[:size]), schema
+
+
 def table_to_frame(table: pa.Table, schema: Schema | None = None) -> pd.DataFrame:
     """An Arrow table as a DataFrame with livestream's dtypes.
 
@@ -335,7 +426,7 @@ def table_to_frame(table: pa.Table, schema: Schema | None = None) -> pd.DataFram
     if schema is not None:
         from ..core.window import ColumnWindow
 
-        window = ColumnWindow(schema, max_rows=None)
+        window = ColumnWindow(schema, max_rows=None, arrow_strings=True)
         window.append(table)
         return window.to_frame()
     frame = table.to_pandas()
@@ -561,7 +652,7 @@ def unpack_binary(data: bytes) -> tuple[dict, memoryview]:
     (n,) = _HEADER.unpack_from(data, 0)
     if n > len(data) - 4:
         raise ProtocolError("bad_frame", "binary frame header length exceeds the frame")
-    header = loads(bytes(data[4 : 4 + n]))
+    header = loads(memoryview(data)[4 : 4 + n])  # orjson reads the view: no copy
     if not isinstance(header, dict):
         raise ProtocolError("bad_frame", "binary frame header must be a JSON object")
     return header, memoryview(data)[4 + n :]
@@ -595,8 +686,10 @@ def data_header(
     return h
 
 
-def encode_data(header: dict, frame: pd.DataFrame, schema: Schema, encoding: str) -> bytes:
-    """Encode a row-carrying message. JSON returns the text frame's UTF-8 bytes."""
+def encode_data(header: dict, frame: pd.DataFrame, schema: Schema, encoding: str,
+                arrays: Mapping[str, Any] | None = None) -> bytes:
+    """Encode a row-carrying message. JSON returns the text frame's UTF-8 bytes.
+    ``arrays``: the frame's column arrays, if known (see :func:`encode_arrow`)."""
     if encoding == "json":
         cols, cats = encode_columns_json(frame, schema)
         msg = dict(header)
@@ -605,7 +698,7 @@ def encode_data(header: dict, frame: pd.DataFrame, schema: Schema, encoding: str
         msg["columns"] = cols
         return dumps(msg)
     if encoding == "arrow":
-        return pack_binary(header, encode_arrow(frame, schema))
+        return pack_binary(header, encode_arrow(frame, schema, arrays))
     raise ValueError(f"unknown encoding {encoding!r}")
 
 

@@ -284,7 +284,8 @@ class LivestreamServer:
                              update.next, update.rows, update.ts,
                              schema if (with_schema or update.kind in ("snapshot", "replace"))
                              else None)
-        return encode_data(header, update.frame, schema, encoding)
+        return encode_data(header, update.frame, schema, encoding,
+                           update.arrays if encoding == "arrow" else None)
 
     # -- clients ------------------------------------------------------------------------
 
