@@ -11,6 +11,7 @@ nothing stops the stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from ...loop import call_in_loop, on_loop_thread
+from ...loop import call_in_loop, on_loop_thread, run_in_loop
 from ..subscription import DEFAULT_WINDOW, Subscription
 from .parse import RowError, RowParser
 from .select import MISSING, idx
@@ -322,6 +323,8 @@ class FeedStream(Subscription):
             self._refresh_feed()
 
     def pause(self) -> None:
+        if not self.paused and not self.closed:
+            self._flush_from_any_thread()  # what arrived before the pause is kept
         super().pause()
         self._refresh_feed()
 
@@ -361,6 +364,15 @@ class FeedStream(Subscription):
             if not self.closed:
                 self._append_rows(cols, srcs)
         self.stats_data.messages = self._selected
+
+    def _flush_from_any_thread(self) -> None:
+        """:meth:`_flush` on the feed's loop (now when on it, else handed over and waited for)."""
+        loop = self.feed.loop
+        if on_loop_thread(loop):
+            self._flush()
+        elif loop.is_running() and not loop.is_closed():
+            with contextlib.suppress(Exception):  # the loop is stuck or gone: nothing to flush to
+                run_in_loop(loop, self._flush, timeout=5.0)
 
     def _append_rows(self, cols: list[list[Any]], srcs: list[Any]) -> None:
         try:
@@ -430,7 +442,10 @@ class FeedStream(Subscription):
         return list(self._relays)
 
     def mark_closed(self) -> None:
-        """The feed ends this stream: closed, and its relays stop."""
+        """The feed ends this stream: the rows received so far are appended, then it is
+        closed, and its relays stop."""
+        if not self.closed:
+            self._flush_from_any_thread()
         super().mark_closed()
         for r in self._relays:
             r.stop()
