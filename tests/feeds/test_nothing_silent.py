@@ -15,8 +15,7 @@ import pytest
 from conftest import run, until
 from fakefeed import FakeExchange
 
-from livestream.client.feed import open_feed
-from livestream.client.feeds.parse import Column
+from livestream.client.feed import Backoff, open_feed
 
 SUB = {"op": "subscribe", "channel": "trades"}
 TRADES = {"seq": int, "price": ("px", float), "qty": int, "ts": "datetime", "sym": "category"}
@@ -72,6 +71,98 @@ def test_the_batch_pending_at_pause_and_at_feed_close_reaches_the_window():
         feed.close()
         assert len(st) == sent
         assert sorted(st.df["seq"]) == list(range(sent))
+        await f.stop()
+
+    run(main())
+
+
+# -- stalls are judged by data ----------------------------------------------------------------
+
+
+def test_a_stream_that_gets_no_data_is_stale_even_while_the_feed_answers_pings(caplog):
+    async def main():
+        f = await FakeExchange(answer_heartbeats=True).start()
+        feed = open_feed(f.url, on_open=SUB, ack={"event": "subscribed"}, backoff=FAST,
+                         app_ping={"op": "hb"}, app_ping_interval=0.02)
+        st = trades_stream(feed, stale_after=0.4)
+        await feed.opened()
+        f.send_trades(5)
+        await until(lambda: len(st) == 15, "first rows")
+        f.stall_all()  # no more data; heartbeats are still answered
+        await until(lambda: st.stats.extra["stale"] >= 1, "the stream is stale")
+        await until(lambda: feed.stats.reconnects >= 1 and feed.state == "live",
+                    "reconnected and live")
+        assert feed.stats.stale >= 1
+        assert "stale: stream 'channel=trades' got no data for 0.4s" in (
+            feed.stats.last_failure or "")
+        assert f.heartbeats > 0  # pongs kept coming all along
+        assert any("got no data" in r.getMessage() and r.levelno == logging.WARNING
+                   for r in caplog.records)
+        await until(lambda: len(f.clients) == 1 and f.subscribed(), "resubscribed")
+        f.send_trades(2)
+        await until(lambda: len(st) == 21, "data flows again")
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+def test_control_traffic_alone_keeps_the_connection_but_not_the_stream():
+    async def main():
+        f = await FakeExchange(answer_heartbeats=True).start()
+        feed = open_feed(f.url, on_open=SUB, ack={"event": "subscribed"}, backoff=FAST,
+                         app_ping={"op": "hb"}, app_ping_interval=0.02, max_retries=2)
+        st = trades_stream(feed, stale_after=0.2)
+        await feed.opened()
+        f.stall_all()
+        # every session only ever sees pongs: each is a failure, so max_retries ends it
+        f.known_channels = {"chat"}  # resubscribing is refused from now on
+        await until(lambda: feed.state == "failed", "failed after the retries")
+        assert st.stats.extra["stale"] == 1
+        assert feed.stats.attempts == 3
+
+    run(main())
+
+
+# -- rejection reasons are visible -----------------------------------------------------------
+
+
+def test_a_feed_that_refuses_us_shows_its_reason_and_max_retries_applies(caplog):
+    async def main():
+        refusal = {"type": "error", "reason": "no subscribe within 5s"}
+        f = await FakeExchange(refuse=(refusal, 1008)).start()
+        feed = open_feed(f.url, on_open=SUB, backoff=FAST, max_retries=2)
+        st = trades_stream(feed)
+        await until(lambda: feed.state == "failed", "failed after the retries")
+        s = feed.stats
+        assert s.attempts == 3 and s.connects == 3
+        assert s.feed_errors == 3
+        assert s.last_feed_error == '{"type":"error","reason":"no subscribe within 5s"}'
+        assert "closed by the feed (code 1008)" in s.last_failure
+        assert "no subscribe within 5s" in s.last_failure
+        assert "no subscribe within 5s" in repr(feed)
+        assert "no subscribe within 5s" in feed._repr_html_()
+        from livestream.client import registry
+
+        row = next(r for r in registry.subscriptions() if r["obj"] is feed)
+        assert "no subscribe within 5s" in row["last_error"]
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING
+                  and "no subscribe within 5s" in r.getMessage()]
+        assert len(warned) == 3
+        assert len(st) == 0 and st.stats.errors == 0  # the error is not a data message
+        await f.stop()
+
+    run(main())
+
+
+def test_backoff_grows_over_sessions_that_end_before_their_first_data():
+    async def main():
+        f = await FakeExchange(refuse=({"event": "error", "msg": "busy"}, 1013)).start()
+        feed = open_feed(f.url, backoff=Backoff(0.01, 10.0, jitter=0.0))
+        await until(lambda: feed.stats.failures >= 4, "four failures")
+        # consecutive: each session ended without data, so the delay doubles each time
+        assert feed.stats.next_retry_in >= 0.08
+        feed.close()
         await f.stop()
 
     run(main())

@@ -52,6 +52,10 @@ class DeadLetter:
     message: str
 
 
+def _ignore(msg: Any) -> None:
+    return None
+
+
 def _text(rec: Any) -> str:
     try:
         return orjson.dumps(rec).decode()
@@ -185,10 +189,20 @@ class FeedStream(Subscription):
         name: str,
         window: int | None = DEFAULT_WINDOW,
         dead_letter_limit: int = 1000,
+        stale_after: float | None = None,
     ) -> None:
         super().__init__(name, window=window, source=feed, loop=feed.loop)
         if dead_letter_limit < 0:
             raise ValueError("dead_letter_limit must be >= 0")
+        if stale_after is not None and not (
+            isinstance(stale_after, (int, float)) and not isinstance(stale_after, bool)
+            and stale_after > 0
+        ):
+            raise ValueError(f"stale_after must be a positive number of seconds, got {stale_after!r}")
+        #: seconds without a selected message, while live, after which the feed is
+        #: reconnected (None: no check); judged by this stream's data only
+        self.stale_after = stale_after
+        self._last_data = self._live_since = time.monotonic()
         self.feed = feed
         self.parser = parser
         #: The newest rejected messages, oldest first (bounded: ``dead_letter_limit``).
@@ -202,12 +216,19 @@ class FeedStream(Subscription):
         self._batch_srcs: list[Any] = []
         self._slow_rows = 0  # rows added by _take (the fast handler adds one per message)
         self._selected = 0
+        self._flushed_selected = 0  # _selected at the last flush
         self._select = parser.select
         self._has_path = parser.path is not None
         self._relays: list[Relay] = []
         self.stats_data.extra.update({k: 0 for k in DEAD_LETTER_KINDS})
         self.stats_data.extra["dead_letters"] = 0
+        #: called with each message the stream's selector leaves out (the feed checks it
+        #: for an error message when this is the only stream)
+        self._unselected: Callable[[Any], Any] = _ignore
         self._feed = self._make_feed()
+        if stale_after is not None:
+            self.stats_data.extra["stale"] = 0
+            call_in_loop(feed.loop, self._stale_check)
 
     def __repr__(self) -> str:
         s = self.stats
@@ -236,12 +257,15 @@ class FeedStream(Subscription):
         reads = "; ".join(f"v{i} = {e}" for i, e in enumerate(parser.value_exprs("msg")))
         appends = "; ".join(f"_a{i}(v{i})" for i in range(k))
         if parser.select_field is not None:
-            check = "if type(msg) is not dict or msg.get(_key, _missing) != _want:\n            return"
+            check = ("if type(msg) is not dict or msg.get(_key, _missing) != _want:\n"
+                     "            _other(msg)\n"
+                     "            return")
         else:
             check = (
                 "if _select is not None:\n"
                 "            try:\n"
                 "                if not _select(msg):\n"
+                "                    _other(msg)\n"
                 "                    return\n"
                 "            except Exception as exc:\n"
                 "                _dead(raw, f'select raised {exc!r}', 'select_error')\n"
@@ -251,7 +275,7 @@ class FeedStream(Subscription):
                 "            return"
             )
         src = (
-            f"def make(_key, _want, _missing, _select, _dead, _take, idx, _s, {args}):\n"
+            f"def make(_key, _want, _missing, _select, _dead, _take, _other, idx, _s, {args}):\n"
             f"    def feed(msg, raw):\n"
             f"        {check}\n"
             f"        try:\n"
@@ -265,8 +289,12 @@ class FeedStream(Subscription):
         ns: dict[str, Any] = {}
         exec(compile(src, f"<livestream feed stream {self.name!r}>", "exec"), ns)
         key, want = parser.select_field or (None, None)
-        return ns["make"](key, want, MISSING, self._select, self._dead, self._take, idx,
+        return ns["make"](key, want, MISSING, self._select, self._dead, self._take,
+                          self._on_unselected, idx,
                           self._batch_srcs.append, *(c.append for c in self._batch_cols))
+
+    def _on_unselected(self, msg: Any) -> None:
+        self._unselected(msg)
 
     def _refresh_feed(self) -> None:
         self._feed = self._make_feed()
@@ -280,6 +308,7 @@ class FeedStream(Subscription):
         if select is not None:
             try:
                 if not select(msg):
+                    self._on_unselected(msg)
                     return
             except Exception as exc:
                 self._dead(raw, f"select raised {exc!r}", "select_error")
@@ -322,6 +351,30 @@ class FeedStream(Subscription):
         if not had_columns:  # the first record decided the columns: a faster handler
             self._refresh_feed()
 
+    # -- staleness (on the loop) -------------------------------------------------------------
+
+    def set_state(self, state: str) -> None:
+        if state == "live" and self.stats_data.state != "live":
+            self._live_since = time.monotonic()  # silence is counted from here
+        super().set_state(state)
+
+    def _stale_check(self) -> None:
+        """Every ``stale_after / 4`` s: a live, unpaused stream without data for
+        ``stale_after`` s is stale; the feed drops the session and resubscribes."""
+        after = self.stale_after
+        if self.closed or after is None:
+            return
+        now = time.monotonic()
+        if (not self.paused and self.feed.state == "live"
+                and now - max(self._last_data, self._live_since) > after):
+            reason = f"stale: stream {self.name!r} got no data for {after:g}s"
+            self.stats_data.extra["stale"] += 1
+            self.report_error(reason)
+            log.warning("livestream: feed %s: %s", self.feed.url, reason)
+            self._live_since = now  # once per silence
+            self.feed._stream_stale(self, reason)
+        self.feed.loop.call_later(after / 4, self._stale_check)
+
     def pause(self) -> None:
         if not self.paused and not self.closed:
             self._flush_from_any_thread()  # what arrived before the pause is kept
@@ -348,9 +401,10 @@ class FeedStream(Subscription):
         extra["dead_letters"] += 1
         self.report_error(reason)
 
-    def _flush(self) -> None:
+    def _flush(self) -> int:
         """Turn the rows collected since the last flush into one typed frame and append it
-        (end of a batch)."""
+        (end of a batch); returns how many messages the stream selected since the last
+        flush (data, for staleness and for the feed's retry count)."""
         srcs = self._batch_srcs
         if srcs:
             n = len(srcs)
@@ -364,6 +418,11 @@ class FeedStream(Subscription):
             if not self.closed:
                 self._append_rows(cols, srcs)
         self.stats_data.messages = self._selected
+        new = self._selected - self._flushed_selected
+        if new:
+            self._flushed_selected = self._selected
+            self._last_data = time.monotonic()
+        return new
 
     def _flush_from_any_thread(self) -> None:
         """:meth:`_flush` on the feed's loop (now when on it, else handed over and waited for)."""
