@@ -267,6 +267,7 @@ class FeedConnection:
         window: int | None = DEFAULT_WINDOW,
         name: str | None = None,
         stale_after: float | None = None,
+        envelope: Mapping[str, Any] | None = None,
     ) -> FeedStream:
         """A live window of rows parsed from this feed's messages (a Subscription).
 
@@ -277,7 +278,9 @@ class FeedConnection:
         arrays. ``columns``: output name → type, ``(source, type)`` or
         :class:`Column` (see :mod:`livestream.client.feeds.convert` for the types and
         coercions); a list of names, or None for every scalar field, infers types.
-        ``required``: columns whose absence dead-letters a record. ``window``:
+        ``required``: columns whose absence dead-letters a record. ``envelope``:
+        columns copied from the message onto every record ``path`` selects
+        (name → path in the message, e.g. ``{"pair": -1}``). ``window``:
         rows kept. Messages that do not fit are counted and dead-lettered.
         ``stale_after``: seconds without a message this stream selects, while the
         feed is live, after which the feed is reconnected and resubscribed (judged
@@ -285,7 +288,8 @@ class FeedConnection:
         """
         if self.session.closing:
             raise ConnectionClosed(f"feed {self.url} is closed")
-        parser = RowParser(select=select, path=path, columns=columns, required=required)
+        parser = RowParser(select=select, path=path, columns=columns, required=required,
+                           envelope=envelope)
         with self._lock:
             if name is None:
                 if isinstance(select, Mapping):

@@ -16,6 +16,7 @@ from conftest import run, until
 from fakefeed import FakeExchange
 
 from livestream.client.feed import Backoff, open_feed
+from livestream.client.feeds.parse import Column
 
 SUB = {"op": "subscribe", "channel": "trades"}
 TRADES = {"seq": int, "price": ("px", float), "qty": int, "ts": "datetime", "sym": "category"}
@@ -162,6 +163,132 @@ def test_backoff_grows_over_sessions_that_end_before_their_first_data():
         await until(lambda: feed.stats.failures >= 4, "four failures")
         # consecutive: each session ended without data, so the delay doubles each time
         assert feed.stats.next_retry_in >= 0.08
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+# -- no silent NaN columns or swallowed exceptions --------------------------------------------
+
+
+def test_a_column_whose_field_never_appears_is_warned_about_once_and_counted(caplog):
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, on_open=SUB, ack={"event": "subscribed"})
+        st = feed.stream({"channel": "trades"}, path="data",
+                         columns={"seq": int, "prise": float, "qty": int})  # a typo: "px"
+        await feed.opened()
+        f.send_trades(10)
+        await until(lambda: len(st) == 30, "rows")
+        f.send_trades(10)
+        await until(lambda: len(st) == 60, "more rows")
+        assert st.df["prise"].isna().all()
+        assert st.missing_counts == {"prise": 60}
+        assert st.stats.extra["never_seen_columns"] == 1
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                  and "prise" in r.getMessage()]
+        assert len(warned) == 1
+        assert "field 'prise' was absent or null in all" in warned[0]
+        assert "px" in warned[0]  # the fields a record has, to spot the typo
+        assert "field 'prise'" in st.stats.last_error
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+def test_an_on_update_exception_is_logged_with_its_traceback(caplog):
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, on_open=SUB, ack={"event": "subscribed"})
+        st = trades_stream(feed)
+
+        @st.on_update
+        def broken(sub, frame, kind):
+            raise ValueError("my callback is broken")
+
+        await feed.opened()
+        f.send_trades(2)
+        await until(lambda: st.stats.errors >= 1, "the error counted")
+        logged = [r for r in caplog.records if r.exc_info and "broken" in str(r.exc_info[1])]
+        assert logged and logged[0].levelno == logging.ERROR
+        assert "my callback is broken" in st.stats.last_error
+        assert len(st) == 6  # the rows are kept
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+def test_errors_are_counted_per_stream():
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, on_open=[SUB, {"op": "subscribe", "channel": "chat"}],
+                         ack={"event": "subscribed"})
+        trades = trades_stream(feed, name="trades")
+        chat = feed.stream({"channel": "chat"}, path="data", columns={"n": int}, name="chat")
+        await feed.opened()
+        f.send_trades(2)
+        f.send_raw({"channel": "chat", "data": [{"n": 1}, {"n": "one"}, {"n": "two"}]})
+        await until(lambda: len(trades) == 6 and len(chat) == 1, "rows")
+        assert trades.stats.errors == 0 and chat.stats.errors == 2
+        assert feed.stats.stream_errors == {"trades": 0, "chat": 2}
+        assert feed.stats.errors == 2
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+# -- shaping without pandas afterwards ---------------------------------------------------------
+
+
+def test_select_matches_array_positions():
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url)
+        # [channel id, [[price, qty, time], ...], "trade", pair], as some exchanges send
+        st = feed.stream({2: "trade"}, path=1, columns={"price": (0, float), "qty": (1, float)})
+        book = feed.stream({"-2": "book"}, path=1, columns={"price": (0, float)})
+        await feed.opened()
+        f.send_raw('[42, [["100.5", "2", 1700000000], ["101", "1", 1700000001]], "trade", "XBT/USD"]')
+        f.send_raw('[43, [["99", "5"]], "book", "XBT/USD"]')
+        f.send_raw('{"event": "heartbeat"}')
+        await until(lambda: len(st) == 2 and len(book) == 1, "rows")
+        assert st.df["price"].tolist() == [100.5, 101.0]
+        assert book.df["price"].tolist() == [99.0]
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+def test_converters_and_envelope_fields_shape_the_rows():
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url)
+        st = feed.stream(
+            {2: "trade"}, path=1,
+            columns={"seq": (0, int, "number"), "price": (1, float),
+                     "side": Column(source=2, type="category", convert=str.upper),
+                     "fee": (3, float, "percent")},
+            envelope={"chan": (0, int), "pair": (-1, "category")},
+        )
+        await feed.opened()
+        f.send_raw('[7, [["seq:1", "100.5", "b", "0.1%"], ["seq:2", "101", "s", "0.2%"]], '
+                   '"trade", "XBT/USD"]')
+        f.send_raw('[7, [["seq:x", "99", "b", "0"]], "trade", "ETH/USD"]')
+        await until(lambda: len(st) == 2 and st.stats.errors == 1, "rows and a dead letter")
+        df = st.df
+        assert df["seq"].tolist() == [1, 2] and str(df["seq"].dtype) == "Int64"
+        assert df["side"].tolist() == ["B", "S"]
+        assert df["fee"].tolist() == pytest.approx([0.001, 0.002])
+        assert df["chan"].tolist() == [7, 7]
+        assert df["pair"].tolist() == ["XBT/USD", "XBT/USD"]
+        dead = st.dead_letters[-1]
+        assert "column 'seq': converter 'number' failed" in dead.reason
+        assert list(df.columns) == ["seq", "price", "side", "fee", "chan", "pair"]
         feed.close()
         await f.stop()
 

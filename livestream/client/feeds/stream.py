@@ -52,6 +52,22 @@ class DeadLetter:
     message: str
 
 
+#: Records after which a column whose field never appeared is warned about (once).
+MISSING_FIELD_WARN_AFTER = 10
+
+
+def _fields_of(src: Any) -> list | None:
+    """The field names of a record or raw message (for a hint), or None."""
+    if isinstance(src, (str, bytes, bytearray)):
+        try:
+            src = orjson.loads(src)
+        except orjson.JSONDecodeError:
+            return None
+    if isinstance(src, dict):
+        return list(src)[:20]
+    return None
+
+
 def _ignore(msg: Any) -> None:
     return None
 
@@ -220,6 +236,11 @@ class FeedStream(Subscription):
         self._select = parser.select
         self._has_path = parser.path is not None
         self._relays: list[Relay] = []
+        #: per column: records whose field was absent or null (see :meth:`_check_missing`)
+        self.missing_counts: dict[str, int] = {}
+        self._seen_columns: set[str] = set()
+        self._warned_columns: set[str] = set()
+        self._checked_records = 0
         self.stats_data.extra.update({k: 0 for k in DEAD_LETTER_KINDS})
         self.stats_data.extra["dead_letters"] = 0
         #: called with each message the stream's selector leaves out (the feed checks it
@@ -327,21 +348,24 @@ class FeedStream(Subscription):
         except RowError as exc:
             self._dead(raw, str(exc), exc.kind)
             return
+        env = parser.envelope(msg) if parser.env_cols else None
         if type(recs) is list and not (
             parser.positional and recs and type(recs[0]) not in (dict, list)
         ):
             for rec in recs:
-                self._add(rec, rec)
+                self._add(rec, rec, env)
         else:  # one record (an object, or an array such as [price, qty, time])
-            self._add(recs, raw if recs is msg else recs)
+            self._add(recs, raw if recs is msg else recs, env)
 
-    def _add(self, rec: Any, src: Any) -> None:
+    def _add(self, rec: Any, src: Any, env: tuple | None = None) -> None:
         had_columns = self.parser.cols is not None
         try:
             row = self.parser.row(rec)
         except RowError as exc:
             self._dead(_text(rec), str(exc), exc.kind)
             return
+        if env is not None:
+            row = (*row, *env)
         if len(self._batch_cols) != len(row):
             self._batch_cols = [[] for _ in row]
         for col, v in zip(self._batch_cols, row, strict=True):
@@ -433,7 +457,46 @@ class FeedStream(Subscription):
             with contextlib.suppress(Exception):  # the loop is stuck or gone: nothing to flush to
                 run_in_loop(loop, self._flush, timeout=5.0)
 
+    def _check_missing(self, cols: list[list[Any]], srcs: list[Any]) -> None:
+        """Count, per column, the records where its field was absent or null; warn once
+        for a column whose field has not appeared in the first
+        :data:`MISSING_FIELD_WARN_AFTER` records (a typo such as ``"prise"``)."""
+        parser = self.parser
+        all_cols = parser.all_cols
+        if len(all_cols) != len(cols):
+            return
+        self._checked_records += len(srcs)
+        missing = self.missing_counts
+        for c, vals in zip(all_cols, cols, strict=True):
+            k = vals.count(None)
+            if k:
+                missing[c.name] = missing.get(c.name, 0) + k
+            if k < len(vals):
+                self._seen_columns.add(c.name)
+        if self._checked_records < MISSING_FIELD_WARN_AFTER:
+            return
+        for c in all_cols:
+            if c.name in self._seen_columns or c.name in self._warned_columns:
+                continue
+            self._warned_columns.add(c.name)
+            fields = _fields_of(srcs[0]) if srcs else None
+            where = "message" if c in parser.env_cols else "record"
+            msg = (f"column {c.name!r}: field {c.source!r} was absent or null in all "
+                   f"{self._checked_records} records so far; check its name"
+                   + (f" (a {where} has: {', '.join(map(str, fields))})" if fields else ""))
+            self.stats_data.extra["never_seen_columns"] = len(self._warned_columns)
+            self.report_error(msg)
+            log.warning("livestream: feed stream %r of %s: %s", self.name, self.feed.url, msg)
+
     def _append_rows(self, cols: list[list[Any]], srcs: list[Any]) -> None:
+        if len(self._seen_columns) < len(cols):
+            self._check_missing(cols, srcs)
+        else:  # every field seen: only the counts
+            missing = self.missing_counts
+            for c, vals in zip(self.parser.all_cols, cols, strict=False):
+                k = vals.count(None)
+                if k:
+                    missing[c.name] = missing.get(c.name, 0) + k
         try:
             data, m, bad = self.parser.columns_to_arrays(cols, len(srcs))
             frame = None if data is None else self.parser.frame(data, m)
