@@ -126,9 +126,13 @@ class FeedConnection:
         ``on_open(conn)`` returning them (it may also be ``async``, or call
         :meth:`send` itself and return None). ``ack``: a field match (dict) or
         predicate; when given, the connection is live only after ``ack_count``
-        matching messages (default: one per on_open message) arrive within
-        ``ack_timeout`` seconds; a message matching ``ack_error`` fails the
-        session (reason in ``stats.last_failure``) and it is retried with backoff.
+        matching messages (default: one per on_open message; a feed that sends one
+        ack per pair of one subscribe message needs ``ack_count`` = the pairs) arrive
+        within ``ack_timeout`` seconds. ``ack_error``: the feed's error messages
+        (default: ``type``/``event``/``op``/``status`` == "error"; ``False``: none):
+        shown in ``stats.last_feed_error`` and ``last_failure``, logged, kept from
+        the streams; while waiting for acks one fails the session. A session that
+        ends before its first data message counts for ``max_retries`` and backoff.
 
     Heartbeats:
         ``ping_match`` (dict, predicate, or an exact text such as ``"ping"``) with
@@ -137,7 +141,8 @@ class FeedConnection:
         message or a function of the connection) is sent every
         ``app_ping_interval`` seconds while live. ``ws_ping_interval`` /
         ``ws_ping_timeout`` run WebSocket-level pings. ``stale_after``: a feed
-        silent that long is treated as dropped and reconnected.
+        silent that long (any message counts, pongs too) is treated as dropped and
+        reconnected; ``stream(..., stale_after=)`` judges a stream by its data.
 
     Batching:
         rows parsed from the messages that arrive within ``batch_interval``
