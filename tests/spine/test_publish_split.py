@@ -48,8 +48,8 @@ async def test_one_row_above_max_message_size_is_refused_before_sending():
     conn = ls.connect(srv.url, encoding="json")
     await conn.wait_live()
     big = pd.DataFrame({"text": ["x" * 10_000]})
-    with pytest.raises(ls.LimitError, match="one row encodes to .* above the server's "
-                                            "max_message_size of 4096 bytes; nothing was sent"):
+    with pytest.raises(ls.LimitError, match=r"one row encodes to .* above the server's "
+                                            r"max_message_size of 4096 bytes; nothing was sent"):
         await conn.publish("notes", big)
     assert conn.state == "live" and conn.stats.reconnects == 0
     ack = await conn.publish("notes", pd.DataFrame({"text": ["short"]}))
