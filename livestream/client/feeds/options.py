@@ -63,6 +63,7 @@ def as_messages(value: Any, what: str) -> list:
 
 #: Fields whose value ``"error"`` marks a feed's error message when ``ack_error`` is not given.
 ERROR_FIELDS = ("type", "event", "op", "status", "channel", "e")
+_ERROR_FIELD_SET = frozenset(ERROR_FIELDS)
 
 
 def looks_like_error(msg: Any) -> bool:
@@ -70,9 +71,9 @@ def looks_like_error(msg: Any) -> bool:
     ``channel`` or ``e`` field is ``"error"`` (any case), the shape most feeds use."""
     if type(msg) is not dict:
         return False
-    for f in ERROR_FIELDS:
-        v = msg.get(f)
-        if type(v) is str and v.lower() == "error":
+    for f in _ERROR_FIELD_SET.intersection(msg):  # in C: usually empty or one field
+        v = msg[f]
+        if type(v) is str and len(v) == 5 and v.lower() == "error":
             return True
     return False
 
