@@ -757,16 +757,13 @@ class FeedConnection:
     def _dispatch_all(self, msg: Any, raw: str | bytes) -> None:
         if self._ack_fut is not None and self._check_ack(msg):
             return
-        if self._is_feed_error(msg):
-            for cb in self._raw_cbs:
-                with contextlib.suppress(Exception):
-                    cb(msg)
-            return
-        if not self._streams:
-            self.session.data()
-        for st in self._streams:
-            st._feed(msg, raw)
-        if self._raw_cbs:
+        is_error = self._is_feed_error(msg)
+        if not is_error:
+            if not self._streams:
+                self.session.data()
+            for st in self._streams:
+                st._feed(msg, raw)
+        if self._raw_cbs:  # on_message sees the feed's error messages too
             for cb in self._raw_cbs:
                 try:
                     cb(msg)
