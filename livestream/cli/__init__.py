@@ -8,6 +8,7 @@
     livestream demo     [--port P] [--rate R] [--duration S]
     livestream publish  FILE --topic T [--url URL] [--token T]
     livestream replay   FILE --topic T --time-column C [--speed N] [--url URL]
+    livestream record   TOPIC --out FILE [--url URL] [--duration S] [--rotate SIZE]
     livestream token    --secret-file F | --private-key-file K  [--sub P] [--pub P] [--admin P]
                         [--ttl 1h] [--aud A] [--nbf WHEN] [--subject NAME]
     livestream topics   ls | rm NAME...  [--url URL] [--token T]
@@ -17,7 +18,8 @@ line, ``Error: …``, on stderr and exit code 2 (usage) or 1 (anything else); no
 traceback is shown unless ``LIVESTREAM_DEBUG=1`` is set.
 
 The commands live in this package's modules: ``serve`` in :mod:`.serve`, ``demo``
-in :mod:`.demo`, ``publish`` and ``replay`` in :mod:`.files`, ``token`` and
+in :mod:`.demo`, ``publish`` and ``replay`` in :mod:`.files`, ``record`` in
+:mod:`.record`, ``token`` and
 ``topics`` in :mod:`.tokens`; what they share is in :mod:`._common`. This module
 builds the group. The HTTP client ``publish``, ``replay`` and ``topics`` use is
 :mod:`livestream.client.http`.
@@ -43,6 +45,7 @@ from ..client.http import HttpError
 from ..errors import LivestreamError
 from . import demo as _demo
 from . import files as _files
+from . import record as _record
 from . import serve as _serve
 from . import tokens as _tokens
 from ._common import CLIError, _one_line, _sigterm_as_interrupt, log
@@ -94,8 +97,8 @@ def cli() -> None:
     """
 
 
-for _command in (_serve.serve, _demo.demo, _files.publish, _files.replay, _tokens.token,
-                 _tokens.topics):
+for _command in (_serve.serve, _demo.demo, _files.publish, _files.replay, _record.record,
+                 _tokens.token, _tokens.topics):
     cli.add_command(_command)
 
 

@@ -14,10 +14,18 @@ from ._common import CLIError, _console, _open_http, _positive, tls_options
 
 
 def read_table(path: str, fmt: str | None = None, parse_dates: tuple[str, ...] = ()) -> Any:
-    """Read a CSV or Parquet file into a DataFrame (format from the extension by default)."""
+    """Read a CSV or Parquet file into a DataFrame (format from the extension by default).
+
+    A directory is read as Parquet parts (what ``livestream record --rotate`` writes;
+    hidden files, such as the part still being written, are left out)."""
     import pandas as pd
 
     p = Path(path)
+    if p.is_dir():
+        if fmt not in (None, "parquet"):
+            raise click.BadParameter(f"{p.name!r} is a directory: only Parquet parts are read",
+                                     param_hint="'FILE'")
+        fmt = "parquet"
     if fmt is None:
         suffixes = [s.lower() for s in p.suffixes]
         if suffixes and suffixes[-1] in (".parquet", ".pq"):
@@ -50,7 +58,7 @@ def read_table(path: str, fmt: str | None = None, parse_dates: tuple[str, ...] =
 
 def _client_options(fn: Any) -> Any:
     opts = [
-        click.argument("file", type=click.Path(exists=True, dir_okay=False)),
+        click.argument("file", type=click.Path(exists=True, dir_okay=True)),
         click.option("--topic", "-t", required=True, help="Topic to publish to."),
         click.option("--url", envvar="LIVESTREAM_URL", default="http://127.0.0.1:8765",
                      show_default=True,

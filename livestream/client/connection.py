@@ -37,7 +37,7 @@ import pandas as pd
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from ..errors import ConnectionClosed, RemoteError
+from ..errors import ConnectionClosed, LivestreamError, RemoteError
 from ..loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
 from . import registry
 from .backoff import Backoff
@@ -483,6 +483,15 @@ class Connection:
         from another thread it is a ``concurrent.futures.Future`` (``.result()``).
         A server-side rejection (schema, token, limits) raises
         :class:`~livestream.errors.RemoteError` from the future.
+
+        A frame above the server's limits (``welcome.limits``: ``max_message_size``
+        bytes or cells, ``max_rows_per_publish`` rows) is sent as several publishes, in
+        row order, with one result: the ack of the whole (``offset`` of the first row,
+        ``next`` after the last, ``rows``, ``parts``). The parts are separate
+        publishes: if one is refused, the future raises its error and the parts before
+        it stay published (``error.published_rows`` says how many rows). A single row
+        above ``max_message_size`` raises :class:`~livestream.errors.LimitError` before
+        anything is sent.
         """
         if on_loop_thread(self.loop):
             return self._publish(topic, df)
@@ -496,10 +505,69 @@ class Connection:
         if self._ws is None:
             fut.set_exception(ConnectionClosed("not connected; publish again when live"))
             return fut
-        mid = self.protocol.publish(topic, df)
-        self._pending[mid] = fut
-        self._flush()
+        try:
+            parts = self.protocol.publish_parts(topic, df)
+        except LivestreamError as exc:
+            fut.set_exception(exc)
+            return fut
+        if len(parts) == 1:
+            mid, frame, _ = parts[0]
+            self.protocol.queue_request(mid, frame)
+            self._pending[mid] = fut
+            self._flush()
+        else:
+            self._send_parts(parts, len(df), fut)
         return fut
+
+    def _send_parts(self, parts: list[tuple[int, str | bytes, int]], rows: int,
+                    fut: asyncio.Future) -> None:
+        """Send the publishes of a split frame one at a time, each after the previous
+        one's ack, and resolve ``fut`` once (see :meth:`publish`). Waiting for each ack
+        bounds what the server must buffer; a refused part stops the rest."""
+        acks: list[dict] = []
+
+        def fail(exc: BaseException) -> None:
+            published = sum(int(a.get("next", 0)) - int(a.get("offset", 0)) for a in acks)
+            if isinstance(exc, Exception):
+                exc.published_rows = published  # type: ignore[attr-defined]
+                exc.add_note(f"the publish was split in {len(parts)} parts; {len(acks)} "
+                             f"({published} rows) were published before this one failed, "
+                             "the rest were not sent")
+            if not fut.done():
+                fut.set_exception(exc)
+
+        def send_next() -> None:
+            mid, frame, _ = parts[len(acks)]
+            part: asyncio.Future = self.loop.create_future()
+            try:
+                self.protocol.queue_request(mid, frame)
+            except LivestreamError as exc:
+                fail(exc)
+                return
+            self._pending[mid] = part
+            part.add_done_callback(done)
+            self._flush()
+
+        def done(part: asyncio.Future) -> None:
+            if part.cancelled():
+                fail(ConnectionClosed("publish cancelled"))
+                return
+            exc = part.exception()
+            if exc is not None:
+                fail(exc)
+                return
+            acks.append(part.result())
+            if len(acks) < len(parts):
+                send_next()
+                return
+            ack = dict(acks[-1])
+            ack["offset"] = acks[0].get("offset")
+            ack["rows"] = rows
+            ack["parts"] = len(parts)
+            if not fut.done():
+                fut.set_result(ack)
+
+        send_next()
 
     async def ping(self, timeout: float = 5.0) -> float:
         """Round-trip time to the server in milliseconds (an application-level ping)."""

@@ -48,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -80,6 +81,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("livestream.feeds")
+
+
+def _ignore(msg: Any) -> None:
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -121,9 +126,13 @@ class FeedConnection:
         ``on_open(conn)`` returning them (it may also be ``async``, or call
         :meth:`send` itself and return None). ``ack``: a field match (dict) or
         predicate; when given, the connection is live only after ``ack_count``
-        matching messages (default: one per on_open message) arrive within
-        ``ack_timeout`` seconds; a message matching ``ack_error`` fails the
-        session (reason in ``stats.last_failure``) and it is retried with backoff.
+        matching messages (default: one per on_open message; a feed that sends one
+        ack per pair of one subscribe message needs ``ack_count`` = the pairs) arrive
+        within ``ack_timeout`` seconds. ``ack_error``: the feed's error messages
+        (default: ``type``/``event``/``op``/``status`` == "error"; ``False``: none):
+        shown in ``stats.last_feed_error`` and ``last_failure``, logged, kept from
+        the streams; while waiting for acks one fails the session. A session that
+        ends before its first data message counts for ``max_retries`` and backoff.
 
     Heartbeats:
         ``ping_match`` (dict, predicate, or an exact text such as ``"ping"``) with
@@ -132,7 +141,8 @@ class FeedConnection:
         message or a function of the connection) is sent every
         ``app_ping_interval`` seconds while live. ``ws_ping_interval`` /
         ``ws_ping_timeout`` run WebSocket-level pings. ``stale_after``: a feed
-        silent that long is treated as dropped and reconnected.
+        silent that long (any message counts, pongs too) is treated as dropped and
+        reconnected; ``stream(..., stale_after=)`` judges a stream by its data.
 
     Batching:
         rows parsed from the messages that arrive within ``batch_interval``
@@ -194,9 +204,11 @@ class FeedConnection:
 
     def __repr__(self) -> str:
         s = self.stats
+        said = f" feed_error={s.last_feed_error!r}" if s.last_feed_error else ""
         return (
-            f"<FeedConnection {self.url} {s.state} streams={len(self.subscriptions)} "
-            f"attempts={s.attempts} last_failure={s.last_failure!r}>"
+            f"<FeedConnection {self.name} {self.url} {self.display_state} "
+            f"streams={len(self.subscriptions)} attempts={s.attempts} "
+            f"last_failure={s.last_failure!r}{said}>"
         )
 
     # -- public API -----------------------------------------------------------------------
@@ -209,6 +221,23 @@ class FeedConnection:
     @property
     def closed(self) -> bool:
         return self.session.closing
+
+    @property
+    def name(self) -> str:
+        """The feed's name in listings: the host of its URL."""
+        return urlsplit(self.url).hostname or self.url
+
+    @property
+    def paused(self) -> bool:
+        """Whether every stream of this feed is paused (:meth:`pause`)."""
+        streams = [st for st in self._streams if not st.closed]
+        return bool(streams) and all(st.paused for st in streams)
+
+    @property
+    def display_state(self) -> str:
+        """:attr:`state`, or ``paused`` while live with every stream paused."""
+        state = self.state
+        return "paused" if state == "live" and self.paused else state
 
     @property
     def stats_data(self) -> FeedStats:
@@ -226,7 +255,8 @@ class FeedConnection:
         s.rows = sum(st.stats_data.rows for st in streams)
         s.rows_per_s = sum(st.machine.meter.rate() for st in streams)
         s.dead_letters = sum(st.stats_data.extra.get("dead_letters", 0) for st in streams)
-        s.errors = self._conn_errors + sum(st.stats_data.errors for st in streams)
+        s.stream_errors = {st.name: st.stats_data.errors for st in streams}
+        s.errors = self._conn_errors + sum(s.stream_errors.values())
         lasts = [st.stats_data.last_error for st in streams if st.stats_data.last_error]
         s.last_error = self._conn_last_error or (lasts[-1] if lasts else None)
         s.subscriptions = len(streams)
@@ -241,6 +271,8 @@ class FeedConnection:
         required: Sequence[str] = (),
         window: int | None = DEFAULT_WINDOW,
         name: str | None = None,
+        stale_after: float | None = None,
+        envelope: Mapping[str, Any] | None = None,
     ) -> FeedStream:
         """A live window of rows parsed from this feed's messages (a Subscription).
 
@@ -251,12 +283,18 @@ class FeedConnection:
         arrays. ``columns``: output name → type, ``(source, type)`` or
         :class:`Column` (see :mod:`livestream.client.feeds.convert` for the types and
         coercions); a list of names, or None for every scalar field, infers types.
-        ``required``: columns whose absence dead-letters a record. ``window``:
+        ``required``: columns whose absence dead-letters a record. ``envelope``:
+        columns copied from the message onto every record ``path`` selects
+        (name → path in the message, e.g. ``{"pair": -1}``). ``window``:
         rows kept. Messages that do not fit are counted and dead-lettered.
+        ``stale_after``: seconds without a message this stream selects, while the
+        feed is live, after which the feed is reconnected and resubscribed (judged
+        by data: pings, pongs, acks and other streams' messages do not count).
         """
         if self.session.closing:
             raise ConnectionClosed(f"feed {self.url} is closed")
-        parser = RowParser(select=select, path=path, columns=columns, required=required)
+        parser = RowParser(select=select, path=path, columns=columns, required=required,
+                           envelope=envelope)
         with self._lock:
             if name is None:
                 if isinstance(select, Mapping):
@@ -268,7 +306,8 @@ class FeedConnection:
                 name = f"{base}#{i}"
                 i += 1
             st = FeedStream(self, parser, name=name, window=window,
-                            dead_letter_limit=self.options.dead_letter_limit)
+                            dead_letter_limit=self.options.dead_letter_limit,
+                            stale_after=stale_after)
             st.set_state(self.state)
             self.subscriptions[name] = st
             self._streams = (*self._streams, st)
@@ -379,6 +418,7 @@ class FeedConnection:
             f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>"
             for k, v in (("state", s.state), ("attempts", s.attempts),
                          ("reconnects", s.reconnects), ("last failure", s.last_failure),
+                         ("feed's last error", s.last_feed_error),
                          ("messages", s.messages), ("rows", s.rows),
                          ("rows/s", f"{s.rows_per_s:.0f}"),
                          ("dead letters", s.dead_letters), ("streams", s.subscriptions))
@@ -669,17 +709,61 @@ class FeedConnection:
         handler when there is nothing else to do, which saves a loop per message."""
         with self._route_lock:
             streams = self._streams
-            if len(streams) == 1 and not self._raw_cbs and self._ack_fut is None:
-                self._dispatch = streams[0]._feed
+            one = len(streams) == 1 and not self._raw_cbs and self._ack_fut is None
+            for st in streams:
+                st._unselected = self._is_feed_error if one else _ignore
+            if one:
+                self._dispatch = self._one_stream(streams[0])
             else:
                 self._dispatch = self._dispatch_all
+
+    def _one_stream(self, st: FeedStream) -> Callable[[Any, str | bytes], None]:
+        """The dispatch to one stream: its handler, which hands what it does not select to
+        the feed's error check; a stream without a selector gets the check first."""
+        feed = st._feed
+        if self.options.ack_error is None or st._select is not None:
+            return feed
+        check = self._is_feed_error
+
+        def dispatch(msg: Any, raw: str | bytes) -> None:
+            if check(msg):
+                return
+            feed(msg, raw)
+
+        return dispatch
+
+    def _is_feed_error(self, msg: Any) -> bool:
+        """Whether ``msg`` is an error message of the feed (``ack_error``): recorded in
+        ``stats.last_feed_error``, logged as a warning, kept from the streams."""
+        is_error = self.options.ack_error
+        try:
+            if is_error is None or not is_error(msg):
+                return False
+        except Exception as exc:
+            self._conn_error(f"ack_error raised {exc!r}")
+            return False
+        text = self.session.feed_error(msg)
+        log.warning("livestream: feed %s sent an error: %s", self.url, text)
+        return True
+
+    def _stream_stale(self, st: FeedStream, reason: str) -> None:
+        """A stream with ``stale_after`` got no data for that long while live: the
+        session is dropped (and resubscribed after the backoff)."""
+        if self.session.closing or self._ws is None:
+            return
+        self.session.stats.stale += 1
+        self._drop(reason, abort=True)
 
     def _dispatch_all(self, msg: Any, raw: str | bytes) -> None:
         if self._ack_fut is not None and self._check_ack(msg):
             return
-        for st in self._streams:
-            st._feed(msg, raw)
-        if self._raw_cbs:
+        is_error = self._is_feed_error(msg)
+        if not is_error:
+            if not self._streams:
+                self.session.data()
+            for st in self._streams:
+                st._feed(msg, raw)
+        if self._raw_cbs:  # on_message sees the feed's error messages too
             for cb in self._raw_cbs:
                 try:
                     cb(msg)
@@ -690,8 +774,11 @@ class FeedConnection:
     def _end_batch(self) -> None:
         self._batch_open = False
         self.session.seen()
+        got = 0
         for st in self._streams:
-            st._flush()
+            got += st._flush()
+        if got:
+            self.session.data()
 
     def _answer_ping(self, msg: Any) -> None:
         try:

@@ -58,7 +58,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.schema import Schema
-from ..errors import ConnectionClosed, LivestreamError, RemoteError
+from ..errors import ConnectionClosed, LimitError, LivestreamError, RemoteError
 from ..protocol import (
     PROTOCOL_VERSION,
     CloseCode,
@@ -349,26 +349,88 @@ class ClientProtocol:
     # -- requests -------------------------------------------------------------------------
 
     def publish(self, topic: str, df: pd.DataFrame) -> int:
-        """Queue a ``publish`` of ``df`` to ``topic``; returns the request id (its answer
-        is a :class:`Replied` or :class:`Refused` event). Raises ``ConnectionClosed``
-        when no socket is open."""
+        """Queue a ``publish`` of ``df`` to ``topic`` as one message; returns the request
+        id (its answer is a :class:`Replied` or :class:`Refused` event). Raises
+        ``ConnectionClosed`` when no socket is open. See :meth:`publish_parts` for
+        frames above the server's limits."""
+        ((mid, frame, _),) = self.publish_parts(topic, df, split=False)
+        self.queue_request(mid, frame)
+        return mid
+
+    def queue_request(self, mid: int, frame: str | bytes) -> None:
+        """Queue one message made by :meth:`publish_parts` (its answer is a
+        :class:`Replied` or :class:`Refused` event for ``mid``). Raises
+        ``ConnectionClosed`` when no socket is open."""
         if not self.open:
             raise ConnectionClosed("not connected; publish again when live")
-        mid = self._request()
+        self._pending.add(mid)
+        self._out.append(frame)
+
+    def publish_parts(self, topic: str, df: pd.DataFrame, *, split: bool = True,
+                      ) -> list[tuple[int, str | bytes, int]]:
+        """Encode a ``publish`` of ``df`` to ``topic`` as as many messages as the
+        server's limits (``welcome.limits``: ``max_message_size`` bytes,
+        ``max_rows_per_publish`` rows, ``max_message_size`` cells) need, in row order:
+        ``(request id, message, rows)`` each, for :meth:`queue_request` (nothing is
+        queued here).
+
+        Raises :class:`~livestream.errors.LimitError` when one row alone encodes above
+        ``max_message_size``, and ``ConnectionClosed`` when no socket is open. Before
+        ``welcome`` the limits are unknown: one message.
+        """
+        if not self.open:
+            raise ConnectionClosed("not connected; publish again when live")
+        limits = (self.welcome or {}).get("limits") or {} if split else {}
+        max_bytes = limits.get("max_message_size")
+        max_rows = limits.get("max_rows_per_publish")
+        step = len(df)
+        if isinstance(max_rows, int) and max_rows > 0:
+            step = min(step, max_rows)
+        if isinstance(max_bytes, int) and max_bytes > 0 and len(df.columns):
+            step = min(step, max(1, max_bytes // len(df.columns)))  # the cells limit
+        frames: list[tuple[int, str | bytes, int]] = []
+        starts = range(0, len(df), max(step, 1)) if len(df) else [0]
+        for start in starts:
+            self._encode_within(topic, df.iloc[start:start + step] if len(df) else df,
+                                max_bytes, frames)
+        return frames
+
+    def _encode_within(self, topic: str, df: pd.DataFrame, max_bytes: Any,
+                       out: list) -> None:
+        """Encode ``df`` as publish message(s) of at most ``max_bytes`` each, appending
+        ``(id, message)`` to ``out``; a message too big is split in as many parts as its
+        size needs (plus a margin) and each part checked again."""
+        mid = next(self._ids)
+        frame = self._encode_publish(topic, df, mid)
+        if not isinstance(max_bytes, int) or max_bytes <= 0 or len(frame) <= max_bytes:
+            out.append((mid, frame, len(df)))
+            return
+        if len(df) <= 1:
+            raise LimitError(
+                f"publish to {topic!r}: one row encodes to {len(frame)} bytes, above the "
+                f"server's max_message_size of {max_bytes} bytes; nothing was sent",
+                "message_too_big",
+            )
+        parts = min(len(df), -(-len(frame) * 11 // (max_bytes * 10)))  # ceil, 10% margin
+        bounds = [len(df) * i // parts for i in range(parts + 1)]
+        for a, b in itertools.pairwise(bounds):
+            if b > a:
+                self._encode_within(topic, df.iloc[a:b], max_bytes, out)
+
+    def _encode_publish(self, topic: str, df: pd.DataFrame, mid: int) -> str | bytes:
+        """One publish message of ``df`` with request id ``mid``."""
         header: dict[str, Any] = {"type": "publish", "topic": topic, "id": mid}
         if self.token:
             header["token"] = self.token
         if self.encoding == "arrow":
-            self._out.append(pack_binary(header, frame_to_arrow(df)))
-        else:
-            schema = Schema.from_frame(df)
-            cols, cats = encode_columns_json(schema.conform(df), schema)
-            header["schema"] = schema.to_json()
-            header["columns"] = cols
-            if cats:
-                header["categories"] = cats
-            self._send(header)
-        return mid
+            return pack_binary(header, frame_to_arrow(df))
+        schema = Schema.from_frame(df)
+        cols, cats = encode_columns_json(schema.conform(df), schema)
+        header["schema"] = schema.to_json()
+        header["columns"] = cols
+        if cats:
+            header["categories"] = cats
+        return dumps(header).decode()
 
     def ping(self, t: float | None = None) -> int:
         """Queue an application-level ``ping`` (``t``: the sender's time, echoed);

@@ -177,8 +177,8 @@ def _row_of_conn(conn: Any) -> dict:
     return {
         "kind": "feed" if hasattr(conn, "stream") else "connection",
         "url": conn.url,
-        "name": "",
-        "state": conn.state,
+        "name": getattr(conn, "name", "") or "",
+        "state": getattr(conn, "display_state", None) or conn.state,
         "rows": rows,
         "rows_per_s": float(getattr(s, "rows_per_s", 0.0) or 0.0),
         "last_message_age": age,
@@ -249,10 +249,19 @@ class SubscriptionList:
 
     def _find(self, target: Any) -> list[Any]:
         if isinstance(target, int) and not isinstance(target, bool):
+            if not -len(self.rows) <= target < len(self.rows):
+                raise IndexError(
+                    f"no row {target}: the listing has {len(self.rows)} rows"
+                    + (f" (0 to {len(self.rows) - 1})" if self.rows else "")
+                    + "; call refresh() or livestream.subscriptions() for a fresh one"
+                )
             return [self.rows[target]["obj"]]
         if isinstance(target, str):
             found = [r["obj"] for r in self.rows
-                     if (r["name"] == target) or (r["url"] == target and r["name"] == "")]
+                     if (r["name"] == target and r["kind"] in ("stream", "subscription"))
+                     or (r["url"] == target and r["kind"] in ("connection", "feed"))]
+            if not found:  # a feed by its name (its host)
+                found = [r["obj"] for r in self.rows if r["name"] == target]
             if not found:
                 raise KeyError(f"no connection or subscription named {target!r}")
             return found

@@ -107,10 +107,51 @@ def test_backoff_grows_with_failures_and_restarts_after_a_live_session():
         delays.append(s.next_attempt(was_live=False))
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]  # jitter 0 (rng), capped
     assert s.stats.last_failure == "connect failed" and s.stats.last_failure_at == 1e9
+    s.attempt()
     s.live()
-    assert s.stats.failures == 0 and s.stats.next_retry_in is None
+    assert s.stats.failures == 5 and s.stats.next_retry_in is None  # live, but no data yet
+    s.data()
+    assert s.stats.failures == 0  # data flows: the series of failures ends
     s.failed("closed by the feed")
-    assert s.next_attempt(was_live=True) == 1.0  # a live session starts a new series
+    assert s.next_attempt(was_live=True) == 1.0  # a session with data starts a new series
+
+
+def test_a_live_session_without_data_continues_the_series_of_failures():
+    s = session(backoff=(1.0, 8.0), max_retries=2)
+    delays = []
+    for _ in range(3):
+        s.attempt()
+        s.connected()
+        s.live()  # accepted, maybe acknowledged, but no data message
+        s.failed("closed by the feed (code 1008)")
+        delays.append(s.next_attempt(was_live=True))
+    assert delays == [1.0, 2.0, "failed"]
+
+
+def test_the_feeds_error_message_is_kept_and_added_to_the_reason():
+    s = session()
+    s.attempt()
+    assert s.feed_error({"type": "error", "reason": "no subscribe within 5s"}) == (
+        '{"type":"error","reason":"no subscribe within 5s"}')
+    s.failed("closed by the feed (code 1008)")
+    assert s.stats.last_failure == (
+        'closed by the feed (code 1008); the feed said: '
+        '{"type":"error","reason":"no subscribe within 5s"}')
+    assert s.stats.feed_errors == 1
+    s.attempt()  # a new session: its own error only
+    s.failed("connection lost")
+    assert s.stats.last_failure == "connection lost"
+    assert s.stats.last_feed_error == '{"type":"error","reason":"no subscribe within 5s"}'
+
+
+def test_error_messages_are_recognised_by_default_and_ack_error_false_turns_it_off():
+    from livestream.client.feeds.options import FeedOptions, looks_like_error
+
+    assert looks_like_error({"type": "error"}) and looks_like_error({"event": "Error"})
+    assert not looks_like_error({"type": "trade", "error": None})
+    assert not looks_like_error(["error"])
+    assert FeedOptions.of("ws://x/ws").ack_error is looks_like_error
+    assert FeedOptions.of("ws://x/ws", ack_error=False).ack_error is None
 
 
 def test_giving_up_and_not_reconnecting():

@@ -63,6 +63,10 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
         f.clients.add(self)
         if f.greeting is not None:
             self.write_message(f.greeting)
+        if f.refuse is not None:
+            message, code = f.refuse
+            self.write_message(message)
+            self.close(code)
 
     def on_message(self, message: str | bytes) -> None:
         f = self.feed
@@ -73,6 +77,8 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
             return
         f.received.append(msg)
         op = msg.get("op") if isinstance(msg, dict) else None
+        if f.refuse is not None:
+            return
         if op == "subscribe":
             ch = msg.get("channel")
             if ch in f.known_channels:
@@ -86,6 +92,8 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
             f.pongs.append(msg.get("id"))
         elif op == "hb":
             f.heartbeats += 1
+            if f.answer_heartbeats:  # even while stalled: the connection looks alive
+                self.write_message({"event": "hb_ack"})
 
     def on_ping(self, data: bytes) -> None:
         self.feed.ws_pings += 1
@@ -100,12 +108,17 @@ class FakeExchange:
 
     def __init__(self, *, ack: bool = True, ssl_ctx: ssl.SSLContext | None = None,
                  greeting: Any = None, require_token: str | None = None,
-                 accept_subprotocols: tuple[str, ...] = ()) -> None:
+                 accept_subprotocols: tuple[str, ...] = (), answer_heartbeats: bool = False,
+                 refuse: tuple[Any, int] | None = None) -> None:
         self.ack = ack
         self.ssl_ctx = ssl_ctx
         self.greeting = greeting
         self.require_token = require_token
         self.accept_subprotocols = accept_subprotocols
+        #: reply ``{"event": "hb_ack"}`` to ``{"op": "hb"}``, also while stalled
+        self.answer_heartbeats = answer_heartbeats
+        #: ``(message, close code)``: send it on open, then close (a feed refusing us)
+        self.refuse = refuse
         self.known_channels = {"trades", "chat"}
         self.clients: set[FeedHandler] = set()
         self.handshakes: list[dict] = []

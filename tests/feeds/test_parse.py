@@ -148,7 +148,10 @@ def test_columns_inferred_from_the_first_record():
     [
         ({"columns": {"a": "complex"}}, "unknown type 'complex'"),
         ({"columns": {"a": list}}, "unsupported type"),
-        ({"columns": {"a": ("x", float, 1)}}, "must be \\(source, type\\)"),
+        ({"columns": {"a": ("x", float, 1, 2)}}, "must be \\(source, type\\)"),
+        ({"columns": {"a": ("x", float, 1)}}, "column 'a': convert must be a function or a name"),
+        ({"columns": {"a": ("x", int, "digits")}}, "column 'a': unknown converter 'digits'"),
+        ({"columns": ["a"], "envelope": {"pair": -1}}, "envelope= .* needs path="),
         ({"columns": {}}, "at least one column"),
         ({"columns": {"a": float}, "required": ["b"]}, "required column 'b'"),
         ({"path": 3.5}, "path must be"),

@@ -26,7 +26,7 @@ def test_listing_shows_every_connection_and_stream_with_their_counters():
         listing = registry.subscriptions()
         rows = [r for r in listing if r["url"] == f.url]
         assert [(r["kind"], r["name"]) for r in rows] == [
-            ("feed", ""), ("stream", "trades"), ("stream", "chat")]
+            ("feed", "127.0.0.1"), ("stream", "trades"), ("stream", "chat")]
         conn_row, trades_row, chat_row = rows
         assert conn_row["state"] == "live" and conn_row["rows"] == 6
         assert conn_row["obj"] is feed and trades_row["obj"] is st and chat_row["obj"] is chat
@@ -36,7 +36,7 @@ def test_listing_shows_every_connection_and_stream_with_their_counters():
         assert conn_row["attempts"] == 1 and conn_row["reconnects"] == 0
         df = listing.to_frame()
         assert list(df.columns) == list(registry.COLUMNS)
-        assert df[df.url == f.url].name.tolist() == ["", "trades", "chat"]
+        assert df[df.url == f.url].name.tolist() == ["127.0.0.1", "trades", "chat"]
         text = repr(listing)
         assert "trades" in text and "live" in text and f.url in text
         assert "<table>" in listing._repr_html_()
@@ -60,11 +60,16 @@ def test_pause_resume_close_by_index_name_and_object():
         i = next(i for i, r in enumerate(listing) if r["obj"] is feed)
         listing.pause(i)  # a connection row pauses its streams
         assert st.paused
+        assert feed.display_state == "paused" and "paused" in repr(feed)
+        assert registry.subscriptions()[i]["state"] == "paused"
+        with pytest.raises(IndexError, match=r"no row 99: the listing has \d+ rows \(0 to \d+\)"):
+            listing.pause(99)
         listing.resume(i)
+        assert registry.subscriptions()[i]["state"] == "live"
         assert not st.paused
         registry.close("trades")
         assert st.closed and "trades" not in feed.subscriptions
-        assert [r["name"] for r in registry.subscriptions() if r["url"] == f.url] == [""]
+        assert [r["name"] for r in registry.subscriptions() if r["url"] == f.url] == ["127.0.0.1"]
         registry.close(f.url)
         assert feed.closed
         assert all(r["obj"] is not feed for r in registry.subscriptions())

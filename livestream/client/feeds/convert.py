@@ -20,12 +20,29 @@ Column types (``columns={"name": type}``):
 ``"auto"``                                 the type of the first value seen (number → float64,
                                            bool → boolean, text → string)
 ========================================  ================================================
+
+A column may also have a converter (``Column(convert=...)`` or the third item of
+``(source, type, convert)``), applied to each present value before its type: a
+function of the value, or one of these names (:func:`named_converter`):
+
+==================  ==================================================================
+``"strip"``         text without surrounding spaces
+``"lower"``         text in lower case (``"upper"``: upper case)
+``"number"``        the first number in a text: ``"seq:42"`` → ``"42"``, ``"12.5%"`` → ``"12.5"``
+``"after:SEP"``     the text after the last ``SEP``: ``"after::"`` on ``"seq:42"`` → ``"42"``
+``"before:SEP"``    the text before the first ``SEP``
+``"json"``          a value sent as JSON text, decoded
+``"percent"``       ``"12.5%"`` or ``12.5`` → ``0.125``
+==================  ==================================================================
+
+A converter that raises dead-letters the record, naming the column.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,10 +59,11 @@ from ...core.schema import (
     is_datetime_type,
 )
 
-__all__ = ["EPOCH_UNITS", "Col", "TypeSpec", "convert_column", "infer_type", "resolve_type",
-           "short"]
+__all__ = ["CONVERTERS", "EPOCH_UNITS", "Col", "Converter", "TypeSpec", "apply_converter",
+           "convert_column", "infer_type", "named_converter", "resolve_type", "short"]
 
 TypeSpec = type | str | None
+Converter = Callable[[Any], Any] | str | None
 
 #: Nanoseconds per epoch unit.
 EPOCH_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "µs": 1_000, "ns": 1}
@@ -63,6 +81,10 @@ class Col:
     unit: str | None
     nested: bool
     slow: Callable[[Any], Any] | None = None
+    #: applied to each present value before the type (see :func:`named_converter`)
+    convert: Callable[[Any], Any] | None = None
+    #: how the converter was given, for messages
+    convert_name: str | None = None
     #: category columns: the dtype of each recent set of labels (a batch's labels are
     #: sorted, so a feed with a steady set of symbols builds its dtype once)
     cat_dtypes: dict[tuple, pd.CategoricalDtype] = field(default_factory=dict)
@@ -134,6 +156,88 @@ def short(v: Any, n: int = 80) -> str:
     except TypeError:
         s = repr(v)
     return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# -- converters --------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return v
+    m = _NUMBER.search(str(v))
+    if m is None:
+        raise ValueError("no number in the text")
+    return m.group(0)
+
+
+def _percent(v: Any) -> float:
+    if isinstance(v, str):
+        v = v.strip().removesuffix("%")
+    return float(v) / 100.0
+
+
+def _text_of(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"a {type(v).__name__} is not text")
+    return v
+
+
+#: The converters that have a name (``Column(convert="number")``).
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "strip": lambda v: _text_of(v).strip(),
+    "lower": lambda v: _text_of(v).lower(),
+    "upper": lambda v: _text_of(v).upper(),
+    "number": _number,
+    "json": lambda v: orjson.loads(v) if isinstance(v, (str, bytes)) else v,
+    "percent": _percent,
+}
+
+
+def named_converter(spec: Converter, column: str = "?") -> tuple[Callable[[Any], Any] | None,
+                                                                 str | None]:
+    """A converter spec (a function, a name of :data:`CONVERTERS`, ``"after:SEP"`` or
+    ``"before:SEP"``) → ``(function, name)``; raises naming the column."""
+    if spec is None:
+        return None, None
+    if callable(spec):
+        return spec, getattr(spec, "__name__", "converter")
+    if not isinstance(spec, str):
+        raise TypeError(f"column {column!r}: convert must be a function or a name, got {spec!r}")
+    for prefix in ("after:", "before:"):
+        if spec.startswith(prefix) and len(spec) > len(prefix):
+            sep = spec[len(prefix):]
+            if prefix == "after:":
+                return (lambda v, sep=sep: _text_of(v).rpartition(sep)[2]), spec
+            return (lambda v, sep=sep: _text_of(v).partition(sep)[0]), spec
+    fn = CONVERTERS.get(spec)
+    if fn is None:
+        raise ValueError(
+            f"column {column!r}: unknown converter {spec!r}; use a function, "
+            f"'after:SEP', 'before:SEP' or one of {sorted(CONVERTERS)}"
+        )
+    return fn, spec
+
+
+def apply_converter(vals: list[Any], c: Col, bad: dict[int, str]) -> list[Any]:
+    """``vals`` through the column's converter (None stays None); values it fails on
+    become None and their rows go to ``bad``."""
+    conv = c.convert
+    assert conv is not None
+    out: list[Any] = []
+    for i, v in enumerate(vals):
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            out.append(conv(v))
+        except Exception as exc:
+            if i not in bad:
+                bad[i] = (f"column {c.name!r}: converter {c.convert_name!r} failed on "
+                          f"{short(v)} ({exc!r})")
+            out.append(None)
+    return out
 
 
 # -- coercion ----------------------------------------------------------------------------

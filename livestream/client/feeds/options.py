@@ -21,7 +21,7 @@ import orjson
 from ..backoff import Backoff
 from .select import Selector, compile_selector
 
-__all__ = ["DEFAULT_BACKOFF", "FeedOptions", "Message", "OnOpen", "Reply", "encode_message"]
+__all__ = ["DEFAULT_BACKOFF", "ERROR_FIELDS", "FeedOptions", "Message", "OnOpen", "Reply", "encode_message", "looks_like_error"]
 
 Message = Mapping[str, Any] | Sequence[Any] | str | bytes
 OnOpen = Sequence[Message] | Message | Callable[..., Any] | None
@@ -59,6 +59,23 @@ def as_messages(value: Any, what: str) -> list:
     for m in msgs:
         encode_message(m)  # fail early on what cannot be sent
     return msgs
+
+
+#: Fields whose value ``"error"`` marks a feed's error message when ``ack_error`` is not given.
+ERROR_FIELDS = ("type", "event", "op", "status", "channel", "e")
+_ERROR_FIELD_SET = frozenset(ERROR_FIELDS)
+
+
+def looks_like_error(msg: Any) -> bool:
+    """The default ``ack_error``: an object whose ``type``, ``event``, ``op``, ``status``,
+    ``channel`` or ``e`` field is ``"error"`` (any case), the shape most feeds use."""
+    if type(msg) is not dict:
+        return False
+    for f in _ERROR_FIELD_SET.intersection(msg):  # in C: usually empty or one field
+        v = msg[f]
+        if type(v) is str and len(v) == 5 and v.lower() == "error":
+            return True
+    return False
 
 
 def _match(spec: Any, what: str) -> Callable[[Any], bool] | None:
@@ -148,7 +165,7 @@ class FeedOptions:
         connect_timeout: float = 10.0,
         on_open: OnOpen = None,
         ack: Selector = None,
-        ack_error: Selector = None,
+        ack_error: Selector | bool = None,
         ack_count: int | None = None,
         ack_timeout: float = 10.0,
         ping_match: Selector | str = None,
@@ -187,7 +204,12 @@ class FeedOptions:
         if on_open is not None and not callable(on_open):
             on_open_messages = tuple(as_messages(on_open, "on_open"))
         ack_fn = _match(ack, "ack")
-        ack_error_fn = _match(ack_error, "ack_error")
+        if ack_error is None or ack_error is True:
+            ack_error_fn: Callable[[Any], bool] | None = looks_like_error
+        elif ack_error is False:
+            ack_error_fn = None
+        else:
+            ack_error_fn = _match(ack_error, "ack_error")
         if ack_count is not None and (ack_count < 1 or ack_fn is None):
             raise ValueError("ack_count needs ack= and must be at least 1")
         if isinstance(ping_match, str):

@@ -31,7 +31,18 @@ import pandas as pd
 
 from ..._compat.pandas_internals import frame_from_arrays
 from ...core.schema import Field, Schema
-from .convert import EPOCH_UNITS, Col, TypeSpec, convert_column, infer_type, resolve_type, short
+from .convert import (
+    EPOCH_UNITS,
+    Col,
+    Converter,
+    TypeSpec,
+    apply_converter,
+    convert_column,
+    infer_type,
+    named_converter,
+    resolve_type,
+    short,
+)
 from .select import (
     MISSING,
     PathSpec,
@@ -65,13 +76,17 @@ class Column:
     the column's own name. ``type`` is one of the types in :mod:`.convert`'s table.
     ``required=True`` dead-letters records where the value is missing or null.
     ``unit`` fixes the epoch unit (``"s"``, ``"ms"``, ``"us"``, ``"ns"``) of a
-    datetime column instead of guessing it from the magnitude.
+    datetime column instead of guessing it from the magnitude. ``convert`` is applied
+    to each present value before the type: a function, or a name from
+    :mod:`.convert`'s converters (``"number"`` turns ``"seq:42"`` into ``"42"``,
+    which an ``int`` column then holds as 42).
     """
 
     source: str | int | None = None
     type: TypeSpec = "auto"
     required: bool = False
     unit: str | None = None
+    convert: Converter = None
 
     def __post_init__(self) -> None:
         if self.unit is not None and self.unit not in EPOCH_UNITS:
@@ -83,8 +98,11 @@ class RowParser:
 
     ``columns`` may be ``None`` (every top-level scalar field of the first record,
     types inferred), a list of field names (types inferred), or a dict of output
-    name → type, ``(source, type)`` or :class:`Column`. ``required`` lists
-    column names whose absence dead-letters a record.
+    name → type, ``(source, type)``, ``(source, type, convert)`` or
+    :class:`Column`. ``required`` lists column names whose absence dead-letters a
+    record. ``envelope``: columns copied from the *message* onto every record that
+    ``path`` selects (output name → a path in the message, ``(path, type)`` or
+    :class:`Column`), e.g. ``{"pair": -1}`` for ``[42, [[...], ...], "trade", "XBT/USD"]``.
     """
 
     def __init__(
@@ -94,6 +112,7 @@ class RowParser:
         path: PathSpec = None,
         columns: Mapping[str, Any] | Sequence[str] | None = None,
         required: Sequence[str] = (),
+        envelope: Mapping[str, Any] | None = None,
     ) -> None:
         self.select = compile_selector(select)
         #: ``(key, value)`` when the selector is a one-field match (inlined by streams)
@@ -104,12 +123,16 @@ class RowParser:
         elif callable(path):
             self.path = path
             self.path_text = getattr(path, "__name__", "path function")
-        elif isinstance(path, (str, list, tuple)):
+        elif isinstance(path, (str, list, tuple)) or (
+            isinstance(path, int) and not isinstance(path, bool)
+        ):
             self.path = compile_get(path)
-            self.path_text = path if isinstance(path, str) else ".".join(map(str, path))
+            self.path_text = (path if isinstance(path, str) else str(path) if isinstance(path, int)
+                              else ".".join(map(str, path)))
         else:
             raise TypeError(
-                f"path must be a dotted string such as 'data.trades', a list of keys, or a "
+                f"path must be a dotted string such as 'data.trades', an array position, a "
+                f"list of keys, or a "
                 f"function of the message; got {path!r}"
             )
         self.cols: list[Col] | None = None
@@ -121,6 +144,14 @@ class RowParser:
         #: record → row tuple with None for each missing value (never raises)
         self.extract_slow: Callable[[Any], tuple] | None = None
         self._auto_all = columns is None
+        #: columns read from the message and copied onto each of its records
+        self.env_cols: list[Col] = []
+        self._env_getters: tuple[Callable[[Any], Any], ...] = ()
+        if envelope is not None:
+            if path is None:
+                raise ValueError("envelope= copies message fields onto the records path= "
+                                 "selects: it needs path=")
+            self._set_envelope(envelope)
         if columns is not None:
             self._set_columns(columns)
         if required:
@@ -134,6 +165,55 @@ class RowParser:
         self._schema: Schema | None = None
 
     # -- column setup --------------------------------------------------------------------
+
+    @staticmethod
+    def _col(name: Any, spec: Any) -> Col:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"column names must be non-empty strings, got {name!r}")
+        if isinstance(spec, Column):
+            c = spec
+        elif isinstance(spec, tuple):
+            if len(spec) not in (2, 3):
+                raise TypeError(
+                    f"column {name!r}: a tuple must be (source, type) or (source, type, "
+                    f"convert), got {spec!r}"
+                )
+            c = Column(source=spec[0], type=spec[1], convert=spec[2] if len(spec) == 3 else None)
+        else:
+            c = Column(type=spec)
+        source = name if c.source is None else c.source
+        if not isinstance(source, (str, int)) or isinstance(source, bool):
+            raise TypeError(f"column {name!r}: source must be a key or an index, got {source!r}")
+        nested = isinstance(source, str) and "." in source
+        conv, conv_name = named_converter(c.convert, name)
+        return Col(name, source, resolve_type(c.type, name), c.required, c.unit, nested,
+                   convert=conv, convert_name=conv_name)
+
+    def _set_envelope(self, envelope: Mapping[str, Any]) -> None:
+        if not isinstance(envelope, Mapping) or not envelope:
+            raise TypeError("envelope must be a non-empty dict of column name → path in the "
+                            f"message (or (path, type), or Column); got {envelope!r}")
+        cols = []
+        for name, spec in envelope.items():
+            if isinstance(spec, (str, int)) and not isinstance(spec, bool):
+                spec = Column(source=spec)
+            elif isinstance(spec, tuple) and len(spec) == 2:
+                spec = Column(source=spec[0], type=spec[1])
+            if not isinstance(spec, Column) or spec.source is None:
+                raise TypeError(f"envelope column {name!r}: give a path in the message, "
+                                f"(path, type) or Column(source=...), got {spec!r}")
+            cols.append(self._col(name, spec))
+        self.env_cols = cols
+        self._env_getters = tuple(compile_get(c.source) for c in cols)
+
+    def envelope(self, msg: Any) -> tuple:
+        """The envelope columns' raw values in ``msg`` (None where missing)."""
+        return tuple([None if v is MISSING else v for v in [g(msg) for g in self._env_getters]])
+
+    @property
+    def all_cols(self) -> list[Col]:
+        """The record columns then the envelope columns (the frame's columns)."""
+        return [*(self.cols or ()), *self.env_cols]
 
     def _set_columns(self, columns: Mapping[str, Any] | Sequence[str]) -> None:
         cols: list[Col] = []
@@ -149,34 +229,21 @@ class RowParser:
         if not items:
             raise ValueError("columns must name at least one column")
         for name, spec in items:
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"column names must be non-empty strings, got {name!r}")
-            if isinstance(spec, Column):
-                c = spec
-            elif isinstance(spec, tuple):
-                if len(spec) != 2:
-                    raise TypeError(
-                        f"column {name!r}: a tuple must be (source, type), got {spec!r}"
-                    )
-                c = Column(source=spec[0], type=spec[1])
-            else:
-                c = Column(type=spec)
-            source = name if c.source is None else c.source
-            if not isinstance(source, (str, int)) or isinstance(source, bool):
-                raise TypeError(f"column {name!r}: source must be a key or an index, got {source!r}")
-            nested = isinstance(source, str) and "." in source
-            cols.append(Col(name, source, resolve_type(c.type, name), c.required, c.unit, nested))
+            cols.append(self._col(name, spec))
+        clash = {c.name for c in cols} & {c.name for c in self.env_cols}
+        if clash:
+            raise ValueError(f"column {sorted(clash)[0]!r} is both a record and an envelope column")
         self.cols = cols
         self._columns = None
         self._build_getters()
 
     def _apply_required(self) -> None:
         assert self.cols is not None
-        names = {c.name for c in self.cols}
+        names = {c.name for c in self.all_cols}
         for r in self._required_names:
             if r not in names:
                 raise ValueError(f"required column {r!r} is not one of the columns {sorted(names)}")
-        for c in self.cols:
+        for c in self.all_cols:
             if c.name in self._required_names:
                 c.required = True
 
@@ -204,7 +271,7 @@ class RowParser:
     @property
     def names(self) -> list[str]:
         """Output column names (empty until inferred when ``columns`` was None)."""
-        return [c.name for c in self.cols] if self.cols is not None else []
+        return [c.name for c in self.all_cols] if self.cols is not None else []
 
     def _infer_columns(self, record: Any) -> None:
         if type(record) is not dict:
@@ -212,7 +279,8 @@ class RowParser:
                 f"cannot infer columns from a record of type {type(record).__name__}; "
                 "pass columns=", "bad_record",
             )
-        names = [k for k, v in record.items() if not isinstance(v, (dict, list))]
+        env = {c.name for c in self.env_cols}
+        names = [k for k, v in record.items() if not isinstance(v, (dict, list)) and k not in env]
         if not names:
             raise RowError("cannot infer columns: the record has no scalar fields", "bad_record")
         self._set_columns(names)
@@ -284,6 +352,7 @@ class RowParser:
         # one pass per column: zip(*rows) would make an iterator per row, thousands of
         # short-lived GC-tracked objects that get promoted and trigger full collections
         cols_vals = [list(map(operator.itemgetter(i), rows)) for i in range(len(self.cols))]
+        cols_vals += [[None] * len(rows) for _ in self.env_cols]
         frame, row_bad = self.columns_to_frame(cols_vals, len(rows))
         for j, reason in row_bad.items():
             bad[at[j]] = reason
@@ -317,14 +386,17 @@ class RowParser:
         bad: dict[int, str] = {}
         if self.cols is None:
             return None, 0, bad
+        all_cols = self.all_cols
+        cols_vals = [apply_converter(vals, c, bad) if c.convert is not None else vals
+                     for c, vals in zip(all_cols, cols_vals, strict=True)]
         # an "auto" column takes the type of its first non-null value; a column
         # that is null throughout the first batch becomes a string column
-        for c, vals in zip(self.cols, cols_vals, strict=True):
+        for c, vals in zip(all_cols, cols_vals, strict=True):
             if c.type == "auto" and n:
                 c.type = next((t for t in map(infer_type, vals) if t is not None), "string")
-        converted = [convert_column(vals, c, bad) for c, vals in zip(self.cols, cols_vals, strict=True)]
-        if self._schema is None and all(c.type != "auto" for c in self.cols):
-            self._schema = Schema(tuple(Field(c.name, c.type) for c in self.cols))
+        converted = [convert_column(vals, c, bad) for c, vals in zip(all_cols, cols_vals, strict=True)]
+        if self._schema is None and all(c.type != "auto" for c in all_cols):
+            self._schema = Schema(tuple(Field(c.name, c.type) for c in all_cols))
         if n == 0:
             return None, 0, bad
         if bad:
@@ -332,10 +404,10 @@ class RowParser:
             keep[list(bad)] = False
             if not keep.any():
                 return None, 0, bad
-            data = {c.name: _take(arr, keep) for c, arr in zip(self.cols, converted, strict=True)}
+            data = {c.name: _take(arr, keep) for c, arr in zip(all_cols, converted, strict=True)}
             m = int(keep.sum())
         else:
-            data = {c.name: arr for c, arr in zip(self.cols, converted, strict=True)}
+            data = {c.name: arr for c, arr in zip(all_cols, converted, strict=True)}
             m = n
         return data, m, bad
 

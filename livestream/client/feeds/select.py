@@ -27,7 +27,10 @@ def compile_selector(select: Selector) -> Callable[[Any], bool] | None:
     """``None`` (every message), a predicate, or a field match such as ``{"type": "ticker"}``.
 
     Keys of a field match may be dotted (``{"arg.channel": "trades"}``); a value
-    may be a set/tuple/list of accepted values.
+    may be a set/tuple/list of accepted values. A key that is an integer (``2``,
+    ``-1``) or its text (``"2"``, ``"1.0"`` for a nested array) picks an array
+    position, so ``{-2: "trade"}`` matches ``[42, [...], "trade", "XBT/USD"]``
+    (and, for an object, the key ``"-2"``).
     """
     if select is None:
         return None
@@ -40,8 +43,8 @@ def compile_selector(select: Selector) -> Callable[[Any], bool] | None:
         )
     items = []
     for k, v in select.items():
-        if not isinstance(k, str):
-            raise TypeError(f"select keys must be strings, got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, (str, int)):
+            raise TypeError(f"select keys must be field names or array positions, got {k!r}")
         getter = compile_get(k)
         if isinstance(v, (set, frozenset, tuple, list)):
             items.append((getter, frozenset(v), True))
@@ -80,7 +83,8 @@ def simple_field_match(select: Selector) -> tuple[str, Any] | None:
     if not isinstance(select, Mapping) or len(select) != 1:
         return None
     ((key, want),) = select.items()
-    if not isinstance(key, str) or "." in key or isinstance(want, (set, frozenset, tuple, list)):
+    if (not isinstance(key, str) or "." in key or key.lstrip("-").isdigit()
+            or isinstance(want, (set, frozenset, tuple, list))):
         return None
     return key, want
 
@@ -115,6 +119,10 @@ def compile_get(path: str | int | Sequence[str | int]) -> Callable[[Any], Any]:
             if isinstance(p, int):
                 if type(obj) is list and -len(obj) <= p < len(obj):
                     obj = obj[p]
+                elif type(obj) is dict:  # "2" in a path is also the key "2" of an object
+                    obj = obj.get(str(p), MISSING)
+                    if obj is MISSING:
+                        return obj
                 else:
                     return MISSING
             elif type(obj) is dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -46,7 +46,7 @@ class FeedStats:
     attempts: int = 0  #: connection attempts made, successful or not
     connects: int = 0  #: handshakes that succeeded
     reconnects: int = 0  #: successful handshakes after the first
-    failures: int = 0  #: consecutive failed attempts (0 while live)
+    failures: int = 0  #: consecutive failed attempts and sessions without data (0 once data flows)
     last_failure: str | None = None  #: why the last attempt failed or the last session ended
     last_failure_at: float | None = None  #: ``time.time()`` of ``last_failure``
     next_retry_in: float | None = None  #: the backoff delay chosen after the last failure
@@ -63,7 +63,14 @@ class FeedStats:
     dead_letters: int = 0  #: all streams
     errors: int = 0  #: dead letters, failed callbacks, failed sends
     last_error: str | None = None
+    #: error messages the feed sent (those matching ``ack_error``), all sessions
+    feed_errors: int = 0
+    #: the text of the last error message the feed sent (cut to 300 characters)
+    last_feed_error: str | None = None
     subscriptions: int = 0  #: open streams
+    #: per stream name: its errors (dead letters, failed callbacks); ``errors`` is their sum
+    #: plus the connection's own
+    stream_errors: dict[str, int] = field(default_factory=dict)
 
 
 AckResult = Literal["ack", "acked", "refused"]
@@ -89,6 +96,10 @@ class FeedSession:
         #: acknowledgements still expected before the session is live (0: none awaited)
         self.acks_left = 0
         self.closing = False
+        #: whether the current session has had a data message (one a stream selected)
+        self.had_data = False
+        #: the error message the feed sent in the current session (None: none)
+        self.session_error: str | None = None
 
     @property
     def state(self) -> str:
@@ -107,6 +118,8 @@ class FeedSession:
         """A connection attempt starts; returns the state to show (``connecting`` before
         the first success, then ``reconnecting``)."""
         self.stats.attempts += 1
+        self.had_data = False
+        self.session_error = None
         return "connecting" if self.stats.connects == 0 else "reconnecting"
 
     def connected(self) -> bool:
@@ -146,22 +159,45 @@ class FeedSession:
             return "acked" if self.acks_left <= 0 else "ack"
         return None
 
-    @staticmethod
-    def refusal(msg: Any) -> FeedError:
-        """The error of a session whose subscription was refused by ``msg``."""
-        return FeedError(f"subscription refused: {orjson.dumps(msg).decode()[:300]}")
+    def refusal(self, msg: Any) -> FeedError:
+        """The error of a session whose subscription was refused by ``msg`` (recorded as the
+        feed's last error message)."""
+        text = self.feed_error(msg)
+        self.session_error = None  # already in the reason
+        return FeedError(f"subscription refused: {text}")
 
     def live(self) -> None:
-        """The session is live (subscribed and acknowledged)."""
-        s = self.stats
-        s.failures = 0
-        s.next_retry_in = None
+        """The session is live (subscribed and acknowledged). The failures are not reset
+        yet: that takes a data message (:meth:`data`)."""
+        self.stats.next_retry_in = None
         self.acks_left = 0
 
+    def feed_error(self, msg: Any) -> str:
+        """The feed sent an error message (one matching ``ack_error``) outside the wait for
+        acknowledgements; returns its text (recorded in the stats and added to the reason
+        the session ends with)."""
+        text = orjson.dumps(msg).decode() if not isinstance(msg, str) else msg
+        text = text[:300]
+        s = self.stats
+        s.feed_errors += 1
+        s.last_feed_error = text
+        self.session_error = text
+        return text
+
+    def data(self) -> None:
+        """A data message arrived in this session (one a stream selected): the series of
+        failures ends."""
+        if not self.had_data:
+            self.had_data = True
+            self.stats.failures = 0
+
     def failed(self, reason: str) -> None:
-        """An attempt failed or a session ended, for ``reason``."""
+        """An attempt failed or a session ended, for ``reason`` (with the feed's error
+        message of this session, if it sent one)."""
         s = self.stats
         s.failures += 1
+        if self.session_error is not None and self.session_error not in reason:
+            reason = f"{reason}; the feed said: {self.session_error}"
         s.last_failure = reason
         s.last_failure_at = self.wall()
 
@@ -169,10 +205,13 @@ class FeedSession:
         """After a session: the delay before the next attempt, or the final state
         (``closed``: ``reconnect=False``; ``failed``: ``max_retries`` exceeded).
 
-        A session that was live counts as the first failure of a new series.
+        A session that was live and received data counts as the first failure of a new
+        series; one that ended before its first data message (a feed that accepts the
+        connection, then refuses or stays silent) is one more consecutive failure, for
+        ``max_retries`` and for the backoff.
         """
         s, o = self.stats, self.options
-        if was_live:
+        if was_live and self.had_data:
             s.failures = 1
         if not o.reconnect:
             return "closed"

@@ -11,6 +11,7 @@ nothing stops the stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from ...loop import call_in_loop, on_loop_thread
+from ...loop import call_in_loop, on_loop_thread, run_in_loop
 from ..subscription import DEFAULT_WINDOW, Subscription
 from .parse import RowError, RowParser
 from .select import MISSING, idx
@@ -49,6 +50,26 @@ class DeadLetter:
     #: the raw message text, or for a record that failed its column types the
     #: record as JSON (cut to :data:`DEAD_LETTER_TEXT` characters)
     message: str
+
+
+#: Records after which a column whose field never appeared is warned about (once).
+MISSING_FIELD_WARN_AFTER = 10
+
+
+def _fields_of(src: Any) -> list | None:
+    """The field names of a record or raw message (for a hint), or None."""
+    if isinstance(src, (str, bytes, bytearray)):
+        try:
+            src = orjson.loads(src)
+        except orjson.JSONDecodeError:
+            return None
+    if isinstance(src, dict):
+        return list(src)[:20]
+    return None
+
+
+def _ignore(msg: Any) -> None:
+    return None
 
 
 def _text(rec: Any) -> str:
@@ -184,10 +205,20 @@ class FeedStream(Subscription):
         name: str,
         window: int | None = DEFAULT_WINDOW,
         dead_letter_limit: int = 1000,
+        stale_after: float | None = None,
     ) -> None:
         super().__init__(name, window=window, source=feed, loop=feed.loop)
         if dead_letter_limit < 0:
             raise ValueError("dead_letter_limit must be >= 0")
+        if stale_after is not None and not (
+            isinstance(stale_after, (int, float)) and not isinstance(stale_after, bool)
+            and stale_after > 0
+        ):
+            raise ValueError(f"stale_after must be a positive number of seconds, got {stale_after!r}")
+        #: seconds without a selected message, while live, after which the feed is
+        #: reconnected (None: no check); judged by this stream's data only
+        self.stale_after = stale_after
+        self._last_data = self._live_since = time.monotonic()
         self.feed = feed
         self.parser = parser
         #: The newest rejected messages, oldest first (bounded: ``dead_letter_limit``).
@@ -201,12 +232,24 @@ class FeedStream(Subscription):
         self._batch_srcs: list[Any] = []
         self._slow_rows = 0  # rows added by _take (the fast handler adds one per message)
         self._selected = 0
+        self._flushed_selected = 0  # _selected at the last flush
         self._select = parser.select
         self._has_path = parser.path is not None
         self._relays: list[Relay] = []
+        #: per column: records whose field was absent or null (see :meth:`_check_missing`)
+        self.missing_counts: dict[str, int] = {}
+        self._seen_columns: set[str] = set()
+        self._warned_columns: set[str] = set()
+        self._checked_records = 0
         self.stats_data.extra.update({k: 0 for k in DEAD_LETTER_KINDS})
         self.stats_data.extra["dead_letters"] = 0
+        #: called with each message the stream's selector leaves out (the feed checks it
+        #: for an error message when this is the only stream)
+        self._unselected: Callable[[Any], Any] = _ignore
         self._feed = self._make_feed()
+        if stale_after is not None:
+            self.stats_data.extra["stale"] = 0
+            call_in_loop(feed.loop, self._stale_check)
 
     def __repr__(self) -> str:
         s = self.stats
@@ -235,12 +278,15 @@ class FeedStream(Subscription):
         reads = "; ".join(f"v{i} = {e}" for i, e in enumerate(parser.value_exprs("msg")))
         appends = "; ".join(f"_a{i}(v{i})" for i in range(k))
         if parser.select_field is not None:
-            check = "if type(msg) is not dict or msg.get(_key, _missing) != _want:\n            return"
+            check = ("if type(msg) is not dict or msg.get(_key, _missing) != _want:\n"
+                     "            _other(msg)\n"
+                     "            return")
         else:
             check = (
                 "if _select is not None:\n"
                 "            try:\n"
                 "                if not _select(msg):\n"
+                "                    _other(msg)\n"
                 "                    return\n"
                 "            except Exception as exc:\n"
                 "                _dead(raw, f'select raised {exc!r}', 'select_error')\n"
@@ -250,7 +296,7 @@ class FeedStream(Subscription):
                 "            return"
             )
         src = (
-            f"def make(_key, _want, _missing, _select, _dead, _take, idx, _s, {args}):\n"
+            f"def make(_key, _want, _missing, _select, _dead, _take, _other, idx, _s, {args}):\n"
             f"    def feed(msg, raw):\n"
             f"        {check}\n"
             f"        try:\n"
@@ -264,8 +310,12 @@ class FeedStream(Subscription):
         ns: dict[str, Any] = {}
         exec(compile(src, f"<livestream feed stream {self.name!r}>", "exec"), ns)
         key, want = parser.select_field or (None, None)
-        return ns["make"](key, want, MISSING, self._select, self._dead, self._take, idx,
+        return ns["make"](key, want, MISSING, self._select, self._dead, self._take,
+                          self._on_unselected, idx,
                           self._batch_srcs.append, *(c.append for c in self._batch_cols))
+
+    def _on_unselected(self, msg: Any) -> None:
+        self._unselected(msg)
 
     def _refresh_feed(self) -> None:
         self._feed = self._make_feed()
@@ -279,6 +329,7 @@ class FeedStream(Subscription):
         if select is not None:
             try:
                 if not select(msg):
+                    self._on_unselected(msg)
                     return
             except Exception as exc:
                 self._dead(raw, f"select raised {exc!r}", "select_error")
@@ -297,21 +348,24 @@ class FeedStream(Subscription):
         except RowError as exc:
             self._dead(raw, str(exc), exc.kind)
             return
+        env = parser.envelope(msg) if parser.env_cols else None
         if type(recs) is list and not (
             parser.positional and recs and type(recs[0]) not in (dict, list)
         ):
             for rec in recs:
-                self._add(rec, rec)
+                self._add(rec, rec, env)
         else:  # one record (an object, or an array such as [price, qty, time])
-            self._add(recs, raw if recs is msg else recs)
+            self._add(recs, raw if recs is msg else recs, env)
 
-    def _add(self, rec: Any, src: Any) -> None:
+    def _add(self, rec: Any, src: Any, env: tuple | None = None) -> None:
         had_columns = self.parser.cols is not None
         try:
             row = self.parser.row(rec)
         except RowError as exc:
             self._dead(_text(rec), str(exc), exc.kind)
             return
+        if env is not None:
+            row = (*row, *env)
         if len(self._batch_cols) != len(row):
             self._batch_cols = [[] for _ in row]
         for col, v in zip(self._batch_cols, row, strict=True):
@@ -321,7 +375,33 @@ class FeedStream(Subscription):
         if not had_columns:  # the first record decided the columns: a faster handler
             self._refresh_feed()
 
+    # -- staleness (on the loop) -------------------------------------------------------------
+
+    def set_state(self, state: str) -> None:
+        if state == "live" and self.stats_data.state != "live":
+            self._live_since = time.monotonic()  # silence is counted from here
+        super().set_state(state)
+
+    def _stale_check(self) -> None:
+        """Every ``stale_after / 4`` s: a live, unpaused stream without data for
+        ``stale_after`` s is stale; the feed drops the session and resubscribes."""
+        after = self.stale_after
+        if self.closed or after is None:
+            return
+        now = time.monotonic()
+        if (not self.paused and self.feed.state == "live"
+                and now - max(self._last_data, self._live_since) > after):
+            reason = f"stale: stream {self.name!r} got no data for {after:g}s"
+            self.stats_data.extra["stale"] += 1
+            self.report_error(reason)
+            log.warning("livestream: feed %s: %s", self.feed.url, reason)
+            self._live_since = now  # once per silence
+            self.feed._stream_stale(self, reason)
+        self.feed.loop.call_later(after / 4, self._stale_check)
+
     def pause(self) -> None:
+        if not self.paused and not self.closed:
+            self._flush_from_any_thread()  # what arrived before the pause is kept
         super().pause()
         self._refresh_feed()
 
@@ -345,9 +425,10 @@ class FeedStream(Subscription):
         extra["dead_letters"] += 1
         self.report_error(reason)
 
-    def _flush(self) -> None:
+    def _flush(self) -> int:
         """Turn the rows collected since the last flush into one typed frame and append it
-        (end of a batch)."""
+        (end of a batch); returns how many messages the stream selected since the last
+        flush (data, for staleness and for the feed's retry count)."""
         srcs = self._batch_srcs
         if srcs:
             n = len(srcs)
@@ -361,8 +442,61 @@ class FeedStream(Subscription):
             if not self.closed:
                 self._append_rows(cols, srcs)
         self.stats_data.messages = self._selected
+        new = self._selected - self._flushed_selected
+        if new:
+            self._flushed_selected = self._selected
+            self._last_data = time.monotonic()
+        return new
+
+    def _flush_from_any_thread(self) -> None:
+        """:meth:`_flush` on the feed's loop (now when on it, else handed over and waited for)."""
+        loop = self.feed.loop
+        if on_loop_thread(loop):
+            self._flush()
+        elif loop.is_running() and not loop.is_closed():
+            with contextlib.suppress(Exception):  # the loop is stuck or gone: nothing to flush to
+                run_in_loop(loop, self._flush, timeout=5.0)
+
+    def _check_missing(self, cols: list[list[Any]], srcs: list[Any]) -> None:
+        """Count, per column, the records where its field was absent or null; warn once
+        for a column whose field has not appeared in the first
+        :data:`MISSING_FIELD_WARN_AFTER` records (a typo such as ``"prise"``)."""
+        parser = self.parser
+        all_cols = parser.all_cols
+        if len(all_cols) != len(cols):
+            return
+        self._checked_records += len(srcs)
+        missing = self.missing_counts
+        for c, vals in zip(all_cols, cols, strict=True):
+            k = vals.count(None)
+            if k:
+                missing[c.name] = missing.get(c.name, 0) + k
+            if k < len(vals):
+                self._seen_columns.add(c.name)
+        if self._checked_records < MISSING_FIELD_WARN_AFTER:
+            return
+        for c in all_cols:
+            if c.name in self._seen_columns or c.name in self._warned_columns:
+                continue
+            self._warned_columns.add(c.name)
+            fields = _fields_of(srcs[0]) if srcs else None
+            where = "message" if c in parser.env_cols else "record"
+            msg = (f"column {c.name!r}: field {c.source!r} was absent or null in all "
+                   f"{self._checked_records} records so far; check its name"
+                   + (f" (a {where} has: {', '.join(map(str, fields))})" if fields else ""))
+            self.stats_data.extra["never_seen_columns"] = len(self._warned_columns)
+            self.report_error(msg)
+            log.warning("livestream: feed stream %r of %s: %s", self.name, self.feed.url, msg)
 
     def _append_rows(self, cols: list[list[Any]], srcs: list[Any]) -> None:
+        if len(self._seen_columns) < len(cols):
+            self._check_missing(cols, srcs)
+        else:  # every field seen: only the counts
+            missing = self.missing_counts
+            for c, vals in zip(self.parser.all_cols, cols, strict=False):
+                k = vals.count(None)
+                if k:
+                    missing[c.name] = missing.get(c.name, 0) + k
         try:
             data, m, bad = self.parser.columns_to_arrays(cols, len(srcs))
             frame = None if data is None else self.parser.frame(data, m)
@@ -430,7 +564,10 @@ class FeedStream(Subscription):
         return list(self._relays)
 
     def mark_closed(self) -> None:
-        """The feed ends this stream: closed, and its relays stop."""
+        """The feed ends this stream: the rows received so far are appended, then it is
+        closed, and its relays stop."""
+        if not self.closed:
+            self._flush_from_any_thread()
         super().mark_closed()
         for r in self._relays:
             r.stop()
