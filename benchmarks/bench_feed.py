@@ -14,6 +14,10 @@ Four clients read the same feed in the same run, in turn, ``--repeat`` times:
 * **picows**: the bare loop on picows, the library livestream's client transport
   uses: a ``WSListener`` whose ``on_ws_frame`` ``orjson.loads`` the frame's payload
   (from its memoryview) — the floor for livestream's own transport;
+* **transport**: the bare loop through livestream's client transport
+  (:func:`livestream.client.transport.connect`, the adapter every livestream
+  connection and feed uses): its ``on_message`` ``orjson.loads`` each message — what
+  the adapter costs over picows, apart from what a feed does with the message;
 * **livestream**: ``open_feed(url).stream(select={"type": "trade"}, columns=...)``
   — selection, string → float, epoch ms → ``datetime64[ns, UTC]``, categories,
   columnar append into the Subscription's window, and an ``on_update``
@@ -64,7 +68,7 @@ DESCRIPTION = ("outside-feed ingest: msg/s and CPU µs/msg into a live feed stre
 TARGET_MSGS = 100_000
 TARGET_VS_TORNADO = 2.0
 TARGET_VS_PICOWS = 0.8
-CLIENTS = ("receive", "bare", "picows", "livestream")
+CLIENTS = ("receive", "bare", "picows", "transport", "livestream")
 
 COLUMNS = {"price": ("p", float), "qty": ("q", float), "time": ("T", "datetime"),
            "symbol": ("s", "category"), "side": "category"}
@@ -189,6 +193,28 @@ async def picows_client(url: str, n: int) -> dict:
     return res
 
 
+async def transport_client(url: str, n: int) -> dict:
+    """The bare loop through livestream's transport adapter (text arrives as ``str``)."""
+    from livestream.client.transport import connect
+
+    done = asyncio.Event()
+    count = 0
+    loads = orjson.loads
+
+    def on_message(m: str | bytes) -> None:
+        nonlocal count
+        loads(m)
+        count += 1
+        if count == n:
+            done.set()
+
+    ws = await connect(url, on_message, max_message_size=1 << 20)
+    res = await _Run().measure(n, lambda: ws.send("go"), asyncio.wait_for(done.wait(), 300))
+    ws.close()
+    await ws.wait_closed()
+    return res
+
+
 async def livestream_stream(url: str, n: int) -> dict:
     from livestream.client.feed import open_feed
 
@@ -209,6 +235,8 @@ async def run_client(name: str, url: str, n: int) -> dict:
         return await livestream_stream(url, n)
     if name == "picows":
         return await picows_client(url, n)
+    if name == "transport":
+        return await transport_client(url, n)
     return await tornado_client(url, n, decode=(name == "bare"))
 
 
@@ -233,6 +261,8 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
     out["livestream_vs_bare_cpu"] = ratios("bare", "cpu_us_per_msg")
     out["livestream_vs_picows"] = ratios("picows", "msgs_per_s")
     out["livestream_vs_picows_cpu"] = ratios("picows", "cpu_us_per_msg")
+    out["transport_vs_picows"] = _spread([t["msgs_per_s"] / b["msgs_per_s"] for t, b in zip(
+        runs["transport"], runs["picows"], strict=True)])
     # differences within a round (its runs are back to back), then the median over rounds:
     # steadier than differences of medians on a machine whose load drifts
     cpu = {k: [r["cpu_us_per_msg"] for r in runs[k]] for k in CLIENTS}
@@ -245,6 +275,10 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
         "picows_bare": statistics.median(cpu["picows"]),
         "livestream_over_picows": statistics.median(ls - b for ls, b in zip(
             cpu["livestream"], cpu["picows"], strict=True)),
+        "transport_over_picows": statistics.median(t - b for t, b in zip(
+            cpu["transport"], cpu["picows"], strict=True)),
+        "livestream_over_transport": statistics.median(ls - t for ls, t in zip(
+            cpu["livestream"], cpu["transport"], strict=True)),
     }
     return out
 
@@ -252,6 +286,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
 def tables(summary: dict, repeat: int) -> dict[str, str]:
     label = {"receive": "Tornado receive only", "bare": "bare: Tornado receive + `orjson.loads`",
              "picows": "bare: picows receive + `orjson.loads`",
+             "transport": "bare, through livestream's transport adapter",
              "livestream": "livestream feed stream"}
     rows = []
     for k in CLIENTS:
@@ -265,6 +300,7 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
          "full GCs per run"], rows)}
     r, c = summary["livestream_vs_bare"], summary["livestream_vs_bare_cpu"]
     p, pc = summary["livestream_vs_picows"], summary["livestream_vs_picows_cpu"]
+    t = summary["transport_vs_picows"]
     b = summary["cpu_breakdown_us"]
     ls_rate = summary["livestream"]["msgs_per_s"][0]
 
@@ -286,8 +322,14 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
          f"{b['orjson_loads']:.2f}", ""],
         ["CPU µs/msg: bare picows loop (frame reading + `orjson.loads`)",
          f"{b['picows_bare']:.2f}", ""],
+        ["transport adapter ÷ bare picows loop, msg/s (median of per-round pairs)",
+         f"{t[0]:.2f}× [{t[1]:.2f}–{t[2]:.2f}]", ""],
         ["CPU µs/msg: livestream's own work (livestream − bare picows, median over rounds)",
          f"{b['livestream_over_picows']:.2f}", ""],
+        ["CPU µs/msg: … of which the transport adapter (transport − bare picows)",
+         f"{b['transport_over_picows']:.2f}", ""],
+        ["CPU µs/msg: … of which the feed stream (livestream − transport)",
+         f"{b['livestream_over_transport']:.2f}", ""],
     ], "lrl")
     return out
 

@@ -94,6 +94,7 @@ class WebSocket(picows.WSListener):
         self._close_timeout = close_timeout
         self._transport: picows.WSTransport | None = None
         self._connecting = True
+        self._abandoned = False
         self._parts: list[bytes] | None = None  # a fragmented message being joined
         self._parts_text = False
         self._parts_size = 0
@@ -108,6 +109,8 @@ class WebSocket(picows.WSListener):
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self._transport = transport
+        if self._abandoned:  # connect() was cancelled or timed out before the 101 came
+            transport.disconnect(graceful=False)
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         kind = frame.msg_type
@@ -344,6 +347,16 @@ def _close_code(code: int) -> picows.WSCloseCode:
     return picows.WSCloseCode(code)
 
 
+async def _connect_or_abandon(ws: WebSocket, opening: Any, timeout: float | None) -> Any:
+    """Await picows' connect, bounded by ``timeout``; if it is cancelled or times out,
+    a handshake that still completes later is dropped at once (see on_ws_connected)."""
+    try:
+        return await asyncio.wait_for(opening, timeout)
+    except BaseException:
+        ws._abandoned = True
+        raise
+
+
 async def connect(
     url: str,
     on_message: Callable[[str | bytes], Any],
@@ -357,6 +370,7 @@ async def connect(
     ping_timeout: float | None = None,
     max_message_size: int = 64 * 1024 * 1024,
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    proxy: str | None = None,
 ) -> WebSocket:
     """Open a client WebSocket to ``url`` (ws:// or wss://) on the running loop.
 
@@ -364,7 +378,9 @@ async def connect(
     ``on_close(ws)`` the end of the connection, both on the loop. ``headers`` are
     added to the upgrade request; ``subprotocols`` offered; ``ssl`` is the context
     for wss:// (default: the system's CAs). ``connect_timeout`` bounds the TCP
-    connect, TLS and upgrade together. Raises what the module docstring lists.
+    connect, TLS and upgrade together. ``proxy``: an ``http://[user:pass@]host:port``
+    proxy to tunnel through (HTTP CONNECT; picows also takes https://, socks4:// and
+    socks5:// URLs). Raises what the module docstring lists.
     """
     extra = dict(headers or {})
     offered = list(subprotocols or ())
@@ -383,13 +399,13 @@ async def connect(
     ws._loop = loop
     ws._done = loop.create_future()
     try:
-        transport, listener = await asyncio.wait_for(picows.ws_connect(
+        transport, listener = await _connect_or_abandon(ws, picows.ws_connect(
             lambda: ws, url, ssl_context=ssl if url.startswith("wss://") else None,
             websocket_handshake_timeout=connect_timeout, extra_headers=extra,
             max_frame_size=max_message_size, max_redirects=0, use_aiofastnet=False,
-            logger_name="livestream.client.transport", **pings,
+            logger_name="livestream.client.transport", proxy=proxy, **pings,
         ), connect_timeout)
-    except picows.WSHandshakeError as exc:
+    except picows.WSHandshakeError as exc:  # also a 3xx: redirects are not followed
         resp = exc.response
         if resp is not None and int(resp.status) != 101:
             raise HTTPClientError(int(resp.status), resp.status.phrase or None) from None

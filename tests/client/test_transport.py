@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import hashlib
 import socket
@@ -145,10 +146,12 @@ async def read_client_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 class RawServer:
     """Accepts the upgrade (``answer``: extra response header lines, ``upgrade=False``:
     never answers it), writes ``script`` right after the 101 in the same write, then
-    records the client's frames (``frames``) without answering anything: no pongs."""
+    records the client's frames (``frames``) without answering anything: no pongs.
+    ``hold``: answer the upgrade only once this event is set."""
 
-    def __init__(self, script: bytes = b"", answer: str = "", upgrade: bool = True) -> None:
-        self.script, self.answer, self.upgrade = script, answer, upgrade
+    def __init__(self, script: bytes = b"", answer: str = "", upgrade: bool = True,
+                 hold: asyncio.Event | None = None) -> None:
+        self.script, self.answer, self.upgrade, self.hold = script, answer, upgrade, hold
         self.frames: list[tuple[int, bytes]] = []
         self.requests: list[bytes] = []
         self.handlers: set[asyncio.Task] = set()
@@ -176,6 +179,8 @@ class RawServer:
             if not self.upgrade:
                 await reader.read()  # wait until the client gives up
                 return
+            if self.hold is not None:  # answer only when the test says so
+                await self.hold.wait()
             key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
                        if line.lower().startswith(b"sec-websocket-key:"))
             accept = base64.b64encode(hashlib.sha1(key + GUID.encode()).digest()).decode()
@@ -498,5 +503,80 @@ def test_a_connection_over_max_message_size_shows_the_same_failure_as_before():
         await until(lambda: "close" in seen, what="the server to see the close")
         assert seen["close"][0] == 1009
         await stop(server)
+
+    run(main())
+
+
+class ConnectProxy:
+    """An HTTP CONNECT proxy: records the targets asked for and pipes bytes both ways."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self.tasks: set[asyncio.Task] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
+        assert method == "CONNECT"
+        self.targets.append(target)
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def test_through_an_http_connect_proxy():
+    async def main() -> None:
+        server, port, seen = await tornado_server()
+        proxy = ConnectProxy()
+        proxy_url = await proxy.start()
+        got, on_message = collector()
+        ws = await connect(f"ws://127.0.0.1:{port}/ws", on_message, proxy=proxy_url,
+                           headers={"X-Through": "proxy"})
+        assert proxy.targets == [f"127.0.0.1:{port}"]
+        assert seen["headers"]["X-Through"] == "proxy"
+        ws.send("tunnelled")
+        await until(lambda: got == ["tunnelled"], what="an echo through the proxy")
+        ws.close()
+        await ws.wait_closed()
+        await proxy.stop()
+        await stop(server)
+
+    run(main())
+
+
+def test_a_handshake_that_completes_after_its_connect_was_cancelled_is_dropped():
+    async def main() -> None:
+        hold = asyncio.Event()
+        raw = await RawServer(hold=hold).start()
+        before = other_tasks() | set(raw.handlers)
+        task = asyncio.ensure_future(connect(raw.url, print, ping_interval=0.05))
+        await until(lambda: raw.requests, what="the upgrade request")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        hold.set()  # the 101 arrives now, for nobody
+        await until(lambda: raw.handlers and all(t.done() for t in raw.handlers),
+                    what="the server to see the socket closed")
+        assert not any(op == 0x9 for op, _ in raw.frames)  # no auto-ping ever ran
+        await until(lambda: other_tasks() <= before, what="no tasks left")
+        await raw.stop()
 
     run(main())
