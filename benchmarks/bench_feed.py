@@ -21,7 +21,11 @@ Four clients read the same feed in the same run, in turn, ``--repeat`` times:
 * **livestream**: ``open_feed(url).stream(select={"type": "trade"}, columns=...)``
   — selection, string → float, epoch ms → ``datetime64[ns, UTC]``, categories,
   columnar append into the Subscription's window, and an ``on_update``
-  callback (which gets a DataFrame per batch).
+  callback (which gets a DataFrame per batch);
+* **livestream-aiohttp**: the same feed stream with its transport swapped for the
+  runner-up library, aiohttp, behind an adapter of the same shape
+  (``benchmarks/_aiohttp_transport.py``: a reader task awaits each message): the
+  choice of library measured through the real feed code.
 
 The clock starts when the client asks for the data and stops when the last
 row is in (``stream.stats.rows == N``). Besides msg/s it records the client's
@@ -68,7 +72,16 @@ DESCRIPTION = ("outside-feed ingest: msg/s and CPU µs/msg into a live feed stre
 TARGET_MSGS = 100_000
 TARGET_VS_TORNADO = 2.0
 TARGET_VS_PICOWS = 0.8
-CLIENTS = ("receive", "bare", "picows", "transport", "livestream")
+CLIENTS = ("receive", "bare", "picows", "transport", "livestream", "livestream-aiohttp")
+#: the client that needs a library outside the test extras (aiohttp: the bench extra)
+OPTIONAL = {"livestream-aiohttp": "aiohttp"}
+
+
+def available(name: str) -> bool:
+    """Whether the library client ``name`` needs is installed (reported otherwise)."""
+    import importlib.util
+
+    return name not in OPTIONAL or importlib.util.find_spec(OPTIONAL[name]) is not None
 
 COLUMNS = {"price": ("p", float), "qty": ("q", float), "time": ("T", "datetime"),
            "symbol": ("s", "category"), "side": "category"}
@@ -230,6 +243,20 @@ async def livestream_stream(url: str, n: int) -> dict:
     return res
 
 
+async def livestream_on_aiohttp(url: str, n: int) -> dict:
+    """The feed stream with ``livestream.client.feed.ws_connect`` swapped for aiohttp's."""
+    from livestream.client import feed
+
+    from ._aiohttp_transport import connect
+
+    original = feed.ws_connect
+    feed.ws_connect = connect  # type: ignore[assignment]
+    try:
+        return await livestream_stream(url, n)
+    finally:
+        feed.ws_connect = original
+
+
 async def run_client(name: str, url: str, n: int) -> dict:
     if name == "livestream":
         return await livestream_stream(url, n)
@@ -237,6 +264,8 @@ async def run_client(name: str, url: str, n: int) -> dict:
         return await picows_client(url, n)
     if name == "transport":
         return await transport_client(url, n)
+    if name == "livestream-aiohttp":
+        return await livestream_on_aiohttp(url, n)
     return await tornado_client(url, n, decode=(name == "bare"))
 
 
@@ -261,11 +290,17 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
     out["livestream_vs_bare_cpu"] = ratios("bare", "cpu_us_per_msg")
     out["livestream_vs_picows"] = ratios("picows", "msgs_per_s")
     out["livestream_vs_picows_cpu"] = ratios("picows", "cpu_us_per_msg")
+    if runs.get("livestream-aiohttp"):
+        out["picows_vs_aiohttp_feed"] = _spread([ls["msgs_per_s"] / a["msgs_per_s"] for ls, a in
+                                                 zip(runs["livestream"], runs["livestream-aiohttp"],
+                                                     strict=True)])
+    else:
+        out["picows_vs_aiohttp_feed"] = None
     out["transport_vs_picows"] = _spread([t["msgs_per_s"] / b["msgs_per_s"] for t, b in zip(
         runs["transport"], runs["picows"], strict=True)])
     # differences within a round (its runs are back to back), then the median over rounds:
     # steadier than differences of medians on a machine whose load drifts
-    cpu = {k: [r["cpu_us_per_msg"] for r in runs[k]] for k in CLIENTS}
+    cpu = {k: [r["cpu_us_per_msg"] for r in rs] for k, rs in runs.items()}
     out["cpu_breakdown_us"] = {
         "frame_reading": statistics.median(cpu["receive"]),
         "orjson_loads": statistics.median(b - r for b, r in zip(cpu["bare"], cpu["receive"],
@@ -287,9 +322,13 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
     label = {"receive": "Tornado receive only", "bare": "bare: Tornado receive + `orjson.loads`",
              "picows": "bare: picows receive + `orjson.loads`",
              "transport": "bare, through livestream's transport adapter",
-             "livestream": "livestream feed stream"}
+             "livestream": "livestream feed stream",
+             "livestream-aiohttp": "livestream feed stream, transport on aiohttp instead"}
     rows = []
     for k in CLIENTS:
+        if k not in summary:
+            rows.append([label[k], f"not installed ({OPTIONAL[k]})", "", "", ""])
+            continue
         s = summary[k]
         rows.append([label[k], f"{s['msgs_per_s'][0]:,.0f}",
                      f"{s['msgs_per_s'][1]:,.0f}–{s['msgs_per_s'][2]:,.0f}",
@@ -301,6 +340,7 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
     r, c = summary["livestream_vs_bare"], summary["livestream_vs_bare_cpu"]
     p, pc = summary["livestream_vs_picows"], summary["livestream_vs_picows_cpu"]
     t = summary["transport_vs_picows"]
+    a = summary["picows_vs_aiohttp_feed"]
     b = summary["cpu_breakdown_us"]
     ls_rate = summary["livestream"]["msgs_per_s"][0]
 
@@ -322,6 +362,8 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
          f"{b['orjson_loads']:.2f}", ""],
         ["CPU µs/msg: bare picows loop (frame reading + `orjson.loads`)",
          f"{b['picows_bare']:.2f}", ""],
+        ["livestream feed on picows ÷ the same on aiohttp, msg/s (median of per-round pairs)",
+         f"{a[0]:.2f}× [{a[1]:.2f}–{a[2]:.2f}]" if a else "aiohttp not installed", ""],
         ["transport adapter ÷ bare picows loop, msg/s (median of per-round pairs)",
          f"{t[0]:.2f}× [{t[1]:.2f}–{t[2]:.2f}]", ""],
         ["CPU µs/msg: livestream's own work (livestream − bare picows, median over rounds)",
@@ -354,14 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     q = ctx.Queue()
     proc = ctx.Process(target=_server, args=(q, args.messages), daemon=True)
     proc.start()
-    runs: dict[str, list[dict]] = {k: [] for k in CLIENTS}
+    clients = tuple(k for k in CLIENTS if available(k))
+    runs: dict[str, list[dict]] = {k: [] for k in clients}
     try:
         port = q.get(timeout=120)
         url = f"ws://127.0.0.1:{port}/ws"
 
         async def run_all() -> None:
             for rnd in range(args.repeat):
-                order = CLIENTS if rnd % 2 == 0 else tuple(reversed(CLIENTS))
+                order = clients if rnd % 2 == 0 else tuple(reversed(clients))
                 for name in order:
                     runs[name].append(await run_client(name, url, args.messages))
 
@@ -384,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             figures={**summary, "runs": runs,
                      "targets": {"msgs_per_s": TARGET_MSGS, "vs_bare": TARGET_VS_TORNADO,
                                  "vs_picows": TARGET_VS_PICOWS}},
-            tables=tabs, summary_dir=args.summary_dir, packages=("tornado", "picows", "orjson",
-                                                                 "pandas", "numpy"))
+            tables=tabs, summary_dir=args.summary_dir,
+            packages=("tornado", "picows", "aiohttp", "orjson", "pandas", "numpy"))
         print(f"\nsummary: {path}")
     return 0
 
