@@ -192,8 +192,8 @@ class WebSocket(picows.WSListener):
         hs = transport.close_handshake
         if hs is not None and hs.sent is not None and hs.sent.code is _TOO_BIG:
             self.too_big = True  # one frame over the limit: picows closed (and logged) it
-        if self._pinging and not self._closing:
-            self.ping_timed_out = True
+        if self._pinging and not self._closing and self.close_code is None:
+            self.ping_timed_out = True  # a ping went unanswered and no one else closed
         # picows keeps a local failure's exception for wait_disconnected(); fetch it so that
         # asyncio never reports it as never retrieved (the task ends at once)
         loop = self._loop
