@@ -1,26 +1,38 @@
-"""Outside-feed ingest: messages/s into a live feed stream vs a bare receive-plus-orjson loop.
+"""Outside-feed ingest: messages/s into a live feed stream vs bare receive-plus-orjson loops.
 
 A feed server runs in a separate process and, for each client, sends N messages
 of one small JSON event each (as an exchange's trade channel does)::
 
     {"type": "trade", "p": "43012.50", "q": 0.0132, "T": 1700000000123, "s": "BTC-USD", "side": "buy"}
 
-Three clients read the same feed in the same run, in turn, ``--repeat`` times:
+Four clients read the same feed in the same run, in turn, ``--repeat`` times:
 
 * **receive**: ``tornado.websocket.websocket_connect`` with an
   ``on_message_callback`` that only counts: Tornado's frame reading alone;
-* **bare**: the same plus ``orjson.loads`` of every message — the floor any
-  Python client that looks at the data pays;
+* **bare**: the same plus ``orjson.loads`` of every message — the floor a
+  Python client on Tornado (livestream's client before issue 13) pays;
+* **picows**: the bare loop on picows, the library livestream's client transport
+  uses: a ``WSListener`` whose ``on_ws_frame`` ``orjson.loads`` the frame's payload
+  (from its memoryview) — the floor for livestream's own transport;
+* **transport**: the bare loop through livestream's client transport
+  (:func:`livestream.client.transport.connect`, the adapter every livestream
+  connection and feed uses): its ``on_message`` ``orjson.loads`` each message — what
+  the adapter costs over picows, apart from what a feed does with the message;
 * **livestream**: ``open_feed(url).stream(select={"type": "trade"}, columns=...)``
   — selection, string → float, epoch ms → ``datetime64[ns, UTC]``, categories,
   columnar append into the Subscription's window, and an ``on_update``
-  callback (which gets a DataFrame per batch).
+  callback (which gets a DataFrame per batch);
+* **livestream-aiohttp**: the same feed stream with its transport swapped for the
+  runner-up library, aiohttp, behind an adapter of the same shape
+  (``benchmarks/_aiohttp_transport.py``: a reader task awaits each message): the
+  choice of library measured through the real feed code.
 
 The clock starts when the client asks for the data and stops when the last
 row is in (``stream.stats.rows == N``). Besides msg/s it records the client's
 CPU time per message (``time.process_time``: the feed server is another
-process) and the garbage collections during the run. Targets: ≥ 100k msg/s and
-≥ 0.8× bare (the median of the per-round livestream ÷ bare ratios).
+process) and the garbage collections during the run. Targets (issue 13): livestream
+≥ 2.0× bare (Tornado) and ≥ 0.8× the picows bare loop, each the median of the per-round
+ratios; and ≥ 100k msg/s.
 
 Run: ``python -m benchmarks feed`` (``--messages 300000 --repeat 5``; ``--quick``
 for a smoke run; ``--json out.json`` also saves the raw figures; the summary goes
@@ -56,10 +68,20 @@ from benchmarks import (
 )
 
 DESCRIPTION = ("outside-feed ingest: msg/s and CPU µs/msg into a live feed stream vs Tornado "
-               "receive-only and receive + orjson clients")
+               "receive-only, Tornado + orjson and picows + orjson clients")
 TARGET_MSGS = 100_000
-TARGET_RATIO = 0.8
-CLIENTS = ("receive", "bare", "livestream")
+TARGET_VS_TORNADO = 2.0
+TARGET_VS_PICOWS = 0.8
+CLIENTS = ("receive", "bare", "picows", "transport", "livestream", "livestream-aiohttp")
+#: the client that needs a library outside the test extras (aiohttp: the bench extra)
+OPTIONAL = {"livestream-aiohttp": "aiohttp"}
+
+
+def available(name: str) -> bool:
+    """Whether the library client ``name`` needs is installed (reported otherwise)."""
+    import importlib.util
+
+    return name not in OPTIONAL or importlib.util.find_spec(OPTIONAL[name]) is not None
 
 COLUMNS = {"price": ("p", float), "qty": ("q", float), "time": ("T", "datetime"),
            "symbol": ("s", "category"), "side": "category"}
@@ -156,6 +178,56 @@ async def tornado_client(url: str, n: int, decode: bool) -> dict:
     return res
 
 
+async def picows_client(url: str, n: int) -> dict:
+    """The bare loop on picows: ``orjson.loads`` of every frame's payload, counting."""
+    import picows
+
+    done = asyncio.Event()
+    count = 0
+    loads = orjson.loads
+    text = picows.WSMsgType.TEXT
+
+    class Listener(picows.WSListener):
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+            nonlocal count
+            if frame.msg_type is text:
+                loads(frame.get_payload_as_memoryview())
+                count += 1
+                if count == n:
+                    done.set()
+
+    transport, _ = await picows.ws_connect(Listener, url, max_frame_size=1 << 20,
+                                           use_aiofastnet=False)
+    res = await _Run().measure(n, lambda: transport.send(text, b"go"),
+                               asyncio.wait_for(done.wait(), 300))
+    transport.send_close()
+    transport.disconnect()
+    await transport.wait_disconnected()
+    return res
+
+
+async def transport_client(url: str, n: int) -> dict:
+    """The bare loop through livestream's transport adapter (text arrives as ``str``)."""
+    from livestream.client.transport import connect
+
+    done = asyncio.Event()
+    count = 0
+    loads = orjson.loads
+
+    def on_message(m: str | bytes) -> None:
+        nonlocal count
+        loads(m)
+        count += 1
+        if count == n:
+            done.set()
+
+    ws = await connect(url, on_message, max_message_size=1 << 20)
+    res = await _Run().measure(n, lambda: ws.send("go"), asyncio.wait_for(done.wait(), 300))
+    ws.close()
+    await ws.wait_closed()
+    return res
+
+
 async def livestream_stream(url: str, n: int) -> dict:
     from livestream.client.feed import open_feed
 
@@ -171,9 +243,29 @@ async def livestream_stream(url: str, n: int) -> dict:
     return res
 
 
+async def livestream_on_aiohttp(url: str, n: int) -> dict:
+    """The feed stream with ``livestream.client.feed.ws_connect`` swapped for aiohttp's."""
+    from livestream.client import feed
+
+    from ._aiohttp_transport import connect
+
+    original = feed.ws_connect
+    feed.ws_connect = connect  # type: ignore[assignment]
+    try:
+        return await livestream_stream(url, n)
+    finally:
+        feed.ws_connect = original
+
+
 async def run_client(name: str, url: str, n: int) -> dict:
     if name == "livestream":
         return await livestream_stream(url, n)
+    if name == "picows":
+        return await picows_client(url, n)
+    if name == "transport":
+        return await transport_client(url, n)
+    if name == "livestream-aiohttp":
+        return await livestream_on_aiohttp(url, n)
     return await tornado_client(url, n, decode=(name == "bare"))
 
 
@@ -190,30 +282,53 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
             "full_collections_per_run": _spread([r["gc_collections"][2] for r in rs]),
             "gc_ms_per_run": _spread([r["gc_ms"] for r in rs]),
         }
-    pairs = [ls["msgs_per_s"] / b["msgs_per_s"]
-             for ls, b in zip(runs["livestream"], runs["bare"], strict=True)]
-    cpu_pairs = [ls["cpu_us_per_msg"] / b["cpu_us_per_msg"]
-                 for ls, b in zip(runs["livestream"], runs["bare"], strict=True)]
-    out["livestream_vs_bare"] = _spread(pairs)
-    out["livestream_vs_bare_cpu"] = _spread(cpu_pairs)
+    def ratios(base: str, key: str) -> list[float]:
+        return _spread([ls[key] / b[key] for ls, b in zip(runs["livestream"], runs[base],
+                                                          strict=True)])
+
+    out["livestream_vs_bare"] = ratios("bare", "msgs_per_s")
+    out["livestream_vs_bare_cpu"] = ratios("bare", "cpu_us_per_msg")
+    out["livestream_vs_picows"] = ratios("picows", "msgs_per_s")
+    out["livestream_vs_picows_cpu"] = ratios("picows", "cpu_us_per_msg")
+    if runs.get("livestream-aiohttp"):
+        out["picows_vs_aiohttp_feed"] = _spread([ls["msgs_per_s"] / a["msgs_per_s"] for ls, a in
+                                                 zip(runs["livestream"], runs["livestream-aiohttp"],
+                                                     strict=True)])
+    else:
+        out["picows_vs_aiohttp_feed"] = None
+    out["transport_vs_picows"] = _spread([t["msgs_per_s"] / b["msgs_per_s"] for t, b in zip(
+        runs["transport"], runs["picows"], strict=True)])
     # differences within a round (its runs are back to back), then the median over rounds:
     # steadier than differences of medians on a machine whose load drifts
-    cpu = {k: [r["cpu_us_per_msg"] for r in runs[k]] for k in CLIENTS}
+    cpu = {k: [r["cpu_us_per_msg"] for r in rs] for k, rs in runs.items()}
     out["cpu_breakdown_us"] = {
         "frame_reading": statistics.median(cpu["receive"]),
         "orjson_loads": statistics.median(b - r for b, r in zip(cpu["bare"], cpu["receive"],
                                                                 strict=True)),
         "livestream_over_bare": statistics.median(ls - b for ls, b in zip(
             cpu["livestream"], cpu["bare"], strict=True)),
+        "picows_bare": statistics.median(cpu["picows"]),
+        "livestream_over_picows": statistics.median(ls - b for ls, b in zip(
+            cpu["livestream"], cpu["picows"], strict=True)),
+        "transport_over_picows": statistics.median(t - b for t, b in zip(
+            cpu["transport"], cpu["picows"], strict=True)),
+        "livestream_over_transport": statistics.median(ls - t for ls, t in zip(
+            cpu["livestream"], cpu["transport"], strict=True)),
     }
     return out
 
 
 def tables(summary: dict, repeat: int) -> dict[str, str]:
-    label = {"receive": "Tornado receive only", "bare": "bare: receive + `orjson.loads`",
-             "livestream": "livestream feed stream"}
+    label = {"receive": "Tornado receive only", "bare": "bare: Tornado receive + `orjson.loads`",
+             "picows": "bare: picows receive + `orjson.loads`",
+             "transport": "bare, through livestream's transport adapter",
+             "livestream": "livestream feed stream",
+             "livestream-aiohttp": "livestream feed stream, transport on aiohttp instead"}
     rows = []
     for k in CLIENTS:
+        if k not in summary:
+            rows.append([label[k], f"not installed ({OPTIONAL[k]})", "", "", ""])
+            continue
         s = summary[k]
         rows.append([label[k], f"{s['msgs_per_s'][0]:,.0f}",
                      f"{s['msgs_per_s'][1]:,.0f}–{s['msgs_per_s'][2]:,.0f}",
@@ -223,20 +338,40 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
         ["client", "msg/s (median)", f"msg/s (range, {repeat} rounds)", "CPU µs/msg (median)",
          "full GCs per run"], rows)}
     r, c = summary["livestream_vs_bare"], summary["livestream_vs_bare_cpu"]
+    p, pc = summary["livestream_vs_picows"], summary["livestream_vs_picows_cpu"]
+    t = summary["transport_vs_picows"]
+    a = summary["picows_vs_aiohttp_feed"]
     b = summary["cpu_breakdown_us"]
     ls_rate = summary["livestream"]["msgs_per_s"][0]
+
+    def target(value: float, goal: float, unit: str = "×") -> str:
+        return f"target ≥ {goal:,g}{unit}: " + ("met" if value >= goal else "**missed**")
+
     out["ratios"] = markdown_table(["measure", "value", ""], [
-        ["livestream ÷ bare, msg/s (median of per-round pairs)",
-         f"{r[0]:.2f}× [{r[1]:.2f}–{r[2]:.2f}]",
-         "target ≥ 0.8×: " + ("met" if r[0] >= TARGET_RATIO else "**missed**")],
-        ["livestream msg/s (median)", f"{ls_rate:,.0f}",
-         "target ≥ 100,000: " + ("met" if ls_rate >= TARGET_MSGS else "**missed**")],
-        ["livestream ÷ bare, CPU per message", f"{c[0]:.2f}× [{c[1]:.2f}–{c[2]:.2f}]", ""],
+        ["livestream ÷ bare Tornado loop, msg/s (median of per-round pairs)",
+         f"{r[0]:.2f}× [{r[1]:.2f}–{r[2]:.2f}]", target(r[0], TARGET_VS_TORNADO)],
+        ["livestream ÷ bare picows loop, msg/s (median of per-round pairs)",
+         f"{p[0]:.2f}× [{p[1]:.2f}–{p[2]:.2f}]", target(p[0], TARGET_VS_PICOWS)],
+        ["livestream msg/s (median)", f"{ls_rate:,.0f}", target(ls_rate, TARGET_MSGS, "")],
+        ["livestream ÷ bare Tornado loop, CPU per message",
+         f"{c[0]:.2f}× [{c[1]:.2f}–{c[2]:.2f}]", ""],
+        ["livestream ÷ bare picows loop, CPU per message",
+         f"{pc[0]:.2f}× [{pc[1]:.2f}–{pc[2]:.2f}]", ""],
         ["CPU µs/msg: Tornado frame reading (receive only)", f"{b['frame_reading']:.2f}", ""],
         ["CPU µs/msg: `orjson.loads` (bare − receive, median over rounds)",
          f"{b['orjson_loads']:.2f}", ""],
-        ["CPU µs/msg: livestream's own work (livestream − bare, median over rounds)",
-         f"{b['livestream_over_bare']:.2f}", ""],
+        ["CPU µs/msg: bare picows loop (frame reading + `orjson.loads`)",
+         f"{b['picows_bare']:.2f}", ""],
+        ["livestream feed on picows ÷ the same on aiohttp, msg/s (median of per-round pairs)",
+         f"{a[0]:.2f}× [{a[1]:.2f}–{a[2]:.2f}]" if a else "aiohttp not installed", ""],
+        ["transport adapter ÷ bare picows loop, msg/s (median of per-round pairs)",
+         f"{t[0]:.2f}× [{t[1]:.2f}–{t[2]:.2f}]", ""],
+        ["CPU µs/msg: livestream's own work (livestream − bare picows, median over rounds)",
+         f"{b['livestream_over_picows']:.2f}", ""],
+        ["CPU µs/msg: … of which the transport adapter (transport − bare picows)",
+         f"{b['transport_over_picows']:.2f}", ""],
+        ["CPU µs/msg: … of which the feed stream (livestream − transport)",
+         f"{b['livestream_over_transport']:.2f}", ""],
     ], "lrl")
     return out
 
@@ -261,14 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     q = ctx.Queue()
     proc = ctx.Process(target=_server, args=(q, args.messages), daemon=True)
     proc.start()
-    runs: dict[str, list[dict]] = {k: [] for k in CLIENTS}
+    clients = tuple(k for k in CLIENTS if available(k))
+    runs: dict[str, list[dict]] = {k: [] for k in clients}
     try:
         port = q.get(timeout=120)
         url = f"ws://127.0.0.1:{port}/ws"
 
         async def run_all() -> None:
             for rnd in range(args.repeat):
-                order = CLIENTS if rnd % 2 == 0 else tuple(reversed(CLIENTS))
+                order = clients if rnd % 2 == 0 else tuple(reversed(clients))
                 for name in order:
                     runs[name].append(await run_client(name, url, args.messages))
 
@@ -289,9 +425,10 @@ def main(argv: list[str] | None = None) -> int:
             "feed", argv=argv, started=started, machine_before=machine,
             settings={"messages": args.messages, "repeat": args.repeat},
             figures={**summary, "runs": runs,
-                     "targets": {"msgs_per_s": TARGET_MSGS, "vs_bare": TARGET_RATIO}},
-            tables=tabs, summary_dir=args.summary_dir, packages=("tornado", "orjson", "pandas",
-                                                                 "numpy"))
+                     "targets": {"msgs_per_s": TARGET_MSGS, "vs_bare": TARGET_VS_TORNADO,
+                                 "vs_picows": TARGET_VS_PICOWS}},
+            tables=tabs, summary_dir=args.summary_dir,
+            packages=("tornado", "picows", "aiohttp", "orjson", "pandas", "numpy"))
         print(f"\nsummary: {path}")
     return 0
 

@@ -17,7 +17,7 @@ The clients, each in this process (the server is the other one), in turn,
 ``--repeat`` interleaved rounds (the order reverses every other round):
 
 * **tornado-callback**: ``tornado.websocket.websocket_connect`` with an
-  ``on_message_callback`` (the baseline; what livestream uses today);
+  ``on_message_callback`` (the baseline; livestream's client before issue 13);
 * **tornado-read**: the same connection read with ``await ws.read_message()``;
 * **websockets**: ``websockets.asyncio.client.connect``, ``await ws.recv()``;
 * **aiohttp**: ``ClientSession().ws_connect``, ``await ws.receive()``;

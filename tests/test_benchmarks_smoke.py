@@ -129,6 +129,23 @@ def test_transports_reports_a_missing_library_as_not_installed(monkeypatch) -> N
     assert "3.00×" in table
 
 
+def test_feed_reports_the_aiohttp_comparison_as_not_installed_without_aiohttp(monkeypatch) -> None:
+    from benchmarks import bench_feed as bf
+
+    monkeypatch.setitem(bf.OPTIONAL, "livestream-aiohttp", "livestream_no_such_module")
+    assert not bf.available("livestream-aiohttp") and bf.available("livestream")
+    run = {"msgs_per_s": 1000.0, "cpu_us_per_msg": 2.0, "gc_collections": [0, 0, 0], "gc_ms": 0}
+    runs = {k: [dict(run)] for k in bf.CLIENTS if bf.available(k)}
+    runs["livestream"] = [dict(run, msgs_per_s=2500.0)]
+    summary = bf.summarise(runs)
+    assert summary["picows_vs_aiohttp_feed"] is None
+    assert summary["livestream_vs_bare"][0] == 2.5
+    tabs = bf.tables(summary, 1)
+    row = next(line for line in tabs["clients"].splitlines() if "on aiohttp" in line)
+    assert "not installed" in row
+    assert "target ≥ 2×: met" in tabs["ratios"]
+
+
 def test_notebook_figures_count_what_the_page_received() -> None:
     from benchmarks import bench_notebook as nb
 

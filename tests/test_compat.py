@@ -1,18 +1,16 @@
 """Third-party internals livestream's client and views rely on (livestream/_compat).
 
-Each test fails if an upgrade of pandas, Bokeh, jupyter_bokeh or Tornado breaks
-the reliance, instead of a chart or a feed failing somewhere later.
+Each test fails if an upgrade of pandas, Bokeh or jupyter_bokeh breaks
+the reliance, instead of a chart failing somewhere later.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from livestream._compat import bokeh_internals, pandas_internals, tornado_internals
+from livestream._compat import bokeh_internals, pandas_internals
 
 
 def test_pandas_fast_frames_work_on_this_pandas():
@@ -63,20 +61,3 @@ def test_one_patch_doc_message_holds_every_event_of_a_frame():
     assert json.loads(header)["msgtype"] == "PATCH-DOC"
     kinds = [e["kind"] for e in json.loads(content)["events"]]
     assert kinds == ["ColumnsStreamed", "ColumnDataChanged"]
-
-
-def test_a_client_websocket_can_be_aborted(server, run_async):
-    from tornado.websocket import websocket_connect
-
-    async def main() -> None:
-        ws = await websocket_connect(server.url)
-        assert tornado_internals.abort(ws) is True
-        assert await asyncio.wait_for(ws.read_message(), 10) is None  # the stream is gone
-        assert tornado_internals.abort(object()) is False
-        tornado_internals.abort_offloop(object())  # nothing to close: no error
-
-    run_async(main())
-
-
-def test_tornado_internals_are_present():
-    tornado_internals.check()

@@ -14,11 +14,9 @@ at import that they are still there (so an upgrade that removes one fails at
   ``patch_doc``, ``Document.models.synced_references``/``flush_synced``) and the
   jupyter_bokeh ``BokehModel`` hooks it overrides (``_document_patched``,
   ``_sync_model``). No fallback: import fails loudly.
-* :mod:`.tornado_internals` — aborting a client WebSocket's TCP stream
-  (``WebSocketClientConnection.protocol.stream``), for feeds that stall without
-  answering a close frame.
 
 The server's Tornado reliances live in ``livestream/server`` (checked at server
-start). Nothing in ``livestream`` imports this package's modules except where
+start). The client's WebSocket transport (picows, ``livestream/client/transport.py``)
+uses public API only. Nothing in ``livestream`` imports this package's modules except where
 the reliance is used, so ``import livestream`` stays light.
 """

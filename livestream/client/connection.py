@@ -1,9 +1,11 @@
-"""The livestream client: one WebSocket connection to a livestream server, on Tornado.
+"""The livestream client: one WebSocket connection to a livestream server.
 
 A :class:`Connection` is the thin I/O adapter around a sans-I/O
 :class:`~livestream.client.protocol.ClientProtocol`: it opens the socket, writes
 what the protocol queues, feeds it every message read, and acts on the events it
-returns (runs subscription callbacks, resolves request futures). The rules live in
+returns (runs subscription callbacks, resolves request futures); the socket is a
+:mod:`livestream.client.transport` WebSocket (picows), whose frame callback hands each
+message to the protocol with nothing awaited per message. The rules live in
 the protocol and in each topic's :class:`~livestream.client.state.SubscriptionState`.
 
 A connection runs on an event loop (the kernel's in a notebook, the
@@ -34,8 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from tornado.httpclient import HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from ..errors import ConnectionClosed, LivestreamError, RemoteError
 from ..loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
@@ -54,6 +54,8 @@ from .protocol import (
 )
 from .state import DEFAULT_WINDOW, GapDetected, RateMeter, RowsApplied
 from .subscription import Subscription
+from .transport import WebSocket
+from .transport import connect as ws_connect
 
 log = logging.getLogger("livestream.client")
 
@@ -133,7 +135,7 @@ class Connection:
         self.protocol = ClientProtocol(encoding=encoding,
                                        token=None if callable(token) else token)
         self._meter = RateMeter()
-        self._ws: WebSocketClientConnection | None = None
+        self._ws: WebSocket | None = None
         self._closed = False
         self._pending: dict[int, asyncio.Future] = {}
         self._live = asyncio.Event() if on_loop_thread(loop) else None
@@ -267,11 +269,10 @@ class Connection:
         headers = dict(self.headers)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = HTTPRequest(self.url, headers=headers, connect_timeout=self.connect_timeout,
-                          request_timeout=self.connect_timeout, ssl_options=self._ssl)
-        ws = await websocket_connect(
-            req, ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
-            max_message_size=self.max_message_size,
+        ws = await ws_connect(
+            self.url, self._on_message, headers=headers, ssl=self._ssl,
+            connect_timeout=self.connect_timeout, ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout, max_message_size=self.max_message_size,
         )
         if self._closed:
             ws.close()
@@ -286,15 +287,13 @@ class Connection:
         self.protocol.connection_made()
         self._flush()
         try:
-            while True:
-                msg = await ws.read_message()
-                if msg is None:
-                    code, reason = ws.close_code, ws.close_reason
-                    self.stats_data.last_error = f"closed by server ({code}: {reason})" if code \
-                        else "connection lost"
-                    break
-                self._on_message(msg)
+            await ws.wait_closed()  # messages go to _on_message from the frame callback
+            code, reason = ws.close_code, ws.close_reason
+            self.stats_data.last_error = f"closed by server ({code}: {reason})" if code \
+                else "connection lost"
         finally:
+            ws.close()  # cancelled: a close frame (none if one was sent; the peer's answer or
+            # the close timeout drops the socket)
             self._ws = None
             self._deliver(self.protocol.connection_lost("connection lost", ws.close_code))
 
@@ -306,7 +305,7 @@ class Connection:
             return
         for data in frames:
             try:
-                ws.write_message(data, binary=isinstance(data, bytes))
+                ws.send(data)
             except Exception as exc:  # closed under us: the reconnect loop resubscribes
                 log.debug("livestream: write failed: %s", exc)
                 return

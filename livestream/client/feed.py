@@ -20,9 +20,9 @@ background ``livestream-io`` loop, and:
 
 It is three parts: the checked options (:mod:`livestream.client.feeds.options`),
 the sans-I/O session that makes every decision
-(:mod:`livestream.client.feeds.session`), and this module, the transport adapter
-on Tornado: sockets, the session loop, timers, the per-message hot path and the
-hand-over from other threads.
+(:mod:`livestream.client.feeds.session`), and this module, the I/O adapter on
+:mod:`livestream.client.transport` (picows): sockets, the session loop, timers, the
+per-message hot path and the hand-over from other threads.
 
 :meth:`FeedConnection.stream` returns a :class:`~livestream.client.feeds.stream.FeedStream`,
 which *is* a :class:`~livestream.client.subscription.Subscription`.
@@ -51,10 +51,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.httpclient import HTTPClientError
 
-from .._compat import tornado_internals
 from ..errors import ConnectionClosed, LivestreamError
 from ..loop import call_in_loop, get_loop, on_loop_thread, run_in_loop
 from . import registry
@@ -65,6 +63,8 @@ from .feeds.select import Selector
 from .feeds.session import FeedError, FeedSession, FeedStats
 from .feeds.stream import DeadLetter, FeedStream, Relay
 from .state import DEFAULT_WINDOW
+from .transport import WebSocket
+from .transport import connect as ws_connect
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -88,7 +88,8 @@ def _ignore(msg: Any) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    """Why an attempt failed, in words (Tornado's and the ssl module's errors)."""
+    """Why an attempt failed, in words (the transport's, which keeps Tornado's error types,
+    and the ssl module's errors)."""
     if isinstance(exc, HTTPClientError):
         if exc.code == 599:
             return f"connect failed: {exc.message or exc}"
@@ -165,7 +166,7 @@ class FeedConnection:
     The options are checked by :class:`~livestream.client.feeds.options.FeedOptions`
     (``feed.options``); the decisions (acks, pings, staleness, backoff) are the
     sans-I/O :class:`~livestream.client.feeds.session.FeedSession`'s
-    (``feed.session``); this class moves the bytes, on Tornado.
+    (``feed.session``); this class moves the bytes, on :mod:`livestream.client.transport`.
     """
 
     def __init__(self, url: str, *, loop: asyncio.AbstractEventLoop | None = None,
@@ -186,7 +187,7 @@ class FeedConnection:
         self._dispatch: Callable[[Any, str | bytes], None] = self._dispatch_all
         self._route_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._ws: WebSocketClientConnection | None = None
+        self._ws: WebSocket | None = None
         self._gen = 0
         self._count = 0
         self._batch_open = False
@@ -336,7 +337,7 @@ class FeedConnection:
         ws = self._ws
         if ws is None:
             raise ConnectionClosed(f"feed {self.url} is not connected ({self.state})")
-        ws.write_message(data, binary=isinstance(data, bytes))
+        ws.send(data)
 
     def wait_open(self, timeout: float = 10.0) -> FeedConnection:
         """Block until live (scripts; not on the feed's own loop). Raises TimeoutError
@@ -494,20 +495,12 @@ class FeedConnection:
         closed: asyncio.Future = loop.create_future()
         self._closed_fut = closed
         self._set_state(session.attempt())
-        req = HTTPRequest(
-            o.request_url,
-            headers=dict(o.headers),
-            connect_timeout=o.connect_timeout,
-            request_timeout=o.connect_timeout,
-            ssl_options=o.ssl,
-        )
-        ws = await websocket_connect(
-            req,
-            on_message_callback=self._make_callback(gen),
-            ping_interval=o.ws_ping_interval,
-            ping_timeout=o.ws_ping_timeout,
-            max_message_size=o.max_message_size,
-            subprotocols=o.subprotocols,
+        on_message = self._make_callback(gen)
+        ws = await ws_connect(
+            o.request_url, on_message, lambda _ws: on_message(None),
+            headers=o.headers, subprotocols=o.subprotocols, ssl=o.ssl,
+            connect_timeout=o.connect_timeout, ping_interval=o.ws_ping_interval,
+            ping_timeout=o.ws_ping_timeout, max_message_size=o.max_message_size,
         )
         if session.closing or gen != self._gen:
             ws.close(1000, "client closed")
@@ -526,7 +519,7 @@ class FeedConnection:
             self._reroute()
             self._set_state("subscribing")
         for m in msgs:
-            ws.write_message(encode_message(m), binary=isinstance(m, (bytes, bytearray)))
+            ws.send(encode_message(m))
         if self._ack_fut is not None:
             ack_fut = self._ack_fut
             done, _ = await asyncio.wait({ack_fut, closed}, timeout=o.ack_timeout,
@@ -612,7 +605,7 @@ class FeedConnection:
             with contextlib.suppress(Exception):
                 ws.close(code, reason[:100] if reason else None)
             if abort:
-                tornado_internals.abort(ws)  # a stalled peer may never answer the close frame
+                ws.abort_soon()  # a stalled peer may never answer the close frame
 
     def _end(self, state: str) -> None:
         self._set_state(state)
@@ -639,7 +632,7 @@ class FeedConnection:
         self.session.closing = True
         ws, self._ws = self._ws, None
         if ws is not None:
-            tornado_internals.abort_offloop(ws)
+            ws.abort_offloop()
         self.session.stats.state = "closed"
         self._live_flag.clear()
         for st in list(self._streams):

@@ -171,9 +171,7 @@ class StalledSocket:
 def cut(conn: ls.Connection) -> bool:
     """Abruptly kill a client's TCP connection (no close frame). False if not connected."""
     ws = conn._ws
-    if ws is None or ws.protocol is None or ws.protocol.stream is None:
-        return False
-    sock = ws.protocol.stream.socket
+    sock = ws.socket if ws is not None else None
     if sock is None:
         return False
     try:
