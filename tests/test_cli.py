@@ -163,7 +163,7 @@ def csv_snapshot(http_url: str, topic: str) -> pd.DataFrame:
 # -- help and argument errors ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["", "serve", "demo", "publish", "replay"])
+@pytest.mark.parametrize("command", ["", "serve", "demo", "publish", "replay", "record"])
 def test_help(command: str) -> None:
     res = run_cli(*([command] if command else []), "--help")
     assert res.returncode == 0, res.stderr

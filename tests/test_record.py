@@ -146,7 +146,7 @@ def test_record_with_rotation_writes_readable_parts(tmp_path, procs):  # noqa: F
     pub = HttpPublisher(f"http://127.0.0.1:{port}", "ticks")
     out = tmp_path / "ticks"
     rec = start(procs, "record", "ticks", "--out", str(out), "--url",
-                f"ws://127.0.0.1:{port}/ws", "--rotate", "1B", "--flush-every", "0.1",
+                f"http://127.0.0.1:{port}", "--rotate", "1B", "--flush-every", "0.1",
                 "--progress-every", "0.1", "--new-only")
     pub.publish(batch(0, 30))  # may come as the first snapshot (skipped) or an append
     rec.wait_for(re.compile(r"live"))
@@ -171,5 +171,5 @@ def test_record_bad_arguments_are_one_line_errors(tmp_path):
     res = run_cli("record", "trades", "--out", str(tmp_path / "x.parquet"), "--rotate", "lots")
     assert res.returncode == 2 and "not a size: 'lots'" in res.stderr
     res = run_cli("record", "trades", "--out", str(tmp_path / "x.parquet"), "--url",
-                  "http://127.0.0.1:1")
+                  "tcp://127.0.0.1:1")
     assert res.returncode == 2 and "ws:// or wss:// URL" in res.stderr

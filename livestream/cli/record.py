@@ -242,7 +242,7 @@ def _human(n: float) -> str:
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=True),
               help="Parquet file to write (a directory of parts with --rotate).")
 @click.option("--url", envvar="LIVESTREAM_URL", default="ws://127.0.0.1:8765/ws",
-              show_default=True, help="The server's ws(s):// URL [env: LIVESTREAM_URL].")
+              show_default=True, help="The server's ws(s):// URL, or its http(s):// URL [env: LIVESTREAM_URL].")
 @click.option("--token", envvar="LIVESTREAM_SUBSCRIBE_TOKEN", default=None,
               help="Subscribe token [env: LIVESTREAM_SUBSCRIBE_TOKEN].")
 @click.option("--duration", type=float, default=None, callback=_positive,
@@ -278,8 +278,11 @@ def record(topic: str, out: str, url: str, token: str | None, duration: float | 
         check_topic_name(topic)
     except TopicError as exc:
         raise click.BadParameter(str(exc), param_hint="'TOPIC'") from None
+    if url.startswith(("http://", "https://")):  # LIVESTREAM_URL as the HTTP commands take it
+        url = "ws" + url[4:].rstrip("/") + ("" if url.rstrip("/").endswith("/ws") else "/ws")
     if not url.startswith(("ws://", "wss://")):
-        raise click.BadParameter(f"a ws:// or wss:// URL, got {url!r}", param_hint="'--url'")
+        raise click.BadParameter(f"a ws:// or wss:// URL (or the server's http(s):// URL), "
+                                 f"got {url!r}", param_hint="'--url'")
     try:
         rotate_bytes = parse_size(rotate) if rotate is not None else None
     except ValueError as exc:
