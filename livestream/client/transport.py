@@ -95,6 +95,9 @@ class WebSocket(picows.WSListener):
         self._transport: picows.WSTransport | None = None
         self._connecting = True
         self._abandoned = False
+        # closed by the peer right after the 101, not yet reported: sends are dropped, as
+        # a socket's would be, until the messages that came first and the close are handed on
+        self._early_close = False
         self._parts: list[bytes] | None = None  # a fragmented message being joined
         self._parts_text = False
         self._parts_size = 0
@@ -201,8 +204,12 @@ class WebSocket(picows.WSListener):
             loop.call_soon(_fetch_exception, transport)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
+        if not self._connecting:  # else connect() reports it after handing over messages
+            self._closed_callback()
+
+    def _closed_callback(self) -> None:
         cb, self._on_close = self._on_close, None
-        if cb is not None and not self._connecting:  # else connect() raises
+        if cb is not None:
             try:
                 cb(self)
             except Exception:
@@ -280,6 +287,8 @@ class WebSocket(picows.WSListener):
         """Send ``data``: text for ``str``, binary for bytes. Raises ``ConnectionError``
         when the connection is closed or closing."""
         t = self._transport
+        if self._early_close:
+            return  # the peer has closed; the caller learns it with the messages it sent
         if t is None or self._closing or t.is_disconnected:
             raise ConnectionResetError("the WebSocket is closed")
         t.send(_TEXT if isinstance(data, str) else _BINARY, data)
@@ -417,17 +426,29 @@ async def connect(
             # asyncio's words for a refused connect; Tornado's client said the system's
             raise type(exc)(exc.errno, os.strerror(exc.errno)) from None
         raise
-    if listener is None or transport.is_disconnected:
+    if listener is None:
         raise ConnectionResetError("Stream closed")
     chosen = transport.response.headers.get("Sec-WebSocket-Protocol")
     if chosen is not None:
         chosen = chosen.strip()
         if chosen not in offered:
-            transport.send_close(picows.WSCloseCode.PROTOCOL_ERROR)
-            transport.disconnect()
+            if not transport.is_disconnected:
+                transport.send_close(picows.WSCloseCode.PROTOCOL_ERROR)
+                transport.disconnect()
             raise HandshakeError(f"the server chose subprotocol {chosen!r}, which was not "
                                  f"offered ({offered})")
         ws.subprotocol = chosen
     ws._connecting = False
+    if transport.is_disconnected:
+        # the peer sent what it had (a feed's refusal, say) and closed right after the
+        # 101: hand its messages over, then report the close with its code and reason
+        def closed_early() -> None:
+            ws._release()
+            ws._early_close = False
+            ws._closed_callback()
+
+        ws._early_close = True
+        loop.call_soon(closed_early)
+        return ws
     loop.call_soon(ws._release)
     return ws

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 import tornado.websocket
 import trustme
@@ -578,5 +579,34 @@ def test_a_handshake_that_completes_after_its_connect_was_cancelled_is_dropped()
         assert not any(op == 0x9 for op, _ in raw.frames)  # no auto-ping ever ran
         await until(lambda: other_tasks() <= before, what="no tasks left")
         await raw.stop()
+
+    run(main())
+
+
+class Refuser(tornado.websocket.WebSocketHandler):
+    """Says why and closes at once, as a feed refusing a client does."""
+
+    def open(self) -> None:
+        self.write_message('{"type":"error","reason":"no subscribe within 5s"}')
+        self.close(1008, "policy")
+
+
+def test_a_server_that_sends_its_reason_and_closes_at_once_is_heard_out():
+    async def main() -> None:
+        app = tornado.web.Application([(r"/ws", Refuser)])
+        server = tornado.httpserver.HTTPServer(app)
+        sock, = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server.add_sockets([sock])
+        url = f"ws://127.0.0.1:{sock.getsockname()[1]}/ws"
+        for _ in range(5):  # the close may be read before or after connect() returns
+            got: list = []
+            closes: list = []
+            ws = await connect(url, got.append, closes.append)
+            ws.send('{"op":"subscribe"}')  # the caller's first send does not raise
+            await until(lambda: closes, what="the close reported")  # noqa: B023
+            assert closes == [ws]
+            assert got == ['{"type":"error","reason":"no subscribe within 5s"}']
+            assert (ws.close_code, ws.close_reason) == (1008, "policy")
+        await stop(server)
 
     run(main())
