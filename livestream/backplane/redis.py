@@ -62,6 +62,8 @@ log = logging.getLogger("livestream.backplane.redis")
 DEFAULT_PUBLISH_TIMEOUT = 5.0
 #: publishes waiting for Redis at once, beyond which a publish raises at once
 DEFAULT_MAX_PENDING = 1000
+#: connections to Redis for commands (publishes beyond wait for one)
+MAX_CONNECTIONS = 32
 #: seconds a derived topic's lease lives without being renewed
 DEFAULT_LEASE_TTL = 3.0
 
@@ -198,6 +200,7 @@ class RedisBackplane(Backplane):
         self.max_pending_publishes = max_pending_publishes
         self.lease_ttl = lease_ttl
         self.node = secrets.token_hex(6)
+        self._pool: Any = None
         self._r: Any = None  # commands
         self._rx: Any = None  # the blocking reader's connection
         self._mirrors: dict[str, _Mirror] = {}
@@ -270,8 +273,11 @@ class RedisBackplane(Backplane):
         opts = dict(socket_connect_timeout=min(2.0, self.publish_timeout),
                     health_check_interval=0)
         try:
-            self._r = self._aioredis.Redis.from_url(
-                self.url, socket_timeout=self.publish_timeout, **opts)
+            # at most MAX_CONNECTIONS commands in flight; more wait (publish_timeout) for one
+            self._pool = self._aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=MAX_CONNECTIONS, timeout=self.publish_timeout,
+                socket_timeout=self.publish_timeout, **opts)
+            self._r = self._aioredis.Redis(connection_pool=self._pool)
             self._rx = self._aioredis.Redis.from_url(
                 self.url, socket_timeout=self.publish_timeout + 2.0, **opts)
             await self._r.ping()
@@ -308,6 +314,9 @@ class RedisBackplane(Backplane):
             if c is not None:
                 with contextlib.suppress(Exception):
                     await c.aclose()
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.disconnect()
 
     async def _sync_cluster(self, first: bool = False) -> bool:
         """Read the cluster id (write one if there is none). True if it changed: Redis
@@ -629,6 +638,21 @@ class RedisBackplane(Backplane):
                                retention_seconds=t.retention_seconds, create=True,
                                declare=True, schema=t.schema)
             await self._reload(name)
+
+    # -- leases (derived topics) ----------------------------------------------------------
+
+    async def hold_lease(self, name: str) -> bool:
+        """Take or renew this node's lease on computing derived topic ``name`` (for
+        ``lease_ttl`` seconds); False while another node holds it."""
+        key, ms = self.lease_key(name), max(1, int(self.lease_ttl * 1000))
+        if await self._renew_sha(keys=[key], args=[self.node, ms]):
+            return True
+        return bool(await self._r.set(key, self.node, nx=True, px=ms))
+
+    async def release_lease(self, name: str) -> None:
+        """Give the lease up (a clean shutdown: another node takes over at once)."""
+        with contextlib.suppress(Exception):
+            await self._renew_sha(keys=[self.lease_key(name)], args=[self.node, 1])
 
     # -- writing -------------------------------------------------------------------------
 
