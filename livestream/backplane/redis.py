@@ -535,10 +535,10 @@ class RedisBackplane(Backplane):
                 return
             if m.topic.schema is None:  # its first batch: take the schema it stored
                 raw = await self._r.hget(self._hkey(name), "schema")
-                if raw:
-                    m.topic._set_schema(Schema.from_json(json.loads(_s(raw))))
                 if self._mirrors.get(name) is not m:
                     return
+                if raw and m.topic.schema is None:  # (a publish here may have set it)
+                    m.topic._set_schema(Schema.from_json(json.loads(_s(raw))))
             result, _ = self._apply(m, entry_id, fields)
             if result in ("hole", "epoch"):
                 await self._reload(name)
@@ -603,17 +603,33 @@ class RedisBackplane(Backplane):
             log.warning("livestream: Redis lost its data; every topic gets a new epoch")
             await self._recover_lost()
         self.rtt_ms = round((time.perf_counter() - t0) * 1000.0 / 2, 3)
+        await self._verify_mirrors()
+
+    async def _verify_mirrors(self) -> None:
+        """Compare every mirror with its hash: the lag behind the shared log, and
+        deletions or new histories whose event this node missed (it was disconnected
+        longer than the event stream keeps)."""
         names = list(self._mirrors)
-        if names:
-            pipe = self._r.pipeline(transaction=False)
-            for n in names:
-                pipe.hget(self._hkey(n), "next")
-            nexts = await pipe.execute()
-            self.lag = max((int(v) - self._mirrors[n].topic.next_offset
-                            for n, v in zip(names, nexts, strict=True)
-                            if v is not None and n in self._mirrors), default=0)
-        else:
+        if not names:
             self.lag = 0
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for n in names:
+            pipe.hmget(self._hkey(n), "next", "epoch")
+        answers = await pipe.execute()
+        lag = 0
+        for n, (nxt, epoch) in zip(names, answers, strict=True):
+            m = self._mirrors.get(n)
+            if m is None:
+                continue
+            if epoch is None:
+                log.info("livestream: topic %r is gone from Redis; dropping it here", n)
+                self._drop(n)
+            elif _s(epoch) != m.topic.epoch:
+                await self._reload(n)
+            else:
+                lag = max(lag, int(nxt) - m.topic.next_offset)
+        self.lag = lag
 
     async def _reconnected(self) -> None:
         log.warning("livestream: Redis backplane reachable again")
@@ -624,6 +640,7 @@ class RedisBackplane(Backplane):
             await self._recover_lost()
         else:
             self._catalog |= {_s(n) for n in await self._r.smembers(self._topics_key)}
+            await self._verify_mirrors()
 
     async def _recover_lost(self) -> None:
         """Redis came back empty: declare every served topic again (its settings and

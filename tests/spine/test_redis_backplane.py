@@ -302,3 +302,24 @@ def test_serve_exits_with_one_line_when_redis_is_unreachable(free_port):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: cannot reach the Redis backplane")
     assert f"127.0.0.1:{free_port}" in lines[0]
+
+
+@async_test(timeout=60)
+async def test_a_publish_right_after_declaring_keeps_every_row_in_the_mirror(redis_server):
+    # the node's own publish and its reader (which also sees the topic's first entry)
+    # race to give the declared, schema-less mirror its schema: the rows must all stay
+    a = await node(redis_server.url)
+    for i in range(20):
+        name = f"t{i}"
+        await a.topic(name)
+        await a.publish(name, pd.DataFrame({"x": [1, 2, 3]}))
+        await a.publish(name, pd.DataFrame({"x": [4]}))
+    b = await node(redis_server.url)
+    for i in range(20):
+        mirror = a.core.backplane.get(f"t{i}")
+        await until(lambda m=mirror: m.next_offset == 4)
+        assert (mirror.first_offset, len(mirror)) == (0, 4)
+        assert (await b.core.ensure(f"t{i}")).frame()["x"].tolist() == [1, 2, 3, 4]
+        assert mirror.frame()["x"].tolist() == [1, 2, 3, 4]
+    await a.aclose()
+    await b.aclose()
