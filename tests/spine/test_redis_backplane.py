@@ -323,3 +323,35 @@ async def test_a_publish_right_after_declaring_keeps_every_row_in_the_mirror(red
         assert mirror.frame()["x"].tolist() == [1, 2, 3, 4]
     await a.aclose()
     await b.aclose()
+
+
+@async_test(timeout=60)
+async def test_keyed_logs_are_trimmed_after_checkpoints_and_mirrors_rebuilt_from_them(
+        redis_server):
+    a = await node(redis_server.url, retention_rows=10)
+    await a.topic("quotes", key="symbol")
+    want: dict[str, float] = {}
+    for i in range(60):
+        batch = pd.DataFrame({"symbol": [f"S{(i * 3 + j) % 7}" for j in range(3)],
+                              "px": [float(i * 3 + j) for j in range(3)]})
+        want.update(zip(batch["symbol"], batch["px"], strict=True))
+        await a.publish("quotes", batch)
+    r = a.core.backplane._r
+    # one at least every retention_rows upserts (unless one is still being written)
+    await until(lambda: a.core.backplane._mirrors["quotes"].checkpoint >= 160,
+                what="a recent checkpoint")
+    assert await r.xlen(a.core.backplane._skey("quotes")) <= 10  # not every upsert
+    b = await node(redis_server.url)
+    mirror = await b.core.ensure("quotes")
+    assert mirror.frame().set_index("symbol")["px"].to_dict() == want
+    assert mirror.next_offset == 180 and mirror.first_offset <= 170
+    # a client that holds offset 175 resumes on b with exactly the upserts since
+    rb = await RawClient.open(b.url)
+    await rb.send({"type": "subscribe", "topic": "quotes", "epoch": mirror.epoch,
+                   "offset": 175})
+    assert (await rb.recv_type("subscribed"))["resumed"] is True
+    missed = await rb.recv_type("upsert")
+    assert (missed["offset"], missed["next"]) == (175, 180)
+    rb.close()
+    await a.aclose()
+    await b.aclose()
