@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -39,6 +40,16 @@ async def node(url: str, bp: dict | None = None, **options) -> ls.Server:
 def http_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.loads(r.read())
+
+
+def http_post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 async def aget(url: str) -> dict:
@@ -216,6 +227,9 @@ async def test_redis_down_refuses_publishes_and_everything_recovers_by_itself(re
         await b.publish("t", pd.DataFrame({"x": [4]}))
     health = await aget(b.http_url + "/health")
     assert health["status"] == "degraded" and health["backplane"]["connected"] is False
+    status, body = await asyncio.get_running_loop().run_in_executor(
+        None, http_post, b.http_url + "/topics/t", {"columns": {"x": [5]}})
+    assert (status, body["code"]) == (503, "backplane_unavailable")
     assert sub.df["x"].tolist() == [1, 2, 3]  # subscribers keep their data
     redis_server.start()  # without persistence: its data is gone
     await until(lambda: a.core.backplane.connected and b.core.backplane.connected,
@@ -352,6 +366,29 @@ async def test_keyed_logs_are_trimmed_after_checkpoints_and_mirrors_rebuilt_from
     assert (await rb.recv_type("subscribed"))["resumed"] is True
     missed = await rb.recv_type("upsert")
     assert (missed["offset"], missed["next"]) == (175, 180)
+    rb.close()
+    await a.aclose()
+    await b.aclose()
+
+
+@async_test(timeout=60)
+async def test_a_subscriber_waiting_on_one_node_gets_a_topic_created_on_another(redis_server):
+    a, b = await node(redis_server.url), await node(redis_server.url)
+    rb = await RawClient.open(b.url)
+    await rb.send({"type": "subscribe", "topic": "later"})
+    assert (await rb.recv_type("subscribed"))["exists"] is False
+    await a.publish("later", pd.DataFrame({"x": [1, 2]}))
+    await a.publish("later", pd.DataFrame({"x": [3]}))
+    ack = await rb.recv_type("subscribed")
+    assert ack["exists"] is True and ack["schema"] == [{"name": "x", "type": "int64"}]
+    snap = await rb.recv_type("snapshot")
+    assert snap["offset"] == 0 and snap["next"] in (2, 3)
+    if snap["next"] == 2:
+        assert (await rb.recv_type("append"))["next"] == 3
+    status, body = await asyncio.get_running_loop().run_in_executor(
+        None, http_post, b.http_url + "/topics/later", {"columns": {"x": [4]}})
+    assert (status, body["offset"], body["next"]) == (200, 3, 4)  # HTTP publish on B
+    assert (await rb.recv_type("append"))["next"] == 4
     rb.close()
     await a.aclose()
     await b.aclose()
