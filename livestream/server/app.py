@@ -1017,8 +1017,11 @@ def serve(
 
     ``backplane`` is where topics live: this process (default) or a Redis shared by
     many server processes (``"redis://HOST:PORT/DB"``, ``rediss://`` for TLS, or a
-    :class:`~livestream.backplane.Backplane`); an unreachable Redis raises
-    :class:`~livestream.BackplaneUnavailable` here.
+    :class:`~livestream.backplane.Backplane`). Called from a script, ``serve`` connects
+    before it returns and raises :class:`~livestream.BackplaneUnavailable` if Redis does
+    not answer; on a running loop (a notebook) it connects in the background: ``await
+    srv.ready`` (which raises the same way). With Redis, ``publish``, ``topic``,
+    ``derive`` and ``delete`` called on the server's own loop return tasks to await.
     """
     cfg = config or ServerConfig(host=host, port=port, **options)
     if config is not None:
