@@ -453,6 +453,8 @@ class RedisBackplane(Backplane):
             if any(_s(f[b"e"]) != epoch for _, f in entries):
                 continue  # deleted and created again meanwhile: read again
             schema = Schema.from_json(json.loads(h["schema"])) if h.get("schema") else None
+            if entries and schema is None:
+                continue  # its first batch arrived after the settings were read
             start = int(entries[0][1][b"o"]) if entries else int(h.get("next", 0))
             ckpt = None
             if h.get("mode") == "keyed" and schema is not None:
@@ -587,10 +589,14 @@ class RedisBackplane(Backplane):
             except Exception as exc:
                 if self._closing:
                     return
-                if self.connected:
-                    log.warning("livestream: Redis backplane unreachable: %s", exc)
-                self.connected = False
-                self.last_error = str(exc)[:200]
+                if isinstance(exc, self._aioredis.ConnectionError | self._aioredis.TimeoutError
+                              | OSError | asyncio.TimeoutError):
+                    if self.connected:
+                        log.warning("livestream: Redis backplane unreachable: %s", exc)
+                    self.connected = False
+                else:  # not the connection: say so loudly, and try again
+                    log.error("livestream: Redis backplane reader failed", exc_info=exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                 await asyncio.sleep(backoff)
                 backoff = min(1.0, backoff * 2)
 
