@@ -486,3 +486,12 @@ async def test_two_nodes_publishing_at_once_give_one_contiguous_order(redis_serv
     cb.close()
     await a.aclose()
     await b.aclose()
+
+
+def test_a_redis_password_never_reaches_the_logs() -> None:
+    from livestream.redact import scrub
+
+    bp = RedisBackplane("redis://:s3cret@127.0.0.1:1/0")
+    assert "s3cret" not in repr(bp) and "s3cret" not in json.dumps(bp.status())
+    assert scrub("cannot reach rediss://user:s3cret@h:6380/0") == \
+        "cannot reach rediss://user:***@h:6380/0"
