@@ -27,6 +27,7 @@ from .core import Schema, Topic, Update
 from .dashboard import Column, Dashboard, Row, Tabs, ViewSpec
 from .errors import (
     AuthError,
+    BackplaneUnavailable,
     ConnectionClosed,
     LimitError,
     LivestreamError,
@@ -79,6 +80,7 @@ def connect(
 
 __all__ = [
     "AuthError",
+    "BackplaneUnavailable",
     "Column",
     "Connection",
     "ConnectionClosed",

@@ -75,6 +75,9 @@ class Update:
     next: int
     frame: pd.DataFrame
     ts: float = field(default_factory=time.time)
+    #: the rows already encoded as an Arrow IPC stream, when a backplane has them
+    #: (a shared backplane stores these bytes; every node sends them on as they are)
+    payload: bytes | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def rows(self) -> int:
@@ -128,7 +131,10 @@ class Topic:
         schema: Schema | None = None,
         epoch: str | None = None,
         clock: Callable[[], float] = time.time,
+        next_offset: int = 0,
     ) -> None:
+        """``next_offset`` starts the history there (a mirror of a shared log whose
+        older rows are no longer retained); ``epoch`` adopts an existing history's."""
         self.name = check_topic_name(name)
         if isinstance(key, str):
             key = (key,)
@@ -150,7 +156,7 @@ class Topic:
         self._log: ColumnWindow | None = None  # append rows, or upserts of a keyed topic
         self._table: KeyedTable | None = None  # keyed topics
         self._replaced: pd.DataFrame | None = None  # replace topics
-        self._next = 0
+        self._next = next_offset
         self._batches: deque[tuple[int, float]] = deque()  # (end offset, time) for age expiry
         self.updated_at: float | None = None
         if schema is not None:
@@ -228,6 +234,20 @@ class Topic:
         update = Update(self.name, kind, self.epoch, offset, self._next, batch, now)
         update.__dict__["arrays"] = arrays  # the cached property, already known
         return update
+
+    def restore_keyed(self, table: pd.DataFrame, history: Sequence[pd.DataFrame] = ()) -> None:
+        """Start a keyed topic (empty, with its schema) from a saved state: ``history``
+        are upserts already applied to ``table`` (kept for resume only, from
+        ``next_offset`` on) and ``table`` the current rows. A mirror of a shared log
+        rebuilt from a checkpoint uses this instead of replaying every upsert."""
+        if self.mode != "keyed" or self._log is None or self._table is None or len(self._log):
+            raise TopicError(f"topic {self.name!r}: restore_keyed needs an empty keyed topic "
+                             "with a schema")
+        for batch in history:
+            batch = self.conform(batch)
+            self._log.append(batch)
+            self._next += len(batch)
+        self._table.upsert(self.conform(table))
 
     def replace(self, df: pd.DataFrame) -> Update:
         """Replace the whole table (``replace`` topics)."""
