@@ -7,8 +7,9 @@ nodes of a Redis cluster.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
-from conftest import get_free_port
 from spine_util import async_test, trades, until
 
 import livestream as ls
@@ -16,7 +17,10 @@ import livestream as ls
 
 def dead_url() -> str:
     """A ws:// URL on a loopback port nothing listens on (connections are refused)."""
-    return f"ws://127.0.0.1:{get_free_port()}/ws"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"ws://127.0.0.1:{port}/ws"
 
 
 @async_test()
