@@ -28,6 +28,7 @@ from .core import Schema, Topic, Update
 from .dashboard import Column, Dashboard, Row, Tabs, ViewSpec
 from .errors import (
     AuthError,
+    BackplaneUnavailable,
     ConnectionClosed,
     LimitError,
     LivestreamError,
@@ -90,6 +91,7 @@ def connect(
 
 __all__ = [
     "AuthError",
+    "BackplaneUnavailable",
     "Column",
     "Connection",
     "ConnectionClosed",

@@ -59,6 +59,15 @@ class ProtocolError(LivestreamError):
         self.topic = topic
 
 
+class BackplaneUnavailable(LivestreamError):
+    """The shared backplane (Redis) cannot take the publish now: it is unreachable, did
+    not answer within the publish timeout (``publish_timeout``, default 5 s), or too
+    many publishes are already waiting for it (``max_pending_publishes``, default 1000).
+    Nothing of the batch was applied; publish it again later."""
+
+    code = "backplane_unavailable"
+
+
 class AuthError(LivestreamError):
     """A token was missing or wrong."""
 

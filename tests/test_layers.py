@@ -11,7 +11,7 @@ The layers, bottom to top (``docs/decisions.md``, "Layers point one way")::
     errors  _version  _compat  loop  redact
     core                                  pure: topics, schemas, windows
     protocol                              pure: messages and codecs
-    backplane         client  views       where topics live | subscriptions | drawing
+    backplane         client  views       where topics live (Redis keeps Arrow bytes) | subscriptions | drawing
     server            notebook            Tornado server | Jupyter widgets
                       dashboard           layouts, Bokeh server apps, static pages
     demo
@@ -42,7 +42,7 @@ BELOW: dict[str, tuple[str, ...]] = {
     "redact": (),
     "core": ("errors", "_compat"),
     "protocol": ("core",),
-    "backplane": ("core",),
+    "backplane": ("protocol",),  # a shared backplane stores encoded (Arrow) batches
     "server": ("backplane", "protocol", "loop", "_version"),
     "client": ("protocol", "loop"),
     "views": ("core", "_compat"),

@@ -40,14 +40,21 @@ from ..core.topic import Mode, Topic, Update
 
 UpdateListener = Callable[[Update], None]
 DeleteListener = Callable[[Topic], None]
+ResetListener = Callable[[Topic, Topic], None]
 
 
 class Backplane(ABC):
     """Storage and fan-in of topics for one server process."""
 
+    #: True for a backplane shared between processes (Redis): its writes are
+    #: asynchronous (``publish_async``, ``create_async``, ``delete_async``) and a topic
+    #: must be loaded (``await ensure(name)``) before ``get`` returns it.
+    shared: bool = False
+
     def __init__(self) -> None:
         self._listeners: list[UpdateListener] = []
         self._delete_listeners: list[DeleteListener] = []
+        self._reset_listeners: list[ResetListener] = []
 
     def add_listener(self, listener: UpdateListener) -> None:
         self._listeners.append(listener)
@@ -68,6 +75,39 @@ class Backplane(ABC):
     def _deliver_delete(self, topic: Topic) -> None:
         for listener in list(self._delete_listeners):
             listener(topic)
+
+    def add_reset_listener(self, listener: ResetListener) -> None:
+        """Call ``listener(old, new)`` when a topic's local state is replaced by a new
+        history (a shared backplane lost its data: ``new`` has another epoch)."""
+        self._reset_listeners.append(listener)
+
+    def _deliver_reset(self, old: Topic, new: Topic) -> None:
+        for listener in list(self._reset_listeners):
+            listener(old, new)
+
+    # -- the asynchronous face (shared backplanes override it) --------------------------
+
+    async def ensure(self, name: str) -> Topic | None:
+        """The topic's local state, loading it from shared storage first if needed."""
+        return self.get(name)
+
+    async def publish_async(self, name: str, df: pd.DataFrame, *,
+                            create: dict | None = None) -> Update:
+        """``publish`` (or ``publish_new`` with ``create``'s settings, if the topic does
+        not exist), awaited until the shared log accepted it."""
+        if self.get(name) is None and create is not None:
+            return self.publish_new(name, df, **create)
+        return self.publish(name, df)
+
+    async def create_async(self, name: str, **settings: object) -> Topic:
+        return self.create(name, **settings)  # type: ignore[arg-type]
+
+    async def delete_async(self, name: str) -> bool:
+        return self.delete(name)
+
+    def status(self) -> dict | None:
+        """What ``/health`` shows of the backplane (``None``: in-process, nothing to show)."""
+        return None
 
     @abstractmethod
     def create(

@@ -75,6 +75,9 @@ class Update:
     next: int
     frame: pd.DataFrame
     ts: float = field(default_factory=time.time)
+    #: the rows already encoded as an Arrow IPC stream, when a backplane has them
+    #: (a shared backplane stores these bytes; every node sends them on as they are)
+    payload: bytes | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def rows(self) -> int:
@@ -121,7 +124,10 @@ class Topic:
         schema: Schema | None = None,
         epoch: str | None = None,
         clock: Callable[[], float] = time.time,
+        next_offset: int = 0,
     ) -> None:
+        """``next_offset`` starts the history there (a mirror of a shared log whose
+        older rows are no longer retained); ``epoch`` adopts an existing history's."""
         self.name = check_topic_name(name)
         if isinstance(key, str):
             key = (key,)
@@ -143,7 +149,7 @@ class Topic:
         self._log: ColumnWindow | None = None  # append rows, or upserts of a keyed topic
         self._table: KeyedTable | None = None  # keyed topics
         self._replaced: pd.DataFrame | None = None  # replace topics
-        self._next = 0
+        self._next = next_offset
         self._batches: deque[tuple[int, float]] = deque()  # (end offset, time) for age expiry
         self.updated_at: float | None = None
         if schema is not None:

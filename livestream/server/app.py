@@ -29,7 +29,13 @@ from ..core.delivery import Delivery
 from ..core.derived import Derivation, DeriveError
 from ..core.schema import Schema
 from ..core.topic import Mode, Topic, Update, check_topic_name
-from ..errors import AuthError, LimitError, ProtocolError, SchemaError, TopicError
+from ..errors import (
+    AuthError,
+    LimitError,
+    ProtocolError,
+    SchemaError,
+    TopicError,
+)
 from ..loop import get_loop, on_loop_thread, run_in_loop
 from ..protocol import (
     PROTOCOL_VERSION,
@@ -43,6 +49,7 @@ from ..protocol import (
     dumps,
     encode_data,
     error_message,
+    pack_binary,
 )
 from ..protocol.codec import untrusted_arrow_to_frame
 from ..protocol.ipc import Limits
@@ -59,14 +66,32 @@ from .websocket import ClientHandler
 log = logging.getLogger("livestream.server")
 
 
+def make_backplane(backplane: Backplane | str | None) -> Backplane:
+    """The backplane for ``serve(backplane=...)``: an instance, ``None``/``"memory"``
+    (in this process), or a ``redis://`` / ``rediss://`` / ``unix://`` URL."""
+    if backplane is None or backplane in ("memory", "memory://"):
+        return MemoryBackplane()
+    if isinstance(backplane, Backplane):
+        return backplane
+    if isinstance(backplane, str) and backplane.startswith(("redis://", "rediss://",
+                                                            "unix://")):
+        from ..backplane.redis import RedisBackplane
+
+        return RedisBackplane.from_url(backplane)
+    raise ValueError(f"backplane must be 'memory' or a redis:// URL, not {backplane!r}")
+
+
 class LivestreamServer:
     """Topic state, subscribers and fan-out. Lives on one event loop."""
 
-    def __init__(self, config: ServerConfig, backplane: Backplane | None = None) -> None:
+    def __init__(self, config: ServerConfig, backplane: Backplane | str | None = None) -> None:
         self.config = config
-        self.backplane = backplane or MemoryBackplane()
+        self.backplane = make_backplane(backplane)
+        #: the backplane is shared with other processes: its writes are awaited
+        self.shared = self.backplane.shared
         self.backplane.add_listener(self._on_update)
         self.backplane.add_delete_listener(self._on_delete)
+        self.backplane.add_reset_listener(self._on_reset)
         self.auth = Authenticator.from_config(config)
         self.metrics = Metrics()
         self.guard = RequestGuard(config)  # Host allowlist, origin rule, trusted proxies
@@ -111,6 +136,72 @@ class LivestreamServer:
 
     def publish(self, name: str, df: pd.DataFrame) -> Update:
         """Append (or upsert) a batch; creates an append topic on first use."""
+        self._check_publish(name, df)
+        if self.backplane.get(name) is None:
+            # created with its first batch: a refused batch leaves no topic behind
+            self._check_topic_limit(name)
+            update = self.backplane.publish_new(
+                name, df, retention_rows=self.config.retention_rows,
+                retention_seconds=self.config.retention_seconds)
+        else:
+            update = self.backplane.publish(name, df)
+        self.metrics.publishes += 1
+        self.metrics.rows_published += update.rows
+        return update
+
+    async def publish_async(self, name: str, df: pd.DataFrame) -> Update:
+        """``publish`` for any backplane: on a shared one (Redis) it returns once the
+        shared log accepted the batch, or raises ``BackplaneUnavailable``."""
+        if not self.shared:
+            return self.publish(name, df)
+        self._check_publish(name, df)
+        create = None
+        if await self.backplane.ensure(name) is None:
+            self._check_topic_limit(name)
+            create = {"retention_rows": self.config.retention_rows,
+                      "retention_seconds": self.config.retention_seconds}
+        update = await self.backplane.publish_async(name, df, create=create)
+        self.metrics.publishes += 1
+        self.metrics.rows_published += update.rows
+        return update
+
+    def publish_any(self, name: str, df: pd.DataFrame) -> Any:
+        """``publish`` on the in-memory backplane; the ``publish_async`` coroutine on a
+        shared one (``Server.publish`` waits for it, or returns it as a task)."""
+        return self.publish_async(name, df) if self.shared else self.publish(name, df)
+
+    async def ensure(self, name: str) -> Topic | None:
+        """Load ``name`` from a shared backplane (no-op in memory)."""
+        if not self.shared:
+            return self.backplane.get(name)
+        return await self.backplane.ensure(name)
+
+    async def topic_async(self, name: str, *, key: Sequence[str] | str | None = None,
+                          mode: Mode = "append", retention_rows: int | None = None,
+                          retention_seconds: float | None = None) -> Topic:
+        """``topic`` for any backplane."""
+        if not self.shared:
+            return self.topic(name, key=key, mode=mode, retention_rows=retention_rows,
+                              retention_seconds=retention_seconds)
+        check_topic_name(name)
+        if isinstance(key, str):
+            key = (key,)
+        if await self.backplane.ensure(name) is None:
+            self._check_topic_limit(name)
+        return await self.backplane.create_async(
+            name, mode=mode, key=key,
+            retention_rows=retention_rows or self.config.retention_rows,
+            retention_seconds=(retention_seconds if retention_seconds is not None
+                               else self.config.retention_seconds))
+
+    async def delete_async(self, name: str) -> bool:
+        """``delete_topic`` for any backplane."""
+        check_topic_name(name)
+        if not self.shared:
+            return self.backplane.delete(name)
+        return await self.backplane.delete_async(name)
+
+    def _check_publish(self, name: str, df: pd.DataFrame) -> None:
         check_topic_name(name)
         if name in self.derivations:
             raise TopicError(f"topic {name!r} is derived; it cannot be published to",
@@ -125,17 +216,6 @@ class LivestreamServer:
                 f"{len(df.columns)} columns in one publish; the limit is "
                 f"{self.config.max_columns}", code="too_many_columns",
             )
-        if self.backplane.get(name) is None:
-            # created with its first batch: a refused batch leaves no topic behind
-            self._check_topic_limit(name)
-            update = self.backplane.publish_new(
-                name, df, retention_rows=self.config.retention_rows,
-                retention_seconds=self.config.retention_seconds)
-        else:
-            update = self.backplane.publish(name, df)
-        self.metrics.publishes += 1
-        self.metrics.rows_published += update.rows
-        return update
 
     def derive(
         self,
@@ -201,6 +281,15 @@ class LivestreamServer:
             for h in list(self.subscribers.get(d.name, ())):
                 h.send_frame(frame, binary=False, size=None)
 
+    async def topics_info(self) -> list[dict]:
+        """``GET /topics``: every topic's description (loading shared ones first)."""
+        out = []
+        for n in self.backplane.names():
+            t = await self.ensure(n)
+            if t is not None:
+                out.append(t.info())
+        return out
+
     def _check_topic_limit(self, name: str) -> None:
         n = len(self.backplane.names())
         if n >= self.config.max_topics:
@@ -240,6 +329,23 @@ class LivestreamServer:
                 h.pending_resume[name] = held
             h.send_frame(frame, binary=False, size=None)
 
+    def _on_reset(self, old: Topic, topic: Topic) -> None:
+        """Backplane reset listener: the topic's history was replaced (Redis lost its
+        data: a new epoch). Subscribers get ``gap`` (epoch) and a fresh snapshot."""
+        for h in list(self.subscribers.get(topic.name, ())):
+            if h.topics.get(topic.name) not in ("live", "sending"):
+                continue
+            held: tuple[str | None, int | None] = (old.epoch, old.next_offset)
+            d = h.deliveries.get(topic.name)
+            if d is not None:
+                held = d.held or (None, None)
+                self.pacer.cancel(h, topic.name)
+            if topic.schema is None:
+                h.topics[topic.name] = "pending"
+                h.pending_resume[topic.name] = held
+            else:
+                self.pacer.start(h, topic.name, Delivery.fresh(topic, *held))
+
     # -- fan-out ------------------------------------------------------------------------
 
     def _on_update(self, update: Update) -> None:
@@ -275,11 +381,13 @@ class LivestreamServer:
 
     def encode(self, update: Update, schema: Schema, encoding: str,
                with_schema: bool = False) -> bytes:
-        self.metrics.encodes += 1
         header = data_header(update.kind, update.topic, update.epoch, update.offset,
                              update.next, update.rows, update.ts,
                              schema if (with_schema or update.kind in ("snapshot", "replace"))
                              else None)
+        if encoding == "arrow" and update.payload is not None:
+            return pack_binary(header, update.payload)  # encoded once, by the publisher
+        self.metrics.encodes += 1
         return encode_data(header, update.frame, schema, encoding)
 
     # -- clients ------------------------------------------------------------------------
@@ -490,6 +598,18 @@ class LivestreamServer:
         df = self.frame_from_message(msg.topic, msg.message, payload)
         return self.publish(msg.topic, df)
 
+    async def publish_message_async(self, h: ClientHandler, msg: Publish, payload: Any
+                                    ) -> Update:
+        """``publish_message`` on a shared backplane (the topic is loaded first)."""
+        try:
+            check_topic_name(msg.topic)
+            await self.ensure(msg.topic)
+            self.authorize_publish(self.grant_for(h, msg.token), msg.topic)
+        except (TopicError, AuthError) as exc:
+            raise ProtocolError(exc.code, str(exc), id=msg.id, topic=msg.topic) from None
+        df = self.frame_from_message(msg.topic, msg.message, payload)
+        return await self.publish_async(msg.topic, df)
+
     def decode_limits(self) -> Limits:
         """What one untrusted publish may hold (rows, columns, cells)."""
         cfg = self.config
@@ -628,6 +748,9 @@ class Server:
         self.sockets: list[socket.socket] = []
         self.port = 0
         self.closed = False
+        #: done once the backplane is connected (a task when started on a running loop)
+        self.ready: asyncio.Future | None = None
+        self._closing_task: asyncio.Future | None = None
 
     # addresses
     @property
@@ -662,22 +785,39 @@ class Server:
         return f"<livestream.Server {self.url} {state} topics={len(self.core.backplane.names())}>"
 
     def _call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the server's loop and return its result. A coroutine result (a
+        shared backplane's write) is awaited when called from another thread, and
+        returned as a task when called on the loop itself (``await`` it there)."""
         if self.closed:
             raise TopicError("the server is closed", code="closed")
-        return run_in_loop(self.loop, lambda: fn(*args, **kwargs))
+        if on_loop_thread(self.loop):
+            result = fn(*args, **kwargs)
+            return asyncio.ensure_future(result) if asyncio.iscoroutine(result) else result
+        return run_in_loop(self.loop, lambda: fn(*args, **kwargs),
+                           timeout=self._wait_timeout())
+
+    def _wait_timeout(self) -> float:
+        bp = self.core.backplane
+        return 30.0 + 2 * float(getattr(bp, "publish_timeout", 0.0))
 
     # API
     def publish(self, topic: str, df: pd.DataFrame) -> Update:
         """Append rows to ``topic`` (upsert, for keyed topics). Returns the update
         with its offsets; raises ``SchemaError`` naming the column if the batch
-        does not fit (nothing of it is applied)."""
-        return self._call(self.core.publish, topic, df)
+        does not fit (nothing of it is applied).
+
+        With a shared backplane (Redis) it waits until the shared log took the batch and
+        raises :class:`~livestream.BackplaneUnavailable` if Redis cannot take it; called
+        on the server's own loop (a notebook cell) it returns an ``asyncio.Task`` to
+        ``await`` for the update instead of blocking the loop."""
+        return self._call(self.core.publish_any, topic, df)
 
     def topic(self, name: str, *, key: Sequence[str] | str | None = None,
               retention_rows: int | None = None, retention_seconds: float | None = None,
               ) -> Topic:
         """Declare a topic before publishing: ``key=`` makes it keyed (upserts by key)."""
-        return self._call(self.core.topic, name, key=key, retention_rows=retention_rows,
+        fn = self.core.topic_async if self.core.shared else self.core.topic
+        return self._call(fn, name, key=key, retention_rows=retention_rows,
                           retention_seconds=retention_seconds)
 
     def derive(self, name: str, source: str, fn: Callable[[pd.DataFrame], pd.DataFrame], *,
@@ -694,16 +834,24 @@ class Server:
     def delete(self, topic: str) -> bool:
         """Delete ``topic`` and its history; ``False`` if there was none. Subscribers
         get a ``deleted`` message and wait for the topic to be created again."""
-        return self._call(self.core.delete_topic, topic)
+        fn = self.core.delete_async if self.core.shared else self.core.delete_topic
+        return self._call(fn, topic)
 
     def topics(self) -> list[dict]:
         """What ``GET /topics`` returns."""
+        if self.core.shared:
+            return self._call(self.core.topics_info)
         return self._call(lambda: [self.core.backplane.get(n).info()  # type: ignore[union-attr]
                                    for n in self.core.backplane.names()])
 
     def snapshot(self, topic: str) -> pd.DataFrame:
         """The topic's current snapshot as a DataFrame."""
-        def get() -> pd.DataFrame:
+        async def get() -> pd.DataFrame:
+            t = await self.core.ensure(topic)
+            if t is None:
+                raise TopicError(f"unknown topic {topic!r}", code="unknown_topic")
+            return t.snapshot().frame
+        if on_loop_thread(self.loop) and not self.core.shared:
             t = self.core.backplane.get(topic)
             if t is None:
                 raise TopicError(f"unknown topic {topic!r}", code="unknown_topic")
@@ -720,15 +868,21 @@ class Server:
             return
         self.closed = True
 
-        def shutdown() -> None:
+        def shutdown() -> Any:
             self.core.close_clients()
             if self.http_server is not None:
                 self.http_server.stop()
-        run_in_loop(self.loop, shutdown, timeout=timeout)
+            return self.core.backplane.close()
+        if on_loop_thread(self.loop):
+            self._closing_task = asyncio.ensure_future(shutdown())
+        else:
+            run_in_loop(self.loop, shutdown, timeout=timeout)
 
     async def aclose(self) -> None:
         """Close, then wait until every client connection is gone."""
         self.close()
+        if self._closing_task is not None:
+            await self._closing_task
         deadline = time.monotonic() + 5.0
         while self.core.clients and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -753,7 +907,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     *,
-    backplane: Backplane | None = None,
+    backplane: Backplane | str | None = None,
     config: ServerConfig | None = None,
     **options: Any,
 ) -> Server:
@@ -764,6 +918,11 @@ def serve(
     thread. ``port=0`` picks a free port (see ``Server.port`` / ``Server.url``).
     Other keyword arguments are :class:`ServerConfig` fields (limits, tokens,
     ``allowed_origins``, ``certfile``/``keyfile`` for TLS, ``slow_consumer``…).
+
+    ``backplane`` is where topics live: this process (default) or a Redis shared by
+    many server processes (``"redis://HOST:PORT/DB"``, ``rediss://`` for TLS, or a
+    :class:`~livestream.backplane.Backplane`); an unreachable Redis raises
+    :class:`~livestream.BackplaneUnavailable` here.
     """
     cfg = config or ServerConfig(host=host, port=port, **options)
     if config is not None:
@@ -789,7 +948,19 @@ def serve(
         handle.sockets = sockets
         handle.port = sockets[0].getsockname()[1]
 
-    run_in_loop(loop, start)
+    if core.shared:
+        if on_loop_thread(loop):
+            # a notebook's loop cannot block: connect in the background (``await
+            # srv.ready``); publishes raise BackplaneUnavailable until it is connected
+            handle.ready = asyncio.ensure_future(core.backplane.start())
+        else:
+            run_in_loop(loop, core.backplane.start, timeout=60.0)
+    try:
+        run_in_loop(loop, start)
+    except BaseException:
+        if core.shared:
+            run_in_loop(loop, core.backplane.close, timeout=10.0)
+        raise
     log.info("livestream: serving %s", handle.url)
     hosts = core.guard.hosts
     if hosts.any_host:

@@ -127,17 +127,19 @@ class HealthHandler(_Base):
             "topics": len(s.backplane.names()),
             "connections": s.metrics.connections,
             "uptime": round(time.time() - s.started, 3),
+            "backplane": s.backplane.status() or {"kind": "memory", "connected": True},
         })
 
 
 class MetricsHandler(_Base):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(self.server.metrics.render(len(self.server.backplane.names())))
+        self.finish(self.server.metrics.render(len(self.server.backplane.names()),
+                                               self.server.backplane.status()))
 
 
 class TopicsHandler(_Base):
-    def get(self) -> None:
+    async def get(self) -> None:
         """The topics the token may subscribe to (or administer)."""
         bp = self.server.backplane
         grant = self.grant()
@@ -145,17 +147,29 @@ class TopicsHandler(_Base):
             return self.fail("unauthorized", self.server.auth.denial(grant, "subscribe", "*"))
         names = [n for n in bp.names()
                  if grant.allows("subscribe", n) or grant.allows("delete", n)]
-        self.write_json({"topics": [bp.get(n).info() for n in names]})  # type: ignore[union-attr]
+        infos = []
+        for n in names:
+            t = await self.server.ensure(n)
+            if t is not None:
+                infos.append(t.info())
+        out: dict = {"topics": infos}
+        status = bp.status()
+        if status is not None:
+            out["backplane"] = status
+        self.write_json(out)
 
 
 class TopicHandler(_Base):
-    def get(self, name: str) -> None:
+    async def get(self, name: str) -> None:
         try:
             check_topic_name(name)  # as POST and DELETE: 400 bad_topic_name, not 404
             self.server.auth.check(self.grant(), "subscribe", name)
         except (TopicError, AuthError) as exc:
             return self.fail(exc.code, str(exc))
-        topic = self.server.backplane.get(name)
+        try:
+            topic = await self.server.ensure(name)
+        except LivestreamError as exc:
+            return self.fail(exc.code, str(exc))
         if topic is None:
             return self.fail("unknown_topic", f"unknown topic {name!r}")
         fmt = self.get_query_argument("format", "json")
@@ -178,10 +192,12 @@ class TopicHandler(_Base):
         self.set_header("Content-Type", "application/json")
         self.finish(encode_data(header, snap.frame, topic.schema, "json"))
 
-    def post(self, name: str) -> None:
+    async def post(self, name: str) -> None:
         s = self.server
         try:
             check_topic_name(name)
+            if s.shared:
+                await s.ensure(name)
             s.authorize_publish(self.grant(), name)
             ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip()
             if ctype == ARROW_STREAM:
@@ -193,7 +209,7 @@ class TopicHandler(_Base):
                 if not isinstance(body, dict):
                     raise ProtocolError("bad_message", "the body must be a JSON object or array")
                 df = s.frame_from_message(name, body, None)
-            update = s.publish(name, df)
+            update = await s.publish_async(name, df) if s.shared else s.publish(name, df)
         except SchemaError as exc:
             return self.fail(exc.code, str(exc), column=exc.column)
         except (ProtocolError, TopicError, AuthError) as exc:
@@ -205,14 +221,14 @@ class TopicHandler(_Base):
         self.write_json({"type": "ack", "topic": name, "offset": update.offset,
                          "next": update.next, "rows": update.rows})
 
-    def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> None:
         s = self.server
         try:
             check_topic_name(name)
             s.auth.check(self.grant(), "delete", name)
-            if not s.delete_topic(name):
+            if not await s.delete_async(name):
                 raise TopicError(f"unknown topic {name!r}", code="unknown_topic")
-        except (TopicError, AuthError) as exc:
+        except LivestreamError as exc:
             return self.fail(exc.code, str(exc))
         self.write_json({"type": "deleted", "topic": name})
 

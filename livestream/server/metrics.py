@@ -30,7 +30,7 @@ class Metrics:
     disconnects: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
 
-    def render(self, topics: int) -> str:
+    def render(self, topics: int, backplane: dict | None = None) -> str:
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_: str, value: object, labels: str = "") -> None:
@@ -82,6 +82,16 @@ class Metrics:
         for reason, n in sorted(self.disconnects.items()):
             metric("livestream_disconnects_total", "counter", "Closed connections by reason.", n,
                    f'{{reason="{reason}"}}')
+        if backplane is not None:
+            metric("livestream_backplane_connected", "gauge",
+                   "1 while the shared backplane (Redis) is reachable.",
+                   int(bool(backplane.get("connected"))))
+            metric("livestream_backplane_lag_rows", "gauge",
+                   "Rows of the shared log this node has not applied yet (most of any topic).",
+                   backplane.get("lag") or 0)
+            metric("livestream_backplane_rtt_seconds", "gauge",
+                   "Round-trip time of the last request to the shared backplane.",
+                   (backplane.get("rtt_ms") or 0.0) / 1000.0)
         for code, n in sorted(self.errors.items()):
             metric("livestream_errors_total", "counter", "Error frames sent, by code.", n,
                    f'{{code="{code}"}}')

@@ -12,6 +12,7 @@ relies on Tornado internals.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -125,32 +126,64 @@ class ClientHandler(WebSocketHandler):
             reason = "dropped"
         self.server._client_closed(self, reason)
 
-    def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> Any:
         if closing(self):
-            return  # closing (4002, 4000, ...): frames already received are not acted on
+            return None  # closing (4002, 4000, ...): frames already received are not acted on
+        if self.server.shared:
+            # a shared backplane's reads and writes are awaited; Tornado reads this
+            # connection's next message only when this one is done (order is kept)
+            return self._on_message_shared(message)
         try:
             if isinstance(message, bytes):
-                header, payload = unpack_binary(message)
-                if header.get("type") != "publish":
-                    raise ProtocolError(
-                        "bad_frame", "binary frames from clients must be publish frames"
-                    )
-                msg = parse_client_message(header)
-                assert isinstance(msg, Publish)
-                self._publish(msg, payload)
+                self._publish(*self._binary_publish(message))
             else:
                 msg = parse_client_message(loads(message))
                 self._dispatch(msg)
             self.errors_in_row = 0
-        except ProtocolError as exc:
+        except Exception as exc:
+            self._message_failed(exc)
+        return None
+
+    @staticmethod
+    def _binary_publish(message: bytes) -> tuple[Publish, Any]:
+        header, payload = unpack_binary(message)
+        if header.get("type") != "publish":
+            raise ProtocolError("bad_frame", "binary frames from clients must be publish frames")
+        msg = parse_client_message(header)
+        assert isinstance(msg, Publish)
+        return msg, payload
+
+    async def _on_message_shared(self, message: str | bytes) -> None:
+        try:
+            if isinstance(message, bytes):
+                msg, payload = self._binary_publish(message)
+            else:
+                msg, payload = parse_client_message(loads(message)), None
+            if isinstance(msg, Publish):
+                await self._publish_shared(msg, payload)
+            else:
+                if isinstance(msg, Subscribe):
+                    with contextlib.suppress(LivestreamError):  # a bad name fails below
+                        await self.server.ensure(msg.topic)
+                if closing(self):
+                    return
+                self._dispatch(msg)
+            self.errors_in_row = 0
+        except Exception as exc:
+            self._message_failed(exc)
+
+    def _message_failed(self, exc: Exception) -> None:
+        """Answer a message that failed with an ``error`` frame (naming the column of a
+        ``SchemaError``); anything not a livestream error is logged as internal."""
+        if isinstance(exc, ProtocolError):
             self._fail(exc.code, str(exc), exc.id, exc.topic)
-        except SchemaError as exc:
+        elif isinstance(exc, SchemaError):
             self._fail(exc.code, str(exc), getattr(exc, "id", None), getattr(exc, "topic", None),
                        column=exc.column)
-        except LivestreamError as exc:
+        elif isinstance(exc, LivestreamError):
             self._fail(exc.code, str(exc), getattr(exc, "id", None), getattr(exc, "topic", None))
-        except Exception:
-            log.exception("livestream: internal error handling a client message")
+        else:
+            log.error("livestream: internal error handling a client message", exc_info=exc)
             self._fail("internal", "the server failed while handling this message", None, None)
 
     # -- dispatch -----------------------------------------------------------------------
@@ -195,6 +228,21 @@ class ClientHandler(WebSocketHandler):
             exc.id = msg.id  # type: ignore[attr-defined]
             exc.topic = msg.topic  # type: ignore[attr-defined]
             raise
+        self._ack(msg, update)
+
+    async def _publish_shared(self, msg: Publish, payload: Any) -> None:
+        try:
+            with contextlib.suppress(LivestreamError):  # a bad name fails below
+                await self.server.ensure(msg.topic)
+            update = await self.server.publish_message_async(self, msg, payload)
+        except LivestreamError as exc:
+            exc.id = msg.id  # type: ignore[attr-defined]
+            exc.topic = msg.topic  # type: ignore[attr-defined]
+            raise
+        if not closing(self):
+            self._ack(msg, update)
+
+    def _ack(self, msg: Publish, update: Any) -> None:
         ack: dict[str, Any] = {"type": "ack", "topic": msg.topic, "offset": update.offset,
                                "next": update.next, "rows": update.rows}
         if msg.id is not None:
