@@ -22,7 +22,7 @@ cost (1 node on Redis against 1 node in memory)
 scaling
     ``--scale-subs`` subscribers (100) on 1 node against half of them on each of
     2 nodes (the publisher on the first), both on Redis, plus 1 node in memory as
-    the reference; delivered rows/s as above. Subscriber processes are the same two
+    the reference; ``--scale-batches`` batches, delivered rows/s as above. Subscriber processes are the same two
     in every case, each holding half of the clients.
 memory
     Redis ``INFO memory`` ``used_memory`` before and after publishing
@@ -311,7 +311,7 @@ async def run(a: argparse.Namespace, say: Any) -> dict[str, Any]:
                 made = await start(bp, k)
                 case += 1
                 r = await measure(subs, made[0].url, [n.url for n in made], f"scale{case}",
-                                  n=a.scale_subs, rows=a.rows, batches=a.batches,
+                                  n=a.scale_subs, rows=a.rows, batches=a.scale_batches,
                                   inflight=a.inflight)
                 stop_all()
                 raw["scaling"].setdefault(name, []).append(r)
@@ -411,7 +411,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--subs", type=int, default=10, help="subscribers in the cost case [10]")
     p.add_argument("--scale-subs", type=int, default=100, help="subscribers in scaling [100]")
     p.add_argument("--rows", type=int, default=500, help="rows per batch [500]")
-    p.add_argument("--batches", type=int, default=200, help="batches per rows/s case [200]")
+    p.add_argument("--batches", type=int, default=100,
+                   help="batches in the cost rows/s case [100]")
+    p.add_argument("--scale-batches", type=int, default=40,
+                   help="batches in each scaling case [40]")
     p.add_argument("--inflight", type=int, default=4, help="publishes in flight [4]")
     p.add_argument("--latency-subs", type=int, default=10, help="subscribers for latency [10]")
     p.add_argument("--latency-rate", type=float, default=5000.0,
@@ -427,7 +430,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_summary_options(p)
     a = p.parse_args(argv)
     if a.quick:
-        a.subs, a.scale_subs, a.batches, a.rows = 2, 4, 10, 100
+        a.subs, a.scale_subs, a.batches, a.scale_batches, a.rows = 2, 4, 10, 10, 100
         a.latency_subs, a.latency_seconds, a.memory_rows, a.repeat = 2, 0.5, 2000, 1
     if a.retention is None:
         a.retention = a.memory_rows
