@@ -107,3 +107,22 @@ async def test_without_reconnect_each_url_is_tried_once():
 def test_bad_url_lists_are_refused(urls, message):
     with pytest.raises(ValueError, match=message):
         ls.connect(urls)
+
+
+@async_test()
+async def test_a_view_spec_keeps_every_url_so_dashboard_sessions_fail_over_too():
+    from livestream.views.spec import ViewSpec
+
+    srv = ls.serve(port=0)
+    srv.publish("trades", trades(3))
+    other = dead_url()
+    conn = ls.connect([srv.url, other], backoff=(0.01, 0.05))
+    sub = conn.subscribe("trades")
+    await sub.wait_async(rows=3)
+    spec = ViewSpec.of(sub, "table")
+    assert spec.url == srv.url and spec.urls == (srv.url, other)
+    single = ls.connect(srv.url)
+    assert ViewSpec.of(single.subscribe("trades"), "table").urls == ()
+    conn.close()
+    single.close()
+    await srv.aclose()
