@@ -417,9 +417,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="batches in each scaling case [40]")
     p.add_argument("--inflight", type=int, default=4, help="publishes in flight [4]")
     p.add_argument("--latency-subs", type=int, default=10, help="subscribers for latency [10]")
-    p.add_argument("--latency-rate", type=float, default=5000.0,
-                   help="rows/s for latency (100-row batches) [5000]")
-    p.add_argument("--latency-seconds", type=float, default=5.0, help="[5]")
+    p.add_argument("--latency-rate", type=float, default=1000.0,
+                   help="rows/s for latency (100-row batches; below what a loaded 2-core "
+                        "machine sustains, so queueing does not dominate) [1000]")
+    p.add_argument("--latency-seconds", type=float, default=10.0, help="[10]")
     p.add_argument("--memory-rows", type=int, default=100_000, help="retained rows [100000]")
     p.add_argument("--retention", type=int, default=None,
                    help="--retention-rows of the nodes [--memory-rows]")
