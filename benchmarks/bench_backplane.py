@@ -292,7 +292,10 @@ async def run(a: argparse.Namespace, say: Any) -> dict[str, Any]:
         subs = [await SubProcess.start() for _ in range(2)]
         case = 0
         for rnd in range(a.repeat):
-            for name, bp in (("memory", None), ("redis", redis.url)):
+            # paired cases back to back, their order alternating between rounds (drift in
+            # the machine's load then favours neither)
+            pair = (("memory", None), ("redis", redis.url))
+            for name, bp in (pair if rnd % 2 == 0 else pair[::-1]):
                 (node,) = await start(bp)
                 case += 1
                 lat = await measure(subs[:1], node.url, [node.url], f"lat{case}",
@@ -306,8 +309,9 @@ async def run(a: argparse.Namespace, say: Any) -> dict[str, Any]:
                 say(f"cost[{rnd}] {name}: p50 {lat.get('latency', {}).get('p50_ms', '?')} ms, "
                     f"{thr.get('rows_per_s', 0):,.0f} rows/s {thr.get('error', '')}")
                 redis.flush()
-            for name, bp, k in (("1 node in memory", None, 1), ("1 node on Redis", redis.url, 1),
-                                ("2 nodes on Redis", redis.url, 2)):
+            trio = (("1 node in memory", None, 1), ("1 node on Redis", redis.url, 1),
+                    ("2 nodes on Redis", redis.url, 2))
+            for name, bp, k in (trio if rnd % 2 == 0 else trio[::-1]):
                 made = await start(bp, k)
                 case += 1
                 r = await measure(subs, made[0].url, [n.url for n in made], f"scale{case}",
@@ -360,37 +364,53 @@ def _median(xs: list[float]) -> float:
 
 
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
-    """Medians over rounds of every figure, and the ratios against the in-memory node."""
+    """Medians over rounds of every figure; each ratio is the median over rounds of the
+    ratio measured within the round (cases of one round ran back to back, so load drift
+    between rounds cancels out)."""
     out: dict[str, Any] = {"cost": {}, "scaling": {}, "memory": raw["memory"]}
-    for name, runs in raw["cost"].items():
+    cost = raw["cost"]
+
+    def lat(r: dict, q: str) -> float:
+        return r["latency"]["latency"][q]
+
+    for name, runs in cost.items():
+        base = cost["memory"]
         out["cost"][name] = {
-            "p50_ms": _median([r["latency"]["latency"]["p50_ms"] for r in runs]),
-            "p99_ms": _median([r["latency"]["latency"]["p99_ms"] for r in runs]),
+            "p50_ms": _median([lat(r, "p50_ms") for r in runs]),
+            "p99_ms": _median([lat(r, "p99_ms") for r in runs]),
             "samples": sum(r["latency"]["latency"]["samples"] for r in runs),
             "rows_per_s": _median([r["throughput"]["rows_per_s"] for r in runs]),
+            "p50_ratio": _median([lat(r, "p50_ms") / lat(b, "p50_ms")
+                                  for r, b in zip(runs, base, strict=True)]),
+            "p99_ratio": _median([lat(r, "p99_ms") / lat(b, "p99_ms")
+                                  for r, b in zip(runs, base, strict=True)]),
+            "rows_per_s_ratio": _median([r["throughput"]["rows_per_s"]
+                                         / b["throughput"]["rows_per_s"]
+                                         for r, b in zip(runs, base, strict=True)]),
+            "rounds": [{"p50_ms": lat(r, "p50_ms"), "p99_ms": lat(r, "p99_ms"),
+                        "rows_per_s": r["throughput"]["rows_per_s"]} for r in runs],
         }
-    base = out["cost"]["memory"]
-    for fig in out["cost"].values():
-        fig["p50_ratio"] = fig["p50_ms"] / base["p50_ms"]
-        fig["p99_ratio"] = fig["p99_ms"] / base["p99_ms"]
-        fig["rows_per_s_ratio"] = fig["rows_per_s"] / base["rows_per_s"]
+    ref = raw["scaling"]["1 node on Redis"]
     for name, runs in raw["scaling"].items():
-        out["scaling"][name] = {"rows_per_s": _median([r["rows_per_s"] for r in runs])}
-    ref = out["scaling"]["1 node on Redis"]["rows_per_s"]
-    for fig in out["scaling"].values():
-        fig["ratio"] = fig["rows_per_s"] / ref
+        out["scaling"][name] = {
+            "rows_per_s": _median([r["rows_per_s"] for r in runs]),
+            "ratio": _median([r["rows_per_s"] / b["rows_per_s"]
+                              for r, b in zip(runs, ref, strict=True)]),
+            "rounds": [r["rows_per_s"] for r in runs],
+        }
     return out
 
 
 def markdown_tables(s: dict[str, Any], a: argparse.Namespace) -> dict[str, str]:
     cost = markdown_table(
-        ["node", "p50 ms", "p99 ms", "p50 ×", "p99 ×", "delivered rows/s", "rows/s ×"],
+        ["node", "p50 ms", "p99 ms", "p50 ÷ memory", "p99 ÷ memory", "delivered rows/s",
+         "rows/s ÷ memory"],
         [[label, f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['p50_ratio']:.2f}",
           f"{f['p99_ratio']:.2f}", f"{f['rows_per_s']:,.0f}", f"{f['rows_per_s_ratio']:.2f}"]
          for label, f in (("in memory", s["cost"]["memory"]),
                           ("on Redis", s["cost"]["redis"]))])
     scaling = markdown_table(
-        ["topology", "subscribers", "delivered rows/s", "× 1 node on Redis"],
+        ["topology", "subscribers", "delivered rows/s", "÷ 1 node on Redis"],
         [[name, f"{a.scale_subs}" if name.startswith("1") else
           f"{a.scale_subs // 2} + {a.scale_subs - a.scale_subs // 2}",
           f"{f['rows_per_s']:,.0f}", f"{f['ratio']:.2f}"]
@@ -424,7 +444,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--memory-rows", type=int, default=100_000, help="retained rows [100000]")
     p.add_argument("--retention", type=int, default=None,
                    help="--retention-rows of the nodes [--memory-rows]")
-    p.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported [3]")
+    p.add_argument("--repeat", type=int, default=5, help="rounds; medians are reported [5]")
     p.add_argument("--redis-server", default=None, help="redis-server binary [on PATH]")
     p.add_argument("--out", default=None, help="raw results directory [benchmarks/results]")
     p.add_argument("--quick", action="store_true", help="a smoke run: small and fast")

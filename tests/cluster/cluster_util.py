@@ -248,3 +248,61 @@ async def publish_when_back(conn: Any, topic: str, df: Any, timeout: float = 60.
             if loop.time() > deadline:
                 raise
         await asyncio.sleep(0.05)  # retry pacing, not synchronisation
+
+
+class Balancer:
+    """A minimal TCP load balancer on the test's loop: each accepted connection goes to the
+    next upstream in turn that accepts it (a refused one is skipped), bytes are piped both
+    ways, and when either side closes, so does the other. Stands in for nginx/HAProxy in
+    front of a cluster (clients use its one URL)."""
+
+    def __init__(self, upstreams: Sequence[int]) -> None:
+        self.upstreams = list(upstreams)
+        self.port = 0
+        self._next = 0
+        self._server: asyncio.AbstractServer | None = None
+        #: upstream port of every connection made, in order
+        self.routed: list[int] = []
+        self._links: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self) -> Balancer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(len(self.upstreams)):
+            port = self.upstreams[self._next % len(self.upstreams)]
+            self._next += 1
+            try:
+                up_r, up_w = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.routed.append(port)
+            self._links |= {writer, up_w}
+            await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
+            return
+        writer.close()
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._links.discard(dst)
+            with contextlib.suppress(Exception):
+                dst.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._links):
+            with contextlib.suppress(Exception):
+                w.close()
