@@ -30,6 +30,8 @@ topic         kind                    columns
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -336,50 +338,80 @@ class DemoFeeds:
         self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._stopped = False
+        self._starting: asyncio.Future | None = None
 
     @property
     def topics(self) -> list[str]:
         """The topics this feed publishes to."""
         return [t for f in self.feeds for t in DEMO_TOPICS[f]]
 
-    def _setup(self) -> None:
+    def _setup(self) -> list:
+        """Declare the topics; returns what to await (a shared backplane's writes)."""
         srv = self.server
+        out = []
         if "trading" in self.feeds:
-            srv.topic("trades")
-            srv.topic("quotes", key="symbol")
-            srv.derive("bars_1s", "trades", ohlc_bars, key=("ts", "symbol"), rate=4.0,
-                       window=20_000)
+            out.append(srv.topic("trades"))
+            out.append(srv.topic("quotes", key="symbol"))
+            out.append(srv.derive("bars_1s", "trades", ohlc_bars, key=("ts", "symbol"),
+                                  rate=4.0, window=20_000))
         if "chat" in self.feeds:
-            srv.topic("chat")
+            out.append(srv.topic("chat"))
         if "game" in self.feeds:
-            srv.topic("telemetry")
-            srv.topic("scores", key="player")
+            out.append(srv.topic("telemetry"))
+            out.append(srv.topic("scores", key="player"))
+        return [r for r in out if inspect.isawaitable(r)]
 
     def start(self) -> DemoFeeds:
         """Declare the topics, publish a first batch and keep publishing."""
         from .loop import run_in_loop
 
-        def go() -> None:
-            self._setup()
+        def begin() -> None:
             self._last = asyncio.get_running_loop().time()
             self._publish(max(1, round(self.rate * self.interval)))
             self._due = self._last + self.interval
             self._handle = asyncio.get_running_loop().call_at(self._due, self._tick)
 
-        run_in_loop(self.server.loop, go)
+        def go() -> Any:
+            waits = self._setup()
+            if not waits:
+                begin()
+                return None
+
+            async def declared() -> None:  # a shared backplane (Redis): await the topics
+                for w in waits:
+                    await w
+                begin()
+            return declared()
+
+        started = run_in_loop(self.server.loop, go)
+        if started is not None:  # on the server's own loop: declare in the background
+            self._starting = asyncio.ensure_future(started)
         return self
+
+    def _sent(self, result: Any) -> None:
+        """Count a publish that fails later (a shared backplane's publish is a task)."""
+        if isinstance(result, asyncio.Future):
+            result.add_done_callback(self._publish_done)
+
+    def _publish_done(self, task: asyncio.Future) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.errors += 1
+            if self.errors in (1, 10, 100) or self.errors % 1000 == 0:
+                logging.getLogger("livestream.demo").warning(
+                    "livestream demo: publish failed (%d so far): %s", self.errors,
+                    task.exception())
 
     def _publish(self, n: int) -> None:
         srv = self.server
         if n > 0:
             if "trading" in self.feeds:
-                srv.publish("trades", self.trades.batch(n))
-                srv.publish("quotes", self.trades.quotes())
+                self._sent(srv.publish("trades", self.trades.batch(n)))
+                self._sent(srv.publish("quotes", self.trades.quotes()))
             if "chat" in self.feeds:
-                srv.publish("chat", self.chat.batch(n))
+                self._sent(srv.publish("chat", self.chat.batch(n)))
             if "game" in self.feeds:
-                srv.publish("telemetry", self.game.batch(n))
-                srv.publish("scores", self.game.scores())
+                self._sent(srv.publish("telemetry", self.game.batch(n)))
+                self._sent(srv.publish("scores", self.game.scores()))
             self.rows += n * sum(1 for f in self.feeds)
         self.ticks += 1
 

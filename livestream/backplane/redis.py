@@ -62,6 +62,8 @@ log = logging.getLogger("livestream.backplane.redis")
 DEFAULT_PUBLISH_TIMEOUT = 5.0
 #: publishes waiting for Redis at once, beyond which a publish raises at once
 DEFAULT_MAX_PENDING = 1000
+#: connections to Redis for commands (publishes beyond wait for one)
+MAX_CONNECTIONS = 32
 #: seconds a derived topic's lease lives without being renewed
 DEFAULT_LEASE_TTL = 3.0
 
@@ -113,10 +115,21 @@ end
 return {'ok', epoch, created, offset, id}
 """
 
+_CHECKPOINT_LUA = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+local cur = redis.call('HGET', KEYS[2], 'o')
+if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'o', ARGV[2], 'e', ARGV[1], 'b', ARGV[3])
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next'))
+local cut = math.min(tonumber(ARGV[2]), nxt - tonumber(ARGV[4])) + 1
+if cut > 0 then redis.call('XTRIM', KEYS[3], 'MINID', cut) end
+return 1
+"""
+
 _DELETE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[5])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'op', 'delete', 'name', ARGV[1],
            'epoch', epoch)
@@ -171,6 +184,9 @@ class _Mirror:
     #: the last updates applied, by entry id: a publisher whose entry the reader applied
     #: before Redis's answer reached it finds its update here
     recent: OrderedDict[tuple[int, int], Update] = field(default_factory=OrderedDict)
+    #: keyed topics: the offset of the newest checkpoint in Redis (the table at that offset)
+    checkpoint: int = 0
+    checkpointing: bool = False
 
 
 class RedisBackplane(Backplane):
@@ -198,6 +214,7 @@ class RedisBackplane(Backplane):
         self.max_pending_publishes = max_pending_publishes
         self.lease_ttl = lease_ttl
         self.node = secrets.token_hex(6)
+        self._pool: Any = None
         self._r: Any = None  # commands
         self._rx: Any = None  # the blocking reader's connection
         self._mirrors: dict[str, _Mirror] = {}
@@ -219,6 +236,7 @@ class RedisBackplane(Backplane):
         self._publish_sha: Any = None
         self._delete_sha: Any = None
         self._renew_sha: Any = None
+        self._checkpoint_sha: Any = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackplane:
@@ -242,6 +260,9 @@ class RedisBackplane(Backplane):
 
     def _skey(self, name: str) -> str:
         return f"{self.prefix}:s:{name}"
+
+    def _ckey(self, name: str) -> str:
+        return f"{self.prefix}:c:{name}"
 
     @property
     def _topics_key(self) -> str:
@@ -270,14 +291,18 @@ class RedisBackplane(Backplane):
         opts = dict(socket_connect_timeout=min(2.0, self.publish_timeout),
                     health_check_interval=0)
         try:
-            self._r = self._aioredis.Redis.from_url(
-                self.url, socket_timeout=self.publish_timeout, **opts)
+            # at most MAX_CONNECTIONS commands in flight; more wait (publish_timeout) for one
+            self._pool = self._aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=MAX_CONNECTIONS, timeout=self.publish_timeout,
+                socket_timeout=self.publish_timeout, **opts)
+            self._r = self._aioredis.Redis(connection_pool=self._pool)
             self._rx = self._aioredis.Redis.from_url(
                 self.url, socket_timeout=self.publish_timeout + 2.0, **opts)
             await self._r.ping()
             self._publish_sha = self._r.register_script(_PUBLISH_LUA)
             self._delete_sha = self._r.register_script(_DELETE_LUA)
             self._renew_sha = self._r.register_script(_RENEW_LUA)
+            self._checkpoint_sha = self._r.register_script(_CHECKPOINT_LUA)
             await self._sync_cluster(first=True)
             self._catalog = {_s(n) for n in await self._r.smembers(self._topics_key)}
             last = await self._r.xrevrange(self._events_key, count=1)
@@ -293,6 +318,8 @@ class RedisBackplane(Backplane):
 
     async def close(self) -> None:
         self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(BaseException):
@@ -308,6 +335,9 @@ class RedisBackplane(Backplane):
             if c is not None:
                 with contextlib.suppress(Exception):
                     await c.aclose()
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.disconnect()
 
     async def _sync_cluster(self, first: bool = False) -> bool:
         """Read the cluster id (write one if there is none). True if it changed: Redis
@@ -424,14 +454,69 @@ class RedisBackplane(Backplane):
                 continue  # deleted and created again meanwhile: read again
             schema = Schema.from_json(json.loads(h["schema"])) if h.get("schema") else None
             start = int(entries[0][1][b"o"]) if entries else int(h.get("next", 0))
-            topic = self._new_topic(name, h, epoch, schema, start)
-            m = _Mirror(topic)
+            ckpt = None
+            if h.get("mode") == "keyed" and schema is not None:
+                ckpt = {_s(k): v for k, v in (await self._r.hgetall(self._ckey(name))).items()}
+                if not ckpt or _s(ckpt["e"]) != epoch:
+                    ckpt = None
+            if ckpt is not None:
+                m = self._from_checkpoint(name, h, epoch, schema, entries, ckpt)
+            else:
+                if h.get("mode") == "keyed":
+                    start = 0  # rebuilt by replaying every upsert (no checkpoint yet)
+                m = _Mirror(self._new_topic(name, h, epoch, schema, start))
+            complete = True
             for entry_id, fields in entries:
-                self._apply(m, entry_id, fields, deliver=False)
+                result, _ = self._apply(m, entry_id, fields, deliver=False)
+                if result == "hole":  # trimmed by a checkpoint meanwhile: read again
+                    complete = False
+                    break
+            if not complete:
+                continue
             if not entries:
                 m.last_id = (start, int(h.get("seq", 0)))
             return m
         raise BackplaneUnavailable(f"topic {name!r} kept changing while it was loaded")
+
+    def _from_checkpoint(self, name: str, h: dict, epoch: str, schema: Schema,
+                         entries: list, ckpt: dict) -> _Mirror:
+        """A keyed mirror from its checkpoint (the table at offset ``o``): the retained
+        upserts before ``o`` go to its log only, the later ones are applied after."""
+        at = int(ckpt["o"])
+        before = [(i, f) for i, f in entries if _sid(i)[0] <= at]
+        start = int(before[0][1][b"o"]) if before else at
+        topic = self._new_topic(name, h, epoch, schema, start)
+        history = [table_to_frame(read_arrow(f[b"b"]), schema) for _, f in before]
+        topic.restore_keyed(table_to_frame(read_arrow(ckpt["b"]), schema), history)
+        m = _Mirror(topic, checkpoint=at)
+        if before:
+            m.last_id = _sid(before[-1][0])
+        return m
+
+    def _maybe_checkpoint(self, name: str, m: _Mirror) -> None:
+        """After a publish to a keyed topic: every ``retention_rows`` upserts, save its
+        table in Redis, so that the log before it can be trimmed."""
+        t = m.topic
+        if t.mode != "keyed" or m.checkpointing or t.schema is None or \
+                t.next_offset - m.checkpoint < t.retention_rows:
+            return
+        at, epoch = t.next_offset, t.epoch
+        body = encode_arrow(t.frame(), t.schema)  # the table at offset `at`, read now
+        m.checkpointing = True
+
+        async def save() -> None:
+            try:
+                await asyncio.wait_for(self._checkpoint_sha(
+                    keys=[self._hkey(name), self._ckey(name), self._skey(name)],
+                    args=[epoch, at, body, t.retention_rows]), self.publish_timeout)
+                m.checkpoint = max(m.checkpoint, at)
+            except Exception as exc:
+                log.warning("livestream: checkpoint of keyed topic %r failed: %s", name, exc)
+            finally:
+                m.checkpointing = False
+        task = asyncio.ensure_future(save())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     def _new_topic(name: str, h: dict, epoch: str, schema: Schema | None, start: int) -> Topic:
@@ -526,10 +611,10 @@ class RedisBackplane(Backplane):
                 return
             if m.topic.schema is None:  # its first batch: take the schema it stored
                 raw = await self._r.hget(self._hkey(name), "schema")
-                if raw:
-                    m.topic._set_schema(Schema.from_json(json.loads(_s(raw))))
                 if self._mirrors.get(name) is not m:
                     return
+                if raw and m.topic.schema is None:  # (a publish here may have set it)
+                    m.topic._set_schema(Schema.from_json(json.loads(_s(raw))))
             result, _ = self._apply(m, entry_id, fields)
             if result in ("hole", "epoch"):
                 await self._reload(name)
@@ -594,17 +679,33 @@ class RedisBackplane(Backplane):
             log.warning("livestream: Redis lost its data; every topic gets a new epoch")
             await self._recover_lost()
         self.rtt_ms = round((time.perf_counter() - t0) * 1000.0 / 2, 3)
+        await self._verify_mirrors()
+
+    async def _verify_mirrors(self) -> None:
+        """Compare every mirror with its hash: the lag behind the shared log, and
+        deletions or new histories whose event this node missed (it was disconnected
+        longer than the event stream keeps)."""
         names = list(self._mirrors)
-        if names:
-            pipe = self._r.pipeline(transaction=False)
-            for n in names:
-                pipe.hget(self._hkey(n), "next")
-            nexts = await pipe.execute()
-            self.lag = max((int(v) - self._mirrors[n].topic.next_offset
-                            for n, v in zip(names, nexts, strict=True)
-                            if v is not None and n in self._mirrors), default=0)
-        else:
+        if not names:
             self.lag = 0
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for n in names:
+            pipe.hmget(self._hkey(n), "next", "epoch")
+        answers = await pipe.execute()
+        lag = 0
+        for n, (nxt, epoch) in zip(names, answers, strict=True):
+            m = self._mirrors.get(n)
+            if m is None:
+                continue
+            if epoch is None:
+                log.info("livestream: topic %r is gone from Redis; dropping it here", n)
+                self._drop(n)
+            elif _s(epoch) != m.topic.epoch:
+                await self._reload(n)
+            else:
+                lag = max(lag, int(nxt) - m.topic.next_offset)
+        self.lag = lag
 
     async def _reconnected(self) -> None:
         log.warning("livestream: Redis backplane reachable again")
@@ -615,6 +716,7 @@ class RedisBackplane(Backplane):
             await self._recover_lost()
         else:
             self._catalog |= {_s(n) for n in await self._r.smembers(self._topics_key)}
+            await self._verify_mirrors()
 
     async def _recover_lost(self) -> None:
         """Redis came back empty: declare every served topic again (its settings and
@@ -629,6 +731,21 @@ class RedisBackplane(Backplane):
                                retention_seconds=t.retention_seconds, create=True,
                                declare=True, schema=t.schema)
             await self._reload(name)
+
+    # -- leases (derived topics) ----------------------------------------------------------
+
+    async def hold_lease(self, name: str) -> bool:
+        """Take or renew this node's lease on computing derived topic ``name`` (for
+        ``lease_ttl`` seconds); False while another node holds it."""
+        key, ms = self.lease_key(name), max(1, int(self.lease_ttl * 1000))
+        if await self._renew_sha(keys=[key], args=[self.node, ms]):
+            return True
+        return bool(await self._r.set(key, self.node, nx=True, px=ms))
+
+    async def release_lease(self, name: str) -> None:
+        """Give the lease up (a clean shutdown: another node takes over at once)."""
+        with contextlib.suppress(Exception):
+            await self._renew_sha(keys=[self.lease_key(name)], args=[self.node, 1])
 
     # -- writing -------------------------------------------------------------------------
 
@@ -685,8 +802,8 @@ class RedisBackplane(Backplane):
             raise BackplaneUnavailable("the Redis backplane is unreachable")
         try:
             done = await asyncio.wait_for(self._delete_sha(
-                keys=[self._hkey(name), self._skey(name), self._topics_key, self._events_key],
-                args=[name]), self.publish_timeout)
+                keys=[self._hkey(name), self._skey(name), self._topics_key, self._events_key,
+                      self._ckey(name)], args=[name]), self.publish_timeout)
         except Exception as exc:
             raise self._unavailable(exc) from None
         self._drop(name)
@@ -768,10 +885,12 @@ class RedisBackplane(Backplane):
                 fields = {"o": str(offset), "e": epoch, "b": body}
                 _, update = self._apply(m, f"{sid[0]}-{sid[1]}", fields, frame=batch)
                 if update is not None:
+                    self._maybe_checkpoint(name, m)
                     return update
             if m.topic.epoch == epoch and sid <= m.last_id:  # the reader was first
                 done = m.recent.get(sid)
                 if done is not None:
+                    self._maybe_checkpoint(name, m)
                     return done
                 raise BackplaneUnavailable("the batch was published, but this node fell "
                                            "behind the log before it saw it")
@@ -784,6 +903,7 @@ class RedisBackplane(Backplane):
                     "Redis took the batch but this node did not read it back in time") from None
             if update is None:
                 raise BackplaneUnavailable("the topic's history was replaced while publishing")
+            self._maybe_checkpoint(name, m)
             return update
         if stored is not None:
             raise SchemaError(f"the batch does not fit topic {name!r}'s schema "

@@ -129,6 +129,7 @@ def _make_backplane(url: str | None) -> Any:
 
 def _start_server(kw: dict[str, Any]) -> Any:
     """``serve(...)`` from CLI options, with one-line errors."""
+    from ..errors import BackplaneUnavailable
     from ..server.app import serve
 
     if (kw["certfile"] is None) != (kw["keyfile"] is None):
@@ -147,6 +148,8 @@ def _start_server(kw: dict[str, Any]) -> Any:
             keyfile=kw["keyfile"], slow_consumer=kw["slow_consumer"],
             subscribe_token=sub_tok, publish_token=pub_tok, **options,
         )
+    except BackplaneUnavailable as exc:
+        raise CLIError(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except ssl.SSLError as exc:

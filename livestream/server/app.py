@@ -31,6 +31,7 @@ from ..core.schema import Schema
 from ..core.topic import Mode, Topic, Update, check_topic_name
 from ..errors import (
     AuthError,
+    BackplaneUnavailable,
     LimitError,
     ProtocolError,
     SchemaError,
@@ -103,6 +104,9 @@ class LivestreamServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.budget = SendBudget(self)
         self.pacer = SnapshotPacer(self)
+        self._lease_task: asyncio.Future | None = None
+        #: derived topics this node computes (on a shared backplane: holds the lease)
+        self._leased: set[str] = set()
 
     @staticmethod
     def now_ms() -> float:
@@ -244,7 +248,81 @@ class LivestreamServer:
             self._schedule(d)
         return d
 
+    async def derive_async(
+        self,
+        name: str,
+        source: str,
+        fn: Callable[[pd.DataFrame], pd.DataFrame],
+        *,
+        key: Sequence[str] | str | None = None,
+        rate: float = 4.0,
+        window: int | None = None,
+    ) -> Derivation:
+        """``derive`` for any backplane. On a shared one every node declares the same
+        derivation (its code runs everywhere) and one node at a time computes it: the
+        holder of a lease in Redis (``lease_ttl``), taken over by another node when the
+        holder stops renewing it; the topic's offsets carry on."""
+        if not self.shared:
+            return self.derive(name, source, fn, key=key, rate=rate, window=window)
+        if name in self.derivations:
+            raise TopicError(f"topic {name!r} already exists", code="topic_exists")
+        d = Derivation(name, source, fn, key=tuple([key] if isinstance(key, str) else key or ()),
+                       rate=rate, window=window)
+        if await self.backplane.ensure(name) is None:
+            self._check_topic_limit(name)
+        if d.key:
+            await self.topic_async(name, key=d.key)
+        else:
+            await self.topic_async(name, mode="replace")
+        self.derivations[name] = d
+        self._by_source.setdefault(source, []).append(d)
+        await self.backplane.ensure(source)  # follow the source's log on this node
+        if self._lease_task is None:
+            self._lease_task = asyncio.ensure_future(self._lease_loop())
+        else:
+            await self._renew_leases()
+        return d
+
+    async def _lease_loop(self) -> None:
+        ttl = float(getattr(self.backplane, "lease_ttl", 3.0))
+        while True:
+            await self._renew_leases()
+            await asyncio.sleep(ttl / 3)
+
+    async def _renew_leases(self) -> None:
+        """Hold (or try to take) the lease of every derivation declared here; a lease
+        just taken starts the computation at once."""
+        for name, d in list(self.derivations.items()):
+            try:
+                held = await self.backplane.hold_lease(name)  # type: ignore[attr-defined]
+            except Exception as exc:
+                held = False
+                log.debug("livestream: lease of %r not renewed: %s", name, exc)
+            if self.derivations.get(name) is not d:
+                continue
+            if held and name not in self._leased:
+                log.info("livestream: this node now computes derived topic %r", name)
+                self._leased.add(name)
+                src = self.backplane.get(d.source)
+                if src is not None and src.schema is not None:
+                    self._schedule(d)
+            elif not held and name in self._leased:
+                log.info("livestream: derived topic %r is computed by another node", name)
+                self._leased.discard(name)
+
+    async def close_backplane(self) -> None:
+        """Give up leases and disconnect from a shared backplane."""
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            self._lease_task = None
+            for name in list(self._leased):
+                await self.backplane.release_lease(name)  # type: ignore[attr-defined]
+            self._leased.clear()
+        await self.backplane.close()
+
     def _schedule(self, d: Derivation) -> None:
+        if self.shared and d.name not in self._leased:
+            return  # another node computes it
         delay = d.source_changed(time.monotonic())
         if delay is None:
             return
@@ -270,16 +348,32 @@ class LivestreamServer:
                 result = d.changed_rows(topic, result)
                 if len(result) == 0:
                     return
+            if self.shared:
+                task = asyncio.ensure_future(self.backplane.publish_async(d.name, result))
+                task.add_done_callback(lambda t: self._derived_published(d, t))
+                return
             self.backplane.publish(d.name, result)
         except Exception as exc:
-            err = exc if isinstance(exc, DeriveError) else DeriveError(
-                f"derived topic {d.name!r}: {type(exc).__name__}: {exc}")
-            d.last_error = str(err)
-            log.error("livestream: %s", err, exc_info=exc.__cause__ or exc)
-            self.metrics.errors["derive_failed"] += 1
-            frame = dumps(error_message("derive_failed", str(err), topic=d.name))
-            for h in list(self.subscribers.get(d.name, ())):
-                h.send_frame(frame, binary=False, size=None)
+            self._derive_failed(d, exc)
+
+    def _derived_published(self, d: Derivation, task: asyncio.Future) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, BackplaneUnavailable):
+            log.warning("livestream: derived topic %r not published: %s", d.name, exc)
+            return
+        self._derive_failed(d, exc)  # type: ignore[arg-type]
+
+    def _derive_failed(self, d: Derivation, exc: BaseException) -> None:
+        err = exc if isinstance(exc, DeriveError) else DeriveError(
+            f"derived topic {d.name!r}: {type(exc).__name__}: {exc}")
+        d.last_error = str(err)
+        log.error("livestream: %s", err, exc_info=exc.__cause__ or exc)
+        self.metrics.errors["derive_failed"] += 1
+        frame = dumps(error_message("derive_failed", str(err), topic=d.name))
+        for h in list(self.subscribers.get(d.name, ())):
+            h.send_frame(frame, binary=False, size=None)
 
     async def topics_info(self) -> list[dict]:
         """``GET /topics``: every topic's description (loading shared ones first)."""
@@ -307,6 +401,7 @@ class LivestreamServer:
     def _on_delete(self, topic: Topic) -> None:
         """Backplane delete listener: stop its derivation, tell its subscribers."""
         name = topic.name
+        self._leased.discard(name)
         d = self.derivations.pop(name, None)
         if d is not None:
             siblings = self._by_source.get(d.source, [])
@@ -829,7 +924,8 @@ class Server:
         replaces the table. Exceptions in ``fn`` are logged and sent to the derived
         topic's subscribers as ``derive_failed`` errors; nothing else stops.
         """
-        return self._call(self.core.derive, name, source, fn, key=key, rate=rate, window=window)
+        fn_ = self.core.derive_async if self.core.shared else self.core.derive
+        return self._call(fn_, name, source, fn, key=key, rate=rate, window=window)
 
     def delete(self, topic: str) -> bool:
         """Delete ``topic`` and its history; ``False`` if there was none. Subscribers
@@ -872,7 +968,7 @@ class Server:
             self.core.close_clients()
             if self.http_server is not None:
                 self.http_server.stop()
-            return self.core.backplane.close()
+            return self.core.close_backplane()
         if on_loop_thread(self.loop):
             self._closing_task = asyncio.ensure_future(shutdown())
         else:
@@ -921,8 +1017,11 @@ def serve(
 
     ``backplane`` is where topics live: this process (default) or a Redis shared by
     many server processes (``"redis://HOST:PORT/DB"``, ``rediss://`` for TLS, or a
-    :class:`~livestream.backplane.Backplane`); an unreachable Redis raises
-    :class:`~livestream.BackplaneUnavailable` here.
+    :class:`~livestream.backplane.Backplane`). Called from a script, ``serve`` connects
+    before it returns and raises :class:`~livestream.BackplaneUnavailable` if Redis does
+    not answer; on a running loop (a notebook) it connects in the background: ``await
+    srv.ready`` (which raises the same way). With Redis, ``publish``, ``topic``,
+    ``derive`` and ``delete`` called on the server's own loop return tasks to await.
     """
     cfg = config or ServerConfig(host=host, port=port, **options)
     if config is not None:
@@ -959,7 +1058,7 @@ def serve(
         run_in_loop(loop, start)
     except BaseException:
         if core.shared:
-            run_in_loop(loop, core.backplane.close, timeout=10.0)
+            run_in_loop(loop, core.close_backplane, timeout=10.0)
         raise
     log.info("livestream: serving %s", handle.url)
     hosts = core.guard.hosts

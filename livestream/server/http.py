@@ -60,6 +60,7 @@ _STATUS = {
     "too_many_columns": 413,
     "limit_exceeded": 413,
     "derived_topic": 409,
+    "backplane_unavailable": 503,
     "topic_exists": 409,
 }
 
@@ -122,12 +123,15 @@ class _Base(tornado.web.RequestHandler):
 class HealthHandler(_Base):
     def get(self) -> None:
         s = self.server
+        backplane = s.backplane.status() or {"kind": "memory", "connected": True}
         self.write_json({
-            "status": "ok",
+            # degraded: the shared backplane is unreachable; subscribers keep their data
+            # but publishes are refused (backplane_unavailable) until it is back
+            "status": "ok" if backplane.get("connected") else "degraded",
             "topics": len(s.backplane.names()),
             "connections": s.metrics.connections,
             "uptime": round(time.time() - s.started, 3),
-            "backplane": s.backplane.status() or {"kind": "memory", "connected": True},
+            "backplane": backplane,
         })
 
 
@@ -149,7 +153,10 @@ class TopicsHandler(_Base):
                  if grant.allows("subscribe", n) or grant.allows("delete", n)]
         infos = []
         for n in names:
-            t = await self.server.ensure(n)
+            try:
+                t = await self.server.ensure(n)
+            except LivestreamError:  # Redis unreachable: what this node has loaded
+                t = bp.get(n)
             if t is not None:
                 infos.append(t.info())
         out: dict = {"topics": infos}
