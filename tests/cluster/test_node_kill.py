@@ -84,12 +84,14 @@ async def kill_loop(cluster, kills: int) -> None:
         conn.close()
 
 
+@pytest.mark.timeout(300)
 def test_a_node_killed_mid_stream_its_subscribers_resume_on_another(make_cluster):
     cluster = make_cluster()
-    run(kill_loop(cluster, kills=1), timeout=240)
+    run(kill_loop(cluster, kills=1), timeout=270)
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(960)  # 20 node restarts; bounded inside by run(timeout=900)
 def test_twenty_node_kills_lose_and_duplicate_nothing(make_cluster):
     cluster = make_cluster()
     run(kill_loop(cluster, kills=20), timeout=900)
