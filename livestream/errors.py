@@ -63,7 +63,10 @@ class BackplaneUnavailable(LivestreamError):
     """The shared backplane (Redis) cannot take the publish now: it is unreachable, did
     not answer within the publish timeout (``publish_timeout``, default 5 s), or too
     many publishes are already waiting for it (``max_pending_publishes``, default 1000).
-    Nothing of the batch was applied; publish it again later."""
+    When Redis was unreachable or too many publishes were waiting, nothing of the batch was
+    applied. After a timeout the batch may still reach the log (Redis may have taken it
+    without answering in time): like any timed-out request, its outcome is unknown; every
+    subscriber still sees the log once and in order."""
 
     code = "backplane_unavailable"
 

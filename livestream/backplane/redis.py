@@ -126,6 +126,13 @@ if cut > 0 then redis.call('XTRIM', KEYS[3], 'MINID', cut) end
 return 1
 """
 
+_REBIRTH_LUA = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'next', 0, 'seq', 0)
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
+
 _DELETE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -237,6 +244,7 @@ class RedisBackplane(Backplane):
         self._delete_sha: Any = None
         self._renew_sha: Any = None
         self._checkpoint_sha: Any = None
+        self._rebirth_sha: Any = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackplane:
@@ -303,6 +311,7 @@ class RedisBackplane(Backplane):
             self._delete_sha = self._r.register_script(_DELETE_LUA)
             self._renew_sha = self._r.register_script(_RENEW_LUA)
             self._checkpoint_sha = self._r.register_script(_CHECKPOINT_LUA)
+            self._rebirth_sha = self._r.register_script(_REBIRTH_LUA)
             await self._sync_cluster(first=True)
             self._catalog = {_s(n) for n in await self._r.smembers(self._topics_key)}
             last = await self._r.xrevrange(self._events_key, count=1)
@@ -453,6 +462,8 @@ class RedisBackplane(Backplane):
             if any(_s(f[b"e"]) != epoch for _, f in entries):
                 continue  # deleted and created again meanwhile: read again
             schema = Schema.from_json(json.loads(h["schema"])) if h.get("schema") else None
+            if entries and schema is None:
+                continue  # its first batch arrived after the settings were read
             start = int(entries[0][1][b"o"]) if entries else int(h.get("next", 0))
             ckpt = None
             if h.get("mode") == "keyed" and schema is not None:
@@ -532,8 +543,9 @@ class RedisBackplane(Backplane):
     def _apply(self, m: _Mirror, entry_id: Any, fields: dict, *, deliver: bool = True,
                frame: pd.DataFrame | None = None) -> tuple[str, Update | None]:
         """Apply one log entry to a mirror: ``"applied"`` (with the update), ``"old"``
-        (already applied), ``"hole"`` (entries before it are missing) or ``"epoch"``
-        (it belongs to another history)."""
+        (already applied), ``"hole"`` (entries before it are missing), ``"epoch"``
+        (it belongs to another history) or ``"backwards"`` (it reuses offsets this mirror
+        has: Redis lost the end of the log)."""
         sid = _sid(entry_id)
         if sid <= m.last_id:
             return "old", None
@@ -541,8 +553,10 @@ class RedisBackplane(Backplane):
         if _s(fields[b"e"] if b"e" in fields else fields.get("e")) != topic.epoch:
             return "epoch", None
         start = int(fields[b"o"] if b"o" in fields else fields["o"])
-        if start != topic.next_offset:
-            return ("hole" if start > topic.next_offset else "old"), None
+        if start > topic.next_offset:
+            return "hole", None
+        if start < topic.next_offset:  # a newer entry over offsets it had: Redis lost some
+            return "backwards", None
         body = fields[b"b"] if b"b" in fields else fields["b"]
         if frame is None:
             assert topic.schema is not None
@@ -587,10 +601,14 @@ class RedisBackplane(Backplane):
             except Exception as exc:
                 if self._closing:
                     return
-                if self.connected:
-                    log.warning("livestream: Redis backplane unreachable: %s", exc)
-                self.connected = False
-                self.last_error = str(exc)[:200]
+                if isinstance(exc, self._aioredis.ConnectionError | self._aioredis.TimeoutError
+                              | OSError | asyncio.TimeoutError):
+                    if self.connected:
+                        log.warning("livestream: Redis backplane unreachable: %s", exc)
+                    self.connected = False
+                else:  # not the connection: say so loudly, and try again
+                    log.error("livestream: Redis backplane reader failed", exc_info=exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                 await asyncio.sleep(backoff)
                 backoff = min(1.0, backoff * 2)
 
@@ -616,6 +634,9 @@ class RedisBackplane(Backplane):
                 if raw and m.topic.schema is None:  # (a publish here may have set it)
                     m.topic._set_schema(Schema.from_json(json.loads(_s(raw))))
             result, _ = self._apply(m, entry_id, fields)
+            if result == "backwards":
+                await self._rebirth(name, m)
+                return
             if result in ("hole", "epoch"):
                 await self._reload(name)
                 return
@@ -667,7 +688,12 @@ class RedisBackplane(Backplane):
             self._drop(name)
             return
         self._mirrors[name] = m
-        m.waiters = old.waiters
+        if m.topic.epoch == old.topic.epoch:
+            m.waiters = old.waiters
+        else:  # publishes waiting for the old history will not see their entry
+            for _, fut in old.waiters:
+                if not fut.done():
+                    fut.set_result(None)
         self._deliver_reset(old.topic, m.topic)
         self._wake()
 
@@ -703,6 +729,8 @@ class RedisBackplane(Backplane):
                 self._drop(n)
             elif _s(epoch) != m.topic.epoch:
                 await self._reload(n)
+            elif int(nxt) < m.topic.next_offset:
+                await self._rebirth(n, m)
             else:
                 lag = max(lag, int(nxt) - m.topic.next_offset)
         self.lag = lag
@@ -717,6 +745,18 @@ class RedisBackplane(Backplane):
         else:
             self._catalog |= {_s(n) for n in await self._r.smembers(self._topics_key)}
             await self._verify_mirrors()
+
+    async def _rebirth(self, name: str, m: _Mirror) -> None:
+        """Redis lost the end of a topic's log (restarted from an AOF or RDB file older
+        than what this node applied): the history is broken, so it gets a new epoch
+        (offsets from 0, the same settings and schema) and every node starts its
+        subscribers over with ``gap`` (epoch) and a snapshot."""
+        log.warning("livestream: Redis lost the end of topic %r's log (this node holds "
+                    "it up to offset %s); the topic gets a new epoch", name,
+                    m.topic.next_offset)
+        await self._rebirth_sha(keys=[self._hkey(name), self._skey(name), self._ckey(name)],
+                                args=[m.topic.epoch, new_epoch()])
+        await self._reload(name)
 
     async def _recover_lost(self) -> None:
         """Redis came back empty: declare every served topic again (its settings and
@@ -889,9 +929,14 @@ class RedisBackplane(Backplane):
                     return update
             if m.topic.epoch == epoch and sid <= m.last_id:  # the reader was first
                 done = m.recent.get(sid)
-                if done is not None:
+                if done is not None and done.offset == offset:
                     self._maybe_checkpoint(name, m)
                     return done
+                if offset < m.topic.next_offset:  # not ours: the log went backwards
+                    await self._rebirth(name, m)
+                    raise BackplaneUnavailable(
+                        f"Redis lost the end of topic {name!r}'s log; the topic starts a new "
+                        "epoch and the batch was not published: publish it again")
                 raise BackplaneUnavailable("the batch was published, but this node fell "
                                            "behind the log before it saw it")
             fut: asyncio.Future = asyncio.get_running_loop().create_future()

@@ -159,11 +159,11 @@ class LivestreamServer:
         if not self.shared:
             return self.publish(name, df)
         self._check_publish(name, df)
-        create = None
         if await self.backplane.ensure(name) is None:
             self._check_topic_limit(name)
-            create = {"retention_rows": self.config.retention_rows,
-                      "retention_seconds": self.config.retention_seconds}
+        # created with its first batch if it does not exist (also if it was deleted just now)
+        create = {"retention_rows": self.config.retention_rows,
+                  "retention_seconds": self.config.retention_seconds}
         update = await self.backplane.publish_async(name, df, create=create)
         self.metrics.publishes += 1
         self.metrics.rows_published += update.rows
