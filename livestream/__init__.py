@@ -15,6 +15,7 @@ loop, and live Bokeh views of them::
 from __future__ import annotations
 
 import logging as _logging
+from collections.abc import Sequence
 from typing import Any
 
 from . import notebook as _notebook  # noqa: F401  (registers sub.chart(), .table(), ...)
@@ -47,7 +48,7 @@ _redact.install()
 
 
 def connect(
-    url: str,
+    url: str | Sequence[str],
     *,
     protocol: str = "livestream",
     name: str | None = None,
@@ -61,6 +62,11 @@ def connect(
     :class:`Subscription` windows. ``protocol="json"`` connects to any outside
     JSON WebSocket feed (see ``docs/feeds.md``).
 
+    ``url`` may be a list of the URLs of several servers sharing their topics (a
+    cluster on one Redis backplane): the connection uses one at a time and moves to
+    the next in turn after a failed or lost connection, resuming every subscription
+    where it was (see ``docs/scaling.md``).
+
     Re-running a notebook cell that connects replaces the connection that cell
     opened before (``reuse="replace"``, the default); ``reuse="reuse"`` returns the
     open one instead and ``reuse="new"`` always opens another. ``name=`` tells
@@ -70,10 +76,15 @@ def connect(
     from .client import registry
 
     if protocol == "livestream":
-        return registry.claim(url, name, lambda: Connection(url, **options), policy=reuse)
+        if not isinstance(url, str):
+            url = list(url)  # a generator is read once
+        where = url if isinstance(url, str) else ", ".join(map(str, url))
+        return registry.claim(where, name, lambda: Connection(url, **options), policy=reuse)
     if protocol == "json":
         from .client.feed import open_feed
 
+        if not isinstance(url, str):
+            raise ValueError("protocol='json' connects to one URL")
         return registry.claim(url, name, lambda: open_feed(url, **options), policy=reuse)
     raise ValueError(f"protocol must be 'livestream' or 'json', got {protocol!r}")
 

@@ -10,7 +10,8 @@ Markers (declared in ``pyproject.toml``):
 Fixtures: ``free_port``, ``server`` / ``make_server`` (in-process servers on the
 ``livestream-io`` thread, closed after the test), ``run_async`` (run a coroutine
 on a fresh event loop with a timeout), ``chromium_path`` / ``chromium_args``,
-``redis_server`` (a real ``redis-server`` on a free loopback port).
+``redis_server`` (a real ``redis-server`` on a free loopback port), ``make_redis``
+(more of them, optionally with AOF persistence).
 """
 
 from __future__ import annotations
@@ -228,12 +229,16 @@ def _redis_ping(port: int, timeout: float = 0.5) -> bool:
 
 @dataclass
 class RedisServer:
-    """A ``redis-server`` process on a loopback port; ``stop()``/``start()`` to restart it."""
+    """A ``redis-server`` process on a loopback port; ``stop()``/``start()`` to restart it
+    (``kill()`` for a crash). ``appendonly=True`` persists every write to an AOF in
+    ``workdir`` (``appendfsync always``), so a restart keeps the data; otherwise nothing
+    is persisted and a restart starts empty."""
 
     binary: str
     port: int
     workdir: Path
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    appendonly: bool = False
 
     @property
     def url(self) -> str:
@@ -242,9 +247,11 @@ class RedisServer:
     def start(self, timeout: float = 15.0) -> RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             return self
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly \
+            else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+             *persist, "--dir", str(self.workdir), "--daemonize", "no",
              "--protected-mode", "yes"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
@@ -273,23 +280,51 @@ class RedisServer:
             if proc.stderr is not None:
                 proc.stderr.close()
 
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: no shutdown, no final save)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
     def ping(self) -> bool:
         return _redis_ping(self.port)
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh ``redis-server --save '' --appendonly no`` on a free loopback port.
-
-    ``.url`` is ``redis://127.0.0.1:<port>/0``. Skips when redis-server is missing
-    (fails under CI). Stopped after the test."""
+def make_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """A factory: ``make_redis(appendonly=False)`` → a started ``redis-server`` on a free
+    loopback port, its own directory under ``tmp_path``. Skips when redis-server is missing
+    (fails under CI). Every server made is stopped after the test."""
     binary = find_redis_server()
     if binary is None:
         _missing("redis-server (Debian package redis-server)")
     assert binary is not None
-    server = RedisServer(binary, get_free_port(), tmp_path)
-    server.start()
+    made: list[RedisServer] = []
+
+    def make(appendonly: bool = False) -> RedisServer:
+        workdir = tmp_path / f"redis{len(made)}"
+        workdir.mkdir()
+        server = RedisServer(binary, get_free_port(), workdir, appendonly=appendonly)
+        made.append(server)
+        return server.start()
+
     try:
-        yield server
+        yield make
     finally:
-        server.stop()
+        for server in made:
+            with contextlib.suppress(Exception):
+                server.stop()
+
+
+@pytest.fixture
+def redis_server(make_redis: Callable[..., RedisServer]) -> RedisServer:
+    """A fresh ``redis-server --save '' --appendonly no`` on a free loopback port.
+
+    ``.url`` is ``redis://127.0.0.1:<port>/0``. Skips when redis-server is missing
+    (fails under CI). Stopped after the test."""
+    return make_redis()

@@ -172,3 +172,17 @@ def test_viewers_table_has_a_row_per_viewer_count() -> None:
              "points_after": 20}]
     table = bv.tables(rows, ["static"])["viewers"]
     assert table.splitlines()[2].startswith("| 0 |") and "10 → 20" in table
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(300)
+def test_backplane_quick_run_writes_its_summary(tmp_path: Path) -> None:
+    proc = _run("backplane", "--quick", "--out", str(tmp_path), "--summary-dir", str(tmp_path))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    doc = _summary(tmp_path, "backplane")
+    assert set(doc["tables"]) == {"cost", "scaling", "memory"}
+    figures = doc["figures"]
+    assert set(figures["cost"]) == {"memory", "redis"}
+    assert figures["cost"]["memory"]["rows_per_s_ratio"] == 1.0
+    assert set(figures["scaling"]) == {"1 node in memory", "1 node on Redis", "2 nodes on Redis"}
+    assert figures["memory"]["bytes_per_row"] > 0

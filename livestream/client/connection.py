@@ -10,7 +10,10 @@ the protocol and in each topic's :class:`~livestream.client.state.SubscriptionSt
 
 A connection runs on an event loop (the kernel's in a notebook, the
 ``livestream-io`` thread in a script; see :mod:`livestream.loop`). It reconnects
-by itself with capped exponential backoff and jitter; after a reconnect the
+by itself with capped exponential backoff and jitter. Given several URLs (the
+nodes of a cluster sharing topics through a backplane), it uses one at a time and
+moves to the next after every failed or lost connection, with the same backoff
+between attempts (see :meth:`Connection.__init__`); after a reconnect the
 protocol resubscribes every subscription with its (epoch, offset), so the server
 sends exactly the rows missed, or a ``gap`` and a fresh snapshot when they are no
 longer retained. Rows are never applied twice: an update whose offsets overlap
@@ -31,7 +34,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +65,8 @@ log = logging.getLogger("livestream.client")
 
 @dataclass
 class ConnectionStats:
-    """Counters of a connection (``conn.stats``)."""
+    """Counters of a connection (``conn.stats``). ``url`` is the URL in use (or being
+    tried); ``urls`` every URL the connection may use, in the order it tries them."""
 
     url: str
     state: str = "connecting"
@@ -77,14 +81,16 @@ class ConnectionStats:
     errors: int = 0
     last_error: str | None = None
     subscriptions: int = 0
+    urls: tuple[str, ...] = ()
 
 
 class Connection:
-    """A connection to a livestream server. Create with :func:`livestream.connect`."""
+    """A connection to a livestream server (or to one node of a cluster at a time).
+    Create with :func:`livestream.connect`."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | Callable[[], str | None] | None = None,
         encoding: str = "arrow",
@@ -99,11 +105,27 @@ class Connection:
         headers: dict[str, str] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"livestream URLs start with ws:// or wss://, got {url!r}")
+        """``url`` is one URL, or a list of URLs of servers sharing their topics (the
+        nodes of a cluster on one backplane): the connection uses the first, and after
+        every failed or lost connection moves to the next one in turn (back to the first
+        after the last), waiting ``backoff`` between attempts exactly as with one URL.
+        Subscriptions resume on the next node by their (epoch, offset). With
+        ``reconnect=False`` each URL is tried once until one connects."""
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("give at least one livestream URL")
+        for u in urls:
+            if not isinstance(u, str) or not u.startswith(("ws://", "wss://")):
+                raise ValueError(f"livestream URLs start with ws:// or wss://, got {u!r}")
+        if len(set(urls)) != len(urls):
+            raise ValueError(f"the same URL is given twice: {urls!r}")
         if encoding not in ("json", "arrow"):
             raise ValueError("encoding must be 'json' or 'arrow'")
-        self.url = url
+        #: every URL this connection may use, in the order it tries them
+        self.urls: tuple[str, ...] = tuple(urls)
+        self._url_index = 0
+        #: the URL in use, or being tried
+        self.url = urls[0]
         # a callable is asked for a token at each (re)connect and before the current
         # one expires; the current token itself lives in the protocol (``self.token``)
         self._token_provider: Callable[[], str | None] | None = token if callable(token) \
@@ -120,7 +142,7 @@ class Connection:
         self.max_message_size = max_message_size
         self.headers = dict(headers or {})
         self._ssl: ssl.SSLContext | None = None
-        if url.startswith("wss://"):
+        if any(u.startswith("wss://") for u in urls):
             ctx = ssl.create_default_context(cafile=ca)
             if not verify:
                 ctx.check_hostname = False
@@ -130,7 +152,7 @@ class Connection:
             loop, _owned = get_loop()
         self.loop = loop
         self.subscriptions: dict[str, Subscription] = {}
-        self.stats_data = ConnectionStats(url)
+        self.stats_data = ConnectionStats(self.url, urls=self.urls)
         #: the sans-I/O protocol this connection drives (touched on the loop only)
         self.protocol = ClientProtocol(encoding=encoding,
                                        token=None if callable(token) else token)
@@ -153,7 +175,15 @@ class Connection:
         self._task = asyncio.ensure_future(self._run())
 
     def __repr__(self) -> str:
-        return f"<livestream.Connection {self.url} {self.state} subscriptions={len(self.subscriptions)}>"
+        more = f" (1 of {len(self.urls)} URLs)" if len(self.urls) > 1 else ""
+        return (f"<livestream.Connection {self.url}{more} {self.state} "
+                f"subscriptions={len(self.subscriptions)}>")
+
+    def _next_url(self) -> None:
+        """Move to the next URL in turn (a no-op with one URL)."""
+        if len(self.urls) > 1:
+            self._url_index = (self._url_index + 1) % len(self.urls)
+            self.url = self.stats_data.url = self.urls[self._url_index]
 
     @property
     def state(self) -> str:
@@ -222,8 +252,14 @@ class Connection:
                 self._live.clear()
             self._cancel_refresh()
             if not self.reconnect:
-                self._close_now("connection lost")
-                break
+                # without reconnect: a lost connection ends it; a first connect tries
+                # each URL once
+                if self.stats_data.connects > 0 or self._url_index + 1 >= len(self.urls):
+                    self._close_now("connection lost")
+                    break
+                self._next_url()
+                continue
+            self._next_url()
             if self.protocol.needs_token() and not await self._await_new_token():
                 break
             self._set_state("reconnecting")
@@ -638,8 +674,11 @@ class Connection:
                 log.warning("livestream: bad frame from %s: %s", self.url, ev.error)
 
 
-def connect(url: str, **options: Any) -> Connection:
+def connect(url: str | Sequence[str], **options: Any) -> Connection:
     """Connect to a livestream server; returns at once, connecting in the background.
+
+    ``url`` may be a list of the URLs of a cluster's nodes: they are tried in turn
+    (see :class:`Connection`).
 
     Options: ``token`` (a string, or a callable returning the current token: asked at
     every connect and shortly before the token expires), ``encoding`` ("arrow" or

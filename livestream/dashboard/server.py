@@ -344,7 +344,7 @@ class SessionViews:
         self.owned = owned
         self.viewer_token = token  # replaces the specs' tokens for this session's connections
         self.views: list[ServerView] = []
-        self.connections: dict[tuple[str, str | None], Any] = {}
+        self.connections: dict[tuple[str | tuple[str, ...], str | None], Any] = {}
         self.owned_subs: list[Any] = []
         self._filters: dict[int, ViewFilters] = {}
         self.closed = False
@@ -373,10 +373,12 @@ class SessionViews:
         from ..client.connection import Connection
 
         token = self.viewer_token or spec.token
-        key = (spec.url, token)
+        where = spec.urls or spec.url  # a cluster's nodes, or one server
+        key = (where, token)
         conn = self.connections.get(key)
         if conn is None:
-            conn = self.connections[key] = Connection(spec.url, token=token)
+            conn = self.connections[key] = Connection(
+                list(where) if isinstance(where, tuple) else where, token=token)
         sub = conn.subscribe(str(spec.topic), window=spec.window)
         if all(sub is not s for s in self.owned_subs):
             self.owned_subs.append(sub)

@@ -35,7 +35,9 @@ class ViewSpec:
     subscription window, ``options`` the view's keyword arguments. ``token``
     (not part of :meth:`to_json`) is the connection's token. ``sub`` and
     ``live`` keep the subscription and live view the spec was taken from, for
-    targets in the same process.
+    targets in the same process. ``urls`` lists every node of a cluster when the
+    subscription's connection was given several (``ls.connect([url1, url2])``;
+    ``url`` is then the one in use), so a target reconnects with the same list.
     """
 
     view: ViewKind
@@ -46,6 +48,7 @@ class ViewSpec:
     token: str | None = field(default=None, repr=False)
     sub: Any = field(default=None, repr=False)
     live: Any = field(default=None, repr=False)
+    urls: tuple[str, ...] = field(default=(), repr=False)
 
     # -- constructors ---------------------------------------------------------------------
 
@@ -58,8 +61,11 @@ class ViewSpec:
                 not hasattr(source, "subscribe"):
             url = None  # an outside feed: not re-subscribable by topic
         token = getattr(sub, "token", None) or getattr(source, "token", None)
+        urls = getattr(source, "urls", ()) if url is not None else ()
         return cls(view, getattr(sub, "name", None), dict(options), url=url,
-                   window=getattr(sub, "window", None), token=token, sub=sub, live=live)
+                   window=getattr(sub, "window", None), token=token, sub=sub, live=live,
+                   urls=tuple(urls) if isinstance(urls, tuple | list) and len(urls) > 1
+                   else ())
 
     @classmethod
     def chart(cls, sub: Any, x: str | None = None, y: Any = None, **options: Any) -> ViewSpec:
