@@ -57,7 +57,7 @@ from .protocol import (
 )
 from .state import DEFAULT_WINDOW, GapDetected, RateMeter, RowsApplied
 from .subscription import Subscription
-from .transport import WebSocket
+from .transport import WebSocket, check_proxy
 from .transport import connect as ws_connect
 
 log = logging.getLogger("livestream.client")
@@ -103,6 +103,7 @@ class Connection:
         ca: str | None = None,
         verify: bool = True,
         headers: dict[str, str] | None = None,
+        proxy: str | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """``url`` is one URL, or a list of URLs of servers sharing their topics (the
@@ -141,6 +142,8 @@ class Connection:
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
         self.headers = dict(headers or {})
+        #: the proxy every connect tunnels through (``http://[user:pass@]host:port``), or None
+        self.proxy = check_proxy(proxy)
         self._ssl: ssl.SSLContext | None = None
         if any(u.startswith("wss://") for u in urls):
             ctx = ssl.create_default_context(cafile=ca)
@@ -309,6 +312,7 @@ class Connection:
             self.url, self._on_message, headers=headers, ssl=self._ssl,
             connect_timeout=self.connect_timeout, ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout, max_message_size=self.max_message_size,
+            proxy=self.proxy,
         )
         if self._closed:
             ws.close()
@@ -684,6 +688,8 @@ def connect(url: str | Sequence[str], **options: Any) -> Connection:
     every connect and shortly before the token expires), ``encoding`` ("arrow" or
     "json"), ``reconnect``,
     ``backoff=(base, cap)`` seconds, ``ca`` (a CA bundle for wss), ``verify``,
-    ``headers``, ``ping_interval``/``ping_timeout``, ``max_message_size``.
+    ``headers``, ``ping_interval``/``ping_timeout``, ``max_message_size``, ``proxy``
+    (an ``http://``, ``https://``, ``socks4://`` or ``socks5://`` proxy URL to tunnel
+    through; none by default, the environment's proxy variables are not read).
     """
     return Connection(url, **options)

@@ -160,6 +160,10 @@ class FeedConnection:
     Limits: ``max_message_size`` (bytes, default 64 MiB), ``dead_letter_limit``
     (dead letters kept per stream, default 1000).
 
+    Proxy: ``proxy="http://[user:pass@]host:port"`` (also ``https://``, ``socks4://``,
+    ``socks5://``) tunnels every connect through it; none by default (the environment's
+    proxy variables are not read).
+
     States: ``connecting``, ``subscribing`` (waiting for acks), ``live``,
     ``reconnecting``, ``failed``, ``closed``.
 
@@ -501,6 +505,7 @@ class FeedConnection:
             headers=o.headers, subprotocols=o.subprotocols, ssl=o.ssl,
             connect_timeout=o.connect_timeout, ping_interval=o.ws_ping_interval,
             ping_timeout=o.ws_ping_timeout, max_message_size=o.max_message_size,
+            proxy=o.proxy,
         )
         if session.closing or gen != self._gen:
             ws.close(1000, "client closed")

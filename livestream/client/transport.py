@@ -351,6 +351,19 @@ def _fetch_exception(transport: picows.WSTransport) -> None:
     coro.close()  # not done yet (cannot happen after on_ws_disconnected): give up quietly
 
 
+PROXY_SCHEMES = ("http://", "https://", "socks4://", "socks5://")
+
+
+def check_proxy(proxy: str | None) -> str | None:
+    """``proxy`` if it is a proxy URL the transport can tunnel through, else ValueError."""
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str) or not proxy.startswith(PROXY_SCHEMES):
+        raise ValueError(f"proxy must be a URL starting with {', '.join(PROXY_SCHEMES)}; "
+                         f"got {proxy!r}")
+    return proxy
+
+
 def _close_code(code: int) -> picows.WSCloseCode:
     # picows' enum takes any close code, application codes (3000-4999) included
     return picows.WSCloseCode(code)

@@ -513,6 +513,7 @@ class ConnectProxy:
 
     def __init__(self) -> None:
         self.targets: list[str] = []
+        self.open = 0  # tunnels not yet closed both ways
         self.tasks: set[asyncio.Task] = set()
         self.server: asyncio.Server | None = None
 
@@ -535,7 +536,11 @@ class ConnectProxy:
                     dst.write(data)
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.open += 1
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            self.open -= 1
 
     async def stop(self) -> None:
         assert self.server is not None
@@ -610,3 +615,34 @@ def test_a_server_that_sends_its_reason_and_closes_at_once_is_heard_out():
         await stop(server)
 
     run(main())
+
+
+def test_connections_and_feeds_take_a_proxy_and_refuse_a_bad_one():
+    import livestream as ls
+    from livestream.client.connection import Connection
+
+    async def main() -> None:
+        srv = ls.serve(port=0)
+        proxy = ConnectProxy()
+        proxy_url = await proxy.start()
+        conn = Connection(srv.url, proxy=proxy_url)
+        await conn.wait_live()
+        assert proxy.targets == [f"127.0.0.1:{srv.port}"]
+        conn.close()
+        await until(lambda: proxy.open == 0, what="the tunnel closed")
+        server, port, _ = await tornado_server()
+        feed = open_feed(f"ws://127.0.0.1:{port}/ws", proxy=proxy_url)
+        await until(lambda: feed.state == "live", what="the feed live through the proxy")
+        assert proxy.targets[-1] == f"127.0.0.1:{port}"
+        feed.close()
+        await until(lambda: proxy.open == 0, what="the tunnel closed")
+        await proxy.stop()
+        await stop(server)
+        await srv.aclose()
+
+    run(main())
+    for bad in ("127.0.0.1:3128", "ftp://proxy"):
+        with pytest.raises(ValueError, match="proxy must be a URL"):
+            Connection("ws://127.0.0.1:1/ws", proxy=bad)
+        with pytest.raises(ValueError, match="proxy must be a URL"):
+            open_feed("ws://127.0.0.1:1/ws", proxy=bad)

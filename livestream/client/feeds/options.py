@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 
 from ..backoff import Backoff
+from ..transport import check_proxy
 from .select import Selector, compile_selector
 
 __all__ = ["DEFAULT_BACKOFF", "ERROR_FIELDS", "FeedOptions", "Message", "OnOpen", "Reply", "encode_message", "looks_like_error"]
@@ -147,6 +148,7 @@ class FeedOptions:
     max_retries: int | None
     reconnect: bool
     max_message_size: int
+    proxy: str | None
     dead_letter_limit: int
     batch_interval: float
 
@@ -179,6 +181,7 @@ class FeedOptions:
         max_retries: int | None = None,
         reconnect: bool = True,
         max_message_size: int = 64 * 1024 * 1024,
+        proxy: str | None = None,
         dead_letter_limit: int = 1000,
         batch_interval: float = 0.02,
     ) -> FeedOptions:
@@ -242,5 +245,5 @@ class FeedOptions:
             ws_ping_interval=ws_ping_interval, ws_ping_timeout=ws_ping_timeout,
             stale_after=stale_after, backoff=backoff, max_retries=max_retries,
             reconnect=reconnect, max_message_size=max_message_size,
-            dead_letter_limit=dead_letter_limit, batch_interval=float(batch_interval),
+            proxy=check_proxy(proxy), dead_letter_limit=dead_letter_limit, batch_interval=float(batch_interval),
         )
