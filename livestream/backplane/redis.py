@@ -711,25 +711,26 @@ class RedisBackplane(Backplane):
         """Compare every mirror with its hash: the lag behind the shared log, and
         deletions or new histories whose event this node missed (it was disconnected
         longer than the event stream keeps)."""
-        names = list(self._mirrors)
-        if not names:
+        # what each mirror held *before* asking: publishes and reads applied while the
+        # answer is on its way are newer than it, so they cannot count against Redis
+        asked = [(n, m, m.topic.epoch, m.topic.next_offset) for n, m in self._mirrors.items()]
+        if not asked:
             self.lag = 0
             return
         pipe = self._r.pipeline(transaction=False)
-        for n in names:
+        for n, *_ in asked:
             pipe.hmget(self._hkey(n), "next", "epoch")
         answers = await pipe.execute()
         lag = 0
-        for n, (nxt, epoch) in zip(names, answers, strict=True):
-            m = self._mirrors.get(n)
-            if m is None:
-                continue
+        for (n, m, was_epoch, was_next), (nxt, epoch) in zip(asked, answers, strict=True):
+            if self._mirrors.get(n) is not m or m.topic.epoch != was_epoch:
+                continue  # replaced or reloaded meanwhile: the next check looks again
             if epoch is None:
                 log.info("livestream: topic %r is gone from Redis; dropping it here", n)
                 self._drop(n)
-            elif _s(epoch) != m.topic.epoch:
+            elif _s(epoch) != was_epoch:
                 await self._reload(n)
-            elif int(nxt) < m.topic.next_offset:
+            elif int(nxt) < was_next:  # Redis holds less than this node had applied
                 await self._rebirth(n, m)
             else:
                 lag = max(lag, int(nxt) - m.topic.next_offset)

@@ -495,3 +495,41 @@ def test_a_redis_password_never_reaches_the_logs() -> None:
     assert "s3cret" not in repr(bp) and "s3cret" not in json.dumps(bp.status())
     assert scrub("cannot reach rediss://user:s3cret@h:6380/0") == \
         "cannot reach rediss://user:***@h:6380/0"
+
+
+@async_test(timeout=60)
+async def test_the_mirror_check_racing_a_publish_does_not_start_a_new_epoch(redis_server):
+    # the once-a-second check reads each topic's next offset from Redis; a publish on this
+    # node may be applied here between Redis answering and the check reading the answer:
+    # that is not Redis losing the end of the log
+    a = await node(redis_server.url)
+    await a.publish("trades", trades(5, 0))
+    bp = a.core.backplane
+    epoch = bp.get("trades").epoch
+    real_pipeline = bp._r.pipeline
+    raced: list[bool] = []
+
+    def racing_pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute(*a2, **k2):
+            answers = await real_execute(*a2, **k2)
+            if not raced:  # once (the node's own once-a-second check may get here too)
+                raced.append(True)
+                await bp.publish_async("trades", trades(5, 5))  # lands after Redis answered
+            return answers
+
+        pipe.execute = execute
+        return pipe
+
+    bp._r.pipeline = racing_pipeline
+    try:
+        await bp._verify_mirrors()
+    finally:
+        bp._r.pipeline = real_pipeline
+    topic = bp.get("trades")
+    assert (topic.epoch, topic.next_offset) == (epoch, 10)
+    update = await a.publish("trades", trades(5, 10))
+    assert (update.epoch, update.offset) == (epoch, 10)
+    await a.aclose()
