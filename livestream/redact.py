@@ -28,7 +28,7 @@ __all__ = ["SCRUBBED_LOGGERS", "ScrubFilter", "install", "scrub"]
 SCRUBBED_LOGGERS: tuple[str, ...] = (
     "livestream", "livestream.server", "livestream.client", "livestream.feeds",
     "livestream.cli", "livestream.dashboard", "livestream.demo", "livestream.notebook",
-    "tornado.access", "tornado.application", "tornado.general",
+    "livestream.backplane.redis", "tornado.access", "tornado.application", "tornado.general",
 )
 
 MASK = "***"
@@ -42,8 +42,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(\bbearer\s+)[\w.~+/=-]+"), r"\1" + MASK),
     # "token": "value" / 'publish_token': 'value' in JSON or a repr
     (re.compile(r"(?i)([\"'][\w-]*token[\"']\s*:\s*[\"'])[^\"']*"), r"\1" + MASK),
+    # the password in a Redis URL (redis://[user]:password@host)
+    (re.compile(r"(?i)(\brediss?://[^:/@\s]*:)[^@\s]+@"), r"\1" + MASK + "@"),
 )
-_HINTS = ("token", "bearer", "authorization")
+_HINTS = ("token", "bearer", "authorization", "redis")
 
 
 def scrub(text: str) -> str:

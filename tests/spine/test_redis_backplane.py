@@ -459,3 +459,39 @@ async def test_a_log_that_lost_its_end_in_redis_starts_a_new_epoch(redis_server,
     rb.close()
     await a.aclose()
     await b.aclose()
+
+
+@async_test(timeout=60)
+async def test_two_nodes_publishing_at_once_give_one_contiguous_order(redis_server):
+    a, b = await node(redis_server.url), await node(redis_server.url)
+    await a.publish("t", pd.DataFrame({"who": ["a"], "i": [0]}))
+    ca, cb = ls.connect(a.url), ls.connect(b.url, encoding="json")
+    sa, sb = ca.subscribe("t", window=None), cb.subscribe("t", window=None)
+    await sa.wait_async(1)
+    await sb.wait_async(1)
+
+    async def publisher(srv: ls.Server, who: str) -> list[ls.Update]:
+        out = []
+        for i in range(1, 51):
+            out.append(await srv.publish("t", pd.DataFrame({"who": [who] * 2, "i": [i, i]})))
+        return out
+    ua, ub = await asyncio.gather(publisher(a, "a"), publisher(b, "b"))
+    spans = sorted((u.offset, u.next) for u in ua + ub)
+    assert spans == [(1 + 2 * k, 3 + 2 * k) for k in range(100)]  # contiguous, no overlap
+    await until(lambda: sa.offset == sb.offset == 201, what="both subscribers caught up")
+    order_a = list(zip(sa.df["who"], sa.df["i"], strict=True))
+    assert order_a == list(zip(sb.df["who"], sb.df["i"], strict=True))  # one order
+    assert [i for w, i in order_a if w == "b"] == [i for i in range(1, 51) for _ in (0, 1)]
+    ca.close()
+    cb.close()
+    await a.aclose()
+    await b.aclose()
+
+
+def test_a_redis_password_never_reaches_the_logs() -> None:
+    from livestream.redact import scrub
+
+    bp = RedisBackplane("redis://:s3cret@127.0.0.1:1/0")
+    assert "s3cret" not in repr(bp) and "s3cret" not in json.dumps(bp.status())
+    assert scrub("cannot reach rediss://user:s3cret@h:6380/0") == \
+        "cannot reach rediss://user:***@h:6380/0"
