@@ -219,3 +219,35 @@ def test_zooming_out_over_everything_is_the_overview():
     doc = core.figure.document
     doc.callbacks.trigger_event(RangesUpdate(core.figure, x0=-1e9, x1=1e9, y0=0.0, y1=1.0))
     assert core.zoom is None
+
+
+def test_a_frame_sends_what_changed_not_the_window():
+    from bokeh.document.events import ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent
+
+    sub, core = drawn_core(300_000, width=200)
+    feed(sub, 90_000)
+    core.draw()  # the first decimated frame draws each overview whole
+    doc = core.figure.document
+    events: list = []
+    doc.on_change(lambda e: events.append(e))
+    for _ in range(5):
+        events.clear()
+        feed(sub, 3_000, batch=1_000)
+        core.draw()
+        kinds = {type(e) for e in events}
+        assert ColumnDataChangedEvent not in kinds and ColumnsPatchedEvent in kinds
+        sent = sum(len(e.data["x"]) for e in events if isinstance(e, ColumnsStreamedEvent))
+        sent += sum(len(v) for e in events if isinstance(e, ColumnsPatchedEvent)
+                    for _, v in e.patches["x"])
+        # the exact newest rows and new settled points: bounded by what arrived, not the window
+        assert sent < 3 * 300 + 1_000
+    rows = sub.df
+    for key, src in core.sources.items():
+        x, y = np.asarray(src.data["x"]), np.asarray(src.data["y"])
+        part = rows[rows["sym"] == key]
+        assert len(x) <= 2 * max_points(200)
+        assert np.all(np.diff(x) >= 0)
+        # the newest rows exactly, then the last point repeated (padding draws nothing)
+        newest = part["t"].to_numpy()[-200:]
+        assert np.array_equal(np.unique(x[-205:])[-200:], newest)
+        assert y.max() == part["v"].max() and y.min() == part["v"].min()

@@ -51,7 +51,7 @@ from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 
 from .convert import is_datetime, to_float64, to_labels
-from .decimate import DEFAULT_TAIL, SeriesDecimator
+from .decimate import DEFAULT_TAIL, POINTS_PER_BUCKET, SeriesDecimator
 from .options import ChartOptions
 
 #: Series colours, in the order they are handed out (Category10, then the rest of Category20).
@@ -183,6 +183,8 @@ class ChartCore:
         #: the x range the user zoomed or panned to (None: the overview)
         self.zoom: tuple[float, float] | None = None
         self._zoom_drawn: dict[object, tuple[float, float] | None] = {}
+        # series key → (decimator generation, settled points in its source, last settled row)
+        self._sent: dict[object, tuple[int, int, int]] = {}
 
         fig_kw: dict[str, Any] = {
             "height": opts.height,
@@ -285,6 +287,7 @@ class ChartCore:
             raise ValueError("window must be a positive number of points")
         self._window = int(n)
         self._decim.clear()
+        self._sent.clear()
         self.redraw()
 
     def redraw(self) -> None:
@@ -452,9 +455,58 @@ class ChartCore:
         """The reset tool: back to the overview."""
         self.zoom = None
 
-    def _view_data(self, d: SeriesDecimator) -> dict[str, Any]:
-        x, y = d.detail(*self.zoom) if self.zoom is not None else d.overview()
-        return {"x": x, "y": y}  # fancy-indexed: copies
+    def _draw_view(self, key: object, d: SeriesDecimator, series: Series | None) -> None:
+        """Draw series ``key``'s decimated view: the zoomed range in detail, or the overview."""
+        self._zoom_drawn[key] = self.zoom
+        if self.zoom is not None:
+            self._sent.pop(key, None)
+            x, y = d.detail(*self.zoom)
+            self._set_data(key, series, {"x": x, "y": y})
+            return
+        self._draw_overview(key, d, series)
+
+    def _set_data(self, key: object, series: Series | None, data: dict[str, Any]) -> None:
+        if series is None:
+            self.add_series(key, data)
+        else:
+            series.source.data = data
+
+    def _draw_overview(self, key: object, d: SeriesDecimator, series: Series | None) -> None:
+        """The overview, kept as [settled points][volatile points] in the source: a frame
+        patches the volatile part (a fixed number of points: the exact newest rows and the
+        picks of the bucket before them, padded by repeating the last point, which draws
+        nothing) and streams the points of newly settled buckets, rolling over those whose
+        rows left the window. What a frame sends is bounded by the rows that arrived, not
+        by the window; a full redraw happens when the bucket grid is chosen again."""
+        parts = d.stream_parts()
+        if parts is None:
+            self._sent.pop(key, None)
+            x, y = d.overview()
+            self._set_data(key, series, {"x": x, "y": y})
+            return
+        gen, settled, vol = parts
+        k = d.tail + POINTS_PER_BUCKET
+        if len(vol) == 0:
+            vol = np.asarray([len(d) - 1], dtype=np.int64)
+        vol = np.concatenate([vol[:k], np.full(max(0, k - len(vol)), vol[-1], dtype=np.int64)])
+        first = d.first_row
+        last_settled = int(settled[-1]) + first if len(settled) else -1
+        sent = self._sent.get(key)
+        xs, ys = d.x, d.y
+        if series is None or sent is None or sent[0] != gen:
+            rows = np.concatenate([settled, vol])
+            self._set_data(key, series, {"x": xs[rows], "y": ys[rows]})
+            self._sent[key] = (gen, len(settled), last_settled)
+            return
+        _, n_settled, last_sent = sent
+        new = settled[settled + first > last_sent]
+        region = np.concatenate([new, vol])
+        rx, ry = xs[region], ys[region]
+        n = n_settled + k
+        series.source.patch({"x": [(slice(n - k, n), rx[:k])], "y": [(slice(n - k, n), ry[:k])]})
+        if len(new):
+            series.source.stream({"x": rx[k:], "y": ry[k:]}, rollover=len(settled) + k)
+            self._sent[key] = (gen, len(settled), last_settled)
 
     def _draw_zoom(self) -> None:
         """Redraw the series whose drawn range is not the current zoom."""
@@ -468,9 +520,10 @@ class ChartCore:
                 continue
             if self.zoom is None and not d.decimating():
                 series.source.data = {"x": d.x.copy(), "y": d.y.copy()}
+                self._zoom_drawn[key] = None
             else:
-                series.source.data = self._view_data(d)
-            self._zoom_drawn[key] = self.zoom
+                self._sent.pop(key, None)
+                self._draw_view(key, d, series)
 
     def update_data(self) -> None:
         """Apply what the subscription received since the last frame."""
@@ -586,14 +639,10 @@ class ChartCore:
                             and self._zoom_drawn.get(key) == self.zoom and len(data["x"])
                             and data["x"][0] > self.zoom[1]):
                         continue  # the new rows are right of the zoomed range: nothing to draw
-                    data = self._view_data(d)
-                    self._zoom_drawn[key] = self.zoom
-                    if series is None:
-                        self.add_series(key, data)
-                    else:
-                        series.source.data = data
+                    self._draw_view(key, d, series)
                     continue
                 self._zoom_drawn[key] = None
+                self._sent.pop(key, None)
             if series is None:
                 self.add_series(key, data)
                 continue
@@ -733,4 +782,5 @@ class ChartCore:
             pass
         self._series.clear()
         self._decim.clear()
+        self._sent.clear()
         self.sub = None

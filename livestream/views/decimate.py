@@ -142,7 +142,9 @@ class SeriesDecimator:
         self._last_x = -np.inf
         self._width = 0.0  # bucket width of the overview grid (0: not chosen)
         self._picks = np.empty(0, dtype=np.int64)  # absolute rows picked in complete buckets
-        self._done = 0  # absolute row where the incomplete bucket starts
+        self._done = 0  # absolute row where the unsettled rows start
+        #: changes whenever the settled picks are recomputed from scratch
+        self.generation = 0
 
     # -- rows ---------------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class SeriesDecimator:
         self._width = 0.0
         self._picks = np.empty(0, dtype=np.int64)
         self._done = 0
+        self.generation += 1
 
     def append(self, x: np.ndarray, y: np.ndarray) -> None:
         """Add rows at the end; the oldest roll out beyond ``window``."""
@@ -228,43 +231,59 @@ class SeriesDecimator:
         """Whether the window holds more rows than an overview draws."""
         return len(self) > max_points(self.buckets, self.tail)
 
+    def _advance(self) -> bool:
+        """Bring the settled picks up to date (buckets whose rows are all older than the exact
+        tail). False when the grid cannot be used (x not sorted, no x span)."""
+        if not self._monotone:
+            return False
+        ext = self.extent()
+        span = 0.0 if ext is None else ext[1] - ext[0]
+        want = span / self.buckets
+        if want <= 0 or not np.isfinite(want):
+            return False
+        if self._width <= 0 or not (0.5 * self._width <= want <= 1.25 * self._width):
+            self._width = want
+            self._picks = np.empty(0, dtype=np.int64)
+            self._done = self.first_row
+            self.generation += 1
+        first = self.first_row
+        self._done = max(self._done, first)
+        limit = max(self._done, self.end_row - self.tail)
+        lo, hi = self._done - self._base, limit - self._base
+        if hi > lo:
+            # the bucket of the first exact row (or of the newest row) is not settled yet
+            ref = self._x[hi] if hi < self._hi else self._x[self._hi - 1]
+            x = self._x[lo:hi]
+            grid = np.floor(x / self._width)
+            if np.isfinite(ref):
+                later = np.flatnonzero(grid >= np.floor(ref / self._width))
+                settled = int(later[0]) if len(later) else len(x)
+            else:
+                settled = 0
+            if settled > 0:
+                ids = _fill_forward(np.floor(x[:settled] / self._width))
+                picks = _m4_by_ids(x[:settled], self._y[lo:lo + settled], ids) + self._done
+                self._picks = np.concatenate([self._picks, picks])
+                self._done += settled
+        self._picks = self._picks[self._picks >= first]
+        return True
+
+    def _volatile(self) -> np.ndarray:
+        """Absolute rows after the settled buckets: the M4 picks of the rows before the exact
+        tail (one bucket at most), then the tail. At most ``tail`` + 5 rows."""
+        limit = max(self._done, self.end_row - self.tail)
+        lo, hi = self._done - self._base, limit - self._base
+        part = _m4_by_ids(self._x[lo:hi], self._y[lo:hi], None) + self._done
+        return np.concatenate([part, np.arange(limit, self.end_row, dtype=np.int64)])
+
     def overview_rows(self) -> np.ndarray:
         """Window positions (0 = oldest row) of the overview's rows, in order."""
         n = len(self)
         if n <= max_points(self.buckets, self.tail):
             return np.arange(n, dtype=np.int64)
-        if not self._monotone:
+        if not self._advance():
             return m4_indices(self.x, self.y, self.buckets, tail=self.tail)
-        ext = self.extent()
-        span = 0.0 if ext is None else ext[1] - ext[0]
-        want = span / self.buckets
-        if want <= 0 or not np.isfinite(want):
-            return m4_indices(self.x, self.y, self.buckets, tail=self.tail)
-        if self._width <= 0 or not (0.5 * self._width <= want <= 1.25 * self._width):
-            self._width = want
-            self._picks = np.empty(0, dtype=np.int64)
-            self._done = self.first_row
         first = self.first_row
-        self._done = max(self._done, first)
-        # buckets completed since the last call: rows [done, start of the newest bucket)
-        lo = self._done - self._base
-        x = self._x[lo:self._hi]
-        y = self._y[lo:self._hi]
-        grid = np.floor(x / self._width)
-        finite = np.isfinite(grid)
-        complete = 0
-        if finite.any():
-            # rows before the first row of the newest bucket are in complete buckets
-            newest = np.flatnonzero(finite & (grid >= grid[finite][-1]))
-            complete = int(newest[0])
-        if complete > 0:
-            cx, cy = x[:complete], y[:complete]
-            ids = np.floor(cx / self._width)
-            ids = np.where(np.isfinite(ids), ids, np.nan)
-            ids = _fill_forward(ids)
-            picks = _m4_by_ids(cx, cy, ids) + self._done
-            self._picks = np.concatenate([self._picks, picks])
-            self._done += complete
         # the oldest bucket has partly rolled out: its picks are taken again from what is left
         wx = self.x
         edge = first
@@ -273,14 +292,25 @@ class SeriesDecimator:
                                                * self._width, side="left"))
             edge = min(edge, self._done)
         head = _m4_by_ids(wx[:edge - first], self.y[:edge - first], None) + first
-        self._picks = self._picks[self._picks >= edge]
-        # the newest (incomplete) bucket and the exact tail
-        inc = _m4_by_ids(self._x[self._done - self._base:self._hi],
-                         self._y[self._done - self._base:self._hi], None) + self._done
-        tail_from = max(first, self.end_row - self.tail)
-        rows = np.concatenate([[first], head, self._picks, inc,
-                               np.arange(tail_from, self.end_row, dtype=np.int64)])
+        rows = np.concatenate([[first], head, self._picks[self._picks >= edge],
+                               self._volatile()])
         return np.unique(rows) - first
+
+    def stream_parts(self) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """The overview as a source kept by appending: ``(generation, settled, volatile)``.
+
+        ``settled``: window positions of the picks of settled buckets (only ever appended to
+        as rows arrive, and dropped from the front as they roll out); ``volatile``: the
+        positions after them (:meth:`_volatile`), which change every frame. ``generation``
+        changes when the settled picks were recomputed (redraw everything). None when the
+        overview cannot be kept this way (x not sorted, no x span): draw :meth:`overview`.
+        The oldest pixel column is as it was picked (it may miss an extreme of rows that have
+        rolled out); :meth:`overview` takes it again.
+        """
+        if not self._advance():
+            return None
+        first = self.first_row
+        return self.generation, self._picks - first, self._volatile() - first
 
     def overview(self) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of the whole window at ``buckets`` pixel columns."""
