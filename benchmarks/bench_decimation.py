@@ -1,7 +1,8 @@
 """A chart's cost in the browser with and without display decimation, in real JupyterLab.
 
     python -m benchmarks decimation [--rate 100000] [--window 1000000] [--series 6]
-                                    [--seconds 30] [--batch 1000] [--phases none,on,off]
+                                    [--seconds 30] [--batch 1000] [--fps 20]
+                                    [--phases none,on,off]
 
 One JupyterLab (tests/browser/lab_util.py), one kernel, one Chromium page. Each phase shows
 one ``sub.chart(x="x", y="v", by="sym")`` of ``series`` series over a subscription whose
@@ -52,9 +53,22 @@ import numpy as np, pandas as pd
 from livestream.client.subscription import Subscription
 from benchmarks._local import feed_rows
 
-RATE, BATCH, SECONDS, WINDOW, SERIES = {rate}, {batch}, {seconds}, {window}, {series}
+RATE, BATCH, SECONDS, WINDOW, SERIES, FPS = {rate}, {batch}, {seconds}, {window}, {series}, {fps}
 SYMS = np.array([f"s{{i}}" for i in range(SERIES)], dtype=object)
 RESULTS = {{}}
+
+# browser → kernel echoes of the charts' data changes (jupyter_bokeh re-sends what a patch
+# changed; the chart drops them), counted by kind
+import collections
+import livestream.notebook.chart as _chart_mod
+ECHO = collections.Counter()
+_echoed = _chart_mod._echoed_data
+def _counting_echoed(content):
+    got = _echoed(content)
+    if got:
+        ECHO[str(content.get("kind"))] += 1
+    return got
+_chart_mod._echoed_data = _counting_echoed
 
 def batch(start, n):
     i = np.arange(start, start + n, dtype=np.int64)
@@ -83,7 +97,7 @@ async def phase(name, decimate):
     chart = None
     if decimate is not None:
         chart = sub.chart(x="x", y="v", by="sym", window=WINDOW // SERIES, decimate=decimate,
-                          height=300, title=f"bench-{{name}}")
+                          fps=FPS, height=300, title=f"bench-{{name}}")
         display(chart)
     await asyncio.sleep(2.0)  # let the page render the widget before rows arrive
     c0, start = cpu(), time.time()
@@ -95,7 +109,8 @@ async def phase(name, decimate):
                          points=chart.points() if chart else 0,
                          frames=chart.stats.frames if chart else 0,
                          comm_messages=chart.stats.comm_messages if chart else 0,
-                         window_rows=len(sub.df))
+                         window_rows=len(sub.df), echoed=dict(ECHO))
+    ECHO.clear()
     if chart is not None:
         chart.close()
     sub.close()
@@ -191,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=1_000_000, help="rows in the window")
     ap.add_argument("--series", type=int, default=6, help="series (by= values)")
     ap.add_argument("--seconds", type=float, default=30.0, help="feed duration per phase")
+    ap.add_argument("--fps", type=float, default=20, help="the chart's frames/s at most")
     ap.add_argument("--phases", default=",".join(PHASES),
                     help="none (no chart), on, off; run in the order given")
     ap.add_argument("--chromium", default=os.environ.get("LIVESTREAM_CHROMIUM",
@@ -212,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     started = _dt.datetime.now(_dt.timezone.utc)
     machine = machine_facts()
     cells = [new_code_cell(SETUP.format(rate=args.rate, batch=args.batch, seconds=args.seconds,
-                                        window=args.window, series=args.series))]
+                                        window=args.window, series=args.series,
+                                        fps=args.fps))]
     for name in phases:
         flag = {"none": None, "on": True, "off": False}[name]
         cells.append(new_code_cell(PHASE.format(name=name, decimate=flag)))
@@ -248,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     kernel = json.loads(done.read_text())
     results: dict[str, Any] = {"rate_offered": args.rate, "batch": args.batch,
                                "window": args.window, "series": args.series,
-                               "seconds": args.seconds, "phases": {}}
+                               "seconds": args.seconds, "fps": args.fps, "phases": {}}
     for name in phases:
         results["phases"][name] = phase_figures(kernel[name], perf, args.series)
     out = results_dir()
@@ -260,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         path = write_summary(
             "decimation", argv=argv, started=started, machine_before=machine,
             settings={"rate": args.rate, "batch": args.batch, "window": args.window,
-                      "series": args.series, "seconds": args.seconds, "phases": phases},
+                      "series": args.series, "seconds": args.seconds, "fps": args.fps,
+                      "phases": phases},
             figures=results, tables=tabs, summary_dir=args.summary_dir,
             packages=("jupyterlab", "ipykernel", "bokeh", "jupyter_bokeh", "playwright"),
             notes=["Chromium: headless, --disable-gpu; viewport 1300x900; page blocked = "

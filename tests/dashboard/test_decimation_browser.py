@@ -80,7 +80,7 @@ def check_overview_zoom_reset(page: Any, last_x: float) -> None:
         return st
 
     st = poll(overview, 90, "three series drawn up to the newest row")
-    for n, first, _last, _xs in st["sources"]:
+    for n, _first, _last, _xs in st["sources"]:
         assert n <= BOUND, f"{n} points in a source for {ROWS // 3} rows"
     assert sum(s[0] for s in st["sources"]) < ROWS / 10
     first_x = min(s[1] for s in st["sources"])
