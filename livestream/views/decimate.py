@@ -16,15 +16,16 @@ is bounded by the number of buckets, whatever the number of rows.
 
 Buckets are equal slices of the x range when x is non-decreasing (a time axis), else
 equal slices of the row positions. Everything is vectorised numpy: no Python per row.
-Pure functions; nothing here knows Bokeh or Jupyter.
+:class:`SeriesDecimator` keeps one series' window and its overview incrementally, and draws
+a zoomed range in detail. Nothing here knows Bokeh or Jupyter (docs/charts.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_BUCKETS", "DEFAULT_TAIL", "POINTS_PER_BUCKET", "bucket_ids", "m4_indices",
-           "max_points", "visible_slice"]
+__all__ = ["DEFAULT_BUCKETS", "DEFAULT_TAIL", "POINTS_PER_BUCKET", "SeriesDecimator", "bucket_ids",
+           "m4_indices", "max_points", "visible_slice"]
 
 #: Pixel columns assumed when a chart's width is not fixed (``sizing_mode="stretch_width"``).
 DEFAULT_BUCKETS = 1000
