@@ -55,7 +55,7 @@ def measure_livestream(rows: int, messages: int, frames: int, warmup: int) -> di
     from livestream.client.subscription import Subscription
 
     sub = Subscription("bench-frame", window=WINDOW)
-    chart = sub.chart(y="v", window=WINDOW, start=False)
+    chart = sub.chart(y="v", window=WINDOW, start=False, decimate=False)  # every row, as naive
     sent = [0]
     chart.send = lambda *a, **k: sent.__setitem__(0, sent[0] + 1)  # type: ignore[method-assign]
     n = 0

@@ -135,7 +135,8 @@ def naive_chart(sub, name):
 PHASE = {
     ("inprocess", "livestream"): r'''
 sub = Subscription("bench", window=WINDOW)
-chart = sub.chart(x="x", y="v", window=WINDOW, name="bench-inprocess-livestream", height=250)
+chart = sub.chart(x="x", y="v", window=WINDOW, name="bench-inprocess-livestream", height=250,
+                  decimate=False)  # every row reaches the page (counted there)
 display(chart)
 await asyncio.sleep(1.0)  # let the page render the widget before rows arrive
 f = await feed(sub)
@@ -159,7 +160,8 @@ model.close(); sub.close()
 _, url = await e2e_server()
 conn = ls.connect(url)
 sub = conn.subscribe("e2e-livestream", window=WINDOW)
-chart = sub.chart(x="x", y="v", window=WINDOW, name="bench-server-livestream", height=250)
+chart = sub.chart(x="x", y="v", window=WINDOW, name="bench-server-livestream", height=250,
+                  decimate=False)  # every row reaches the page (counted there)
 display(chart)
 await asyncio.sleep(1.0)
 f = await publish("e2e-livestream")

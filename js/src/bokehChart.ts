@@ -15,10 +15,16 @@
  * - keyed and replace topics: redrawn in place from the current table (sorted by x);
  * - categorical bar charts: one bar per x value, aggregated over the window each frame;
  * - datetimes are milliseconds (tz-aware columns keep their wall-clock time, as in Python);
- * - the chart's title shows reconnecting / closed / gaps / errors.
+ * - the chart's title shows reconnecting / closed / gaps / errors;
+ * - line, step and scatter series over a numeric x are decimated when `spec.decimate` (pixel
+ *   columns) is set and a series holds more rows than that many columns show (./decimate.ts,
+ *   the rule of livestream/views/decimate.py): the source gets the overview, redrawn as
+ *   `source.data = ...`; when the user zooms or pans (the x range changed interactively) the
+ *   visible range is drawn in detail from the window, and a reset returns to the overview.
  */
 
 import type { Client, ClientState } from "./client.js";
+import { DEFAULT_TAIL, SeriesDecimator } from "./decimate.js";
 import type { Batch, Column } from "./columns.js";
 import type { Field, GapMessage } from "./protocol.js";
 import type { Subscription, UpdateEvent } from "./subscription.js";
@@ -72,6 +78,10 @@ export interface ChartSpec {
   next_color?: number;
   /** The title without status (default: the figure's title at attach time). */
   title?: string;
+  /** Pixel columns a series is decimated to (0 or absent: every row is drawn). */
+  decimate?: number;
+  /** Newest rows of a decimated series drawn exactly (default 200). */
+  decimate_tail?: number;
 }
 
 /** The part of a BokehJS ColumnDataSource used here. */
@@ -101,7 +111,15 @@ export interface TitleLike {
 export interface PlotLike {
   renderers: unknown[];
   title?: TitleLike | string | null;
-  x_range?: { factors?: string[] } | null;
+  x_range?: RangeLike | null;
+}
+
+/** The part of a BokehJS range used here (`have_updated_interactively`: a DataRange1d zoomed by a tool). */
+export interface RangeLike {
+  factors?: string[];
+  start?: number;
+  end?: number;
+  have_updated_interactively?: boolean;
 }
 
 export interface LegendLike {
@@ -136,7 +154,9 @@ export interface AttachedChart {
   readonly subscription: Subscription;
   /** Series key → source (grows with new `by` values). */
   readonly sources: Map<string, SourceLike>;
-  readonly stats: { frames: number; rows: number; streams: number; resets: number };
+  readonly stats: { frames: number; rows: number; streams: number; resets: number; decimated: number };
+  /** The x range drawn in detail (null: the overview). */
+  zoom(): [number, number] | null;
   /** Apply what is pending now (tests; normally the timer does it). */
   flush(): void;
   /** The title's status text ("" when all is well). */
@@ -412,7 +432,14 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
   const barCat = spec.kind === "bar" && spec.x_type === "categorical";
 
   const sub = client.subscribe(spec.topic, { window: Math.max(spec.rows ?? spec.window, 1) });
-  const stats = { frames: 0, rows: 0, streams: 0, resets: 0 };
+  const stats = { frames: 0, rows: 0, streams: 0, resets: 0, decimated: 0 };
+  const buckets = Math.max(0, Math.floor(Number(spec.decimate ?? 0)));
+  const tail = Number(spec.decimate_tail ?? DEFAULT_TAIL);
+  const decim = new Map<string, SeriesDecimator>();
+  let zoom: [number, number] | null = null;
+  const zoomDrawn = new Map<string, string>(); // series key → the zoom its source shows
+  const zoomKey = () => (zoom ? `${zoom[0]},${zoom[1]}` : "");
+  let zoomTimer: unknown = null;
   let pending: Batch[] = [];
   let pendingFirst: number[] = [];
   let pendingRows = 0;
@@ -426,6 +453,58 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
 
   const replaceMode = () =>
     sub.key.length > 0 || sub.mode === "keyed" || sub.mode === "replace" || (sub.mode === null && spec.mode === "replace");
+  const decimating = () =>
+    buckets > 0 && !barCat && spec.x_type !== "categorical" && !replaceMode()
+    && (spec.kind === "line" || spec.kind === "step" || spec.kind === "scatter");
+
+  /** The zoom the user set: the x range when a tool changed it and it does not cover the window. */
+  function readZoom(): [number, number] | null {
+    const xr = plot.x_range;
+    if (!xr || xr.have_updated_interactively === false) return null;
+    const a = Number(xr.start), b = Number(xr.end);
+    if (!Number.isFinite(a) || !Number.isFinite(b)) return null;
+    let lo = Infinity, hi = -Infinity;
+    for (const d of decim.values()) {
+      const e = d.extent();
+      if (e) { lo = Math.min(lo, e[0]); hi = Math.max(hi, e[1]); }
+    }
+    if (!(lo <= hi)) return null;
+    const x0 = Math.min(a, b), x1 = Math.max(a, b);
+    return x0 <= lo && x1 >= hi ? null : [x0, x1];
+  }
+
+  function viewOf(d: SeriesDecimator): { x: Float64Array; y: Float64Array } {
+    return zoom ? d.detail(zoom[0], zoom[1]) : d.overview();
+  }
+
+  /** Follow the x range: redraw decimated series whose source does not show the current zoom. */
+  function checkZoom(): void {
+    if (decim.size === 0) return;
+    zoom = readZoom();
+    const k = zoomKey();
+    for (const [key, d] of decim) {
+      const s = series.get(key);
+      if (!s || zoomDrawn.get(key) === k) continue;
+      s.source.data = !zoom && !d.decimating() ? { x: d.x.slice(), y: d.y.slice() } : viewOf(d);
+      zoomDrawn.set(key, k);
+      stats.decimated++;
+    }
+  }
+
+  function pollZoom(): void {
+    if (zoomTimer !== null || detached) return;
+    zoomTimer = setTimer(() => {
+      zoomTimer = null;
+      if (detached) return;
+      try {
+        checkZoom();
+      } catch (err) {
+        lastError = String((err as Error)?.message ?? err);
+        updateStatus();
+      }
+      pollZoom();
+    }, Math.max(interval, 100));
+  }
   const types = (): Record<string, string> => {
     const t: Record<string, string> = {};
     for (const f of (sub.schema ?? []) as Field[]) t[f.name] = f.type;
@@ -571,13 +650,35 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
           for (const k of Object.keys(s.source.data)) empty[k] = new Float64Array(0);
           s.source.data = empty;
         }
+        if (!drawn.has(key)) decim.get(key)?.clear();
       }
     }
+    const dec = decimating();
     for (const [key, ycol, rows] of parts) {
       const n = rows ? rows.length : b.length;
       if (!isReset && n === 0) continue;
       const data = columnsOf(b, ycol, lastRows(rows, n, w), t);
       const s = series.get(key);
+      if (dec) {
+        let d = decim.get(key);
+        if (d === undefined) {
+          decim.set(key, (d = new SeriesDecimator(w, buckets, tail)));
+          pollZoom();
+        }
+        if (isReset) d.clear();
+        d.append(data.x, data.y);
+        if (d.decimating() || zoom) {
+          const k = zoomKey();
+          if (!isReset && zoom && s && zoomDrawn.get(key) === k && data.x.length && data.x[0] > zoom[1]) continue;
+          const v = viewOf(d);
+          zoomDrawn.set(key, k);
+          stats.decimated++;
+          if (s === undefined) addSeries(key, v);
+          else s.source.data = v;
+          continue;
+        }
+        zoomDrawn.set(key, "");
+      }
       if (s === undefined) {
         if (n > 0) addSeries(key, data);
         continue;
@@ -666,6 +767,7 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
     try {
       updateStatus();
       if (sub.closed) return;
+      if (decim.size) zoom = readZoom();
       if (barCat) {
         if (reset || pending.length) drawBars(sub.window);
       } else if (replaceMode()) {
@@ -683,6 +785,7 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
         const names = Object.keys(pending[0].columns);
         drawFrame(concatBatches(pending, names), pending.map((p, j) => [pendingFirst[j], p.length]), false);
       }
+      checkZoom();
     } catch (err) {
       lastError = String((err as Error)?.message ?? err);
       updateStatus();
@@ -730,12 +833,15 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
     sources,
     stats,
     flush,
+    zoom: () => zoom,
     status: () => statusNow()[0],
     detach(): void {
       if (detached) return;
       detached = true;
       if (timer !== null) clearTimer(timer);
       timer = null;
+      if (zoomTimer !== null) clearTimer(zoomTimer);
+      zoomTimer = null;
       for (const off of offs) off();
     },
   };

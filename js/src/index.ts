@@ -35,6 +35,7 @@ export type {
   AttachedChart, AttachOptions, ChartKind, ChartModels, ChartSpec, ColorRule, PlotLike, RendererLike, SourceLike,
 } from "./bokehChart.js";
 export { attachTable } from "./bokehTable.js";
+export { DEFAULT_BUCKETS, DEFAULT_TAIL, SeriesDecimator, m4Indices, maxPoints } from "./decimate.js";
 export type { AttachedTable, TableModels, TableSpec } from "./bokehTable.js";
 export { pageClient, plain, startChart, startTable } from "./bokehPage.js";
 export type { ServerOptions } from "./bokehPage.js";

@@ -261,3 +261,63 @@ test("attachTable shows the newest rows first", async (t) => {
   assert.deepEqual(source.data.sym, ["c", "b", "a"]);
   assert.deepEqual(Object.keys(source.data), ["seq", "sym", "ts"]);
 });
+
+test("decimate: a series of more rows than pixel columns holds an overview; zooming draws the range in detail", async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  let last = await srv.cmd({ cmd: "append", topic: "big", n: 30_000 });
+  const client = connect(srv.url, { encoding: "arrow" });
+  t.after(() => client.close());
+  const fig = figure("big");
+  fig.plot.x_range = { start: 0, end: 1, have_updated_interactively: false };
+  const spec = {
+    topic: "big", x: "ts", ys: ["price"], by: "sym", kind: "line", window: 50_000, rows: 50_000, fps: 20,
+    x_type: "datetime", decimate: 50, decimate_tail: 20,
+  };
+  const chart = attachChart(client, spec, { ...fig, templates: [template()] }, manual);
+  t.after(() => chart.detach());
+  await subscriptionAt(chart.subscription, last.next);
+  chart.flush();
+  const bound = 2 * (5 * 50 + 20);
+  const a = () => chart.sources.get("a").data;
+  assert.ok(a().x.length <= bound, `${a().x.length} points for 10,000 rows`);
+  assert.equal(Math.floor(a().x.at(-1)), Date.UTC(2024, 0, 1) + 29_997, "the newest row is drawn");
+  // more rows: redrawn as a bounded overview, not streamed
+  last = await srv.cmd({ cmd: "append", topic: "big", n: 9_000 });
+  await subscriptionAt(chart.subscription, last.next);
+  const streams = chart.stats.streams;
+  chart.flush();
+  assert.equal(chart.stats.streams, streams);
+  assert.ok(a().x.length <= bound);
+  assert.equal(Math.floor(a().x.at(-1)), Date.UTC(2024, 0, 1) + 38_997);
+  const overview = Array.from(a().x);
+  // the user zooms (a tool sets the range): the range is drawn from the window in detail
+  const t0 = Date.UTC(2024, 0, 1) + 3_000, t1 = t0 + 3_000;
+  fig.plot.x_range = { start: t0, end: t1, have_updated_interactively: true };
+  chart.flush();
+  assert.deepEqual(chart.zoom(), [t0, t1]);
+  const inOverview = overview.filter((x) => x >= t0 && x <= t1).length;
+  assert.ok(a().x.length > 3 * inOverview, `${a().x.length} vs ${inOverview}`);
+  assert.ok(a().x[0] >= t0 - 3 && a().x.at(-1) <= t1 + 3);
+  // reset: back to the overview of the whole window
+  fig.plot.x_range = { start: 0, end: 1, have_updated_interactively: false };
+  chart.flush();
+  assert.equal(chart.zoom(), null);
+  assert.ok(a().x.length <= bound && Math.floor(a().x.at(-1)) === Date.UTC(2024, 0, 1) + 38_997);
+});
+
+test("decimate: 0 streams every row as before", async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  const last = await srv.cmd({ cmd: "append", topic: "big", n: 3_000 });
+  const client = connect(srv.url);
+  t.after(() => client.close());
+  const fig = figure("big");
+  const spec = { topic: "big", x: "seq", ys: ["price"], kind: "line", window: 50_000, decimate: 0 };
+  const chart = attachChart(client, spec, { ...fig, templates: [template()] }, manual);
+  t.after(() => chart.detach());
+  await subscriptionAt(chart.subscription, last.next);
+  chart.flush();
+  assert.equal(chart.sources.get("").data.x.length, 3_000);
+  assert.equal(chart.stats.decimated, 0);
+});

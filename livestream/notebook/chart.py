@@ -156,6 +156,8 @@ class LiveChart(BokehModel, LiveView):
 
     def _sync_model(self, model: Any, content: dict, buffers: list) -> None:
         # browser → kernel (range changes, tool events): may arrive on a subshell thread
+        if _echoed_data(content):
+            return
         on_loop(self.loop, sync_model, self, model, content, buffers)
 
     # -- frames -------------------------------------------------------------------------
@@ -195,3 +197,17 @@ class LiveChart(BokehModel, LiveView):
         name = getattr(self.sub, "name", None)
         state = "closed" if self.closed else ("paused" if self.paused else "live")
         return f"<LiveChart {self.kind} of {name!r} {state} points={self.points()}>"
+
+
+#: Document events jupyter_bokeh's browser view sends back after applying the kernel's own
+#: patch (it queues the changes a PATCH-DOC makes and re-sends them): a chart's data has one
+#: writer, the kernel, so these are echoes. Applying them re-streamed every frame's rows into
+#: the kernel's sources (and decoded them first): measured in ``python -m benchmarks
+#: decimation``, one echo per stream, patch and redraw.
+_ECHO_KINDS = frozenset({"ColumnsStreamed", "ColumnsPatched", "ColumnDataChanged"})
+
+
+def _echoed_data(content: dict) -> bool:
+    """Whether a browser → kernel message is the echo of a chart's data change."""
+    kind = content.get("kind")
+    return kind in _ECHO_KINDS or (kind == "ModelChanged" and content.get("attr") == "data")

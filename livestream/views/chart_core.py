@@ -11,6 +11,14 @@ resulting document events its own way.
   ``ColumnDataSource.stream(..., rollover=window)`` per series. Keyed and
   replaced topics are redrawn in place (``source.data = ...``), categorical bars
   are ``patch``-ed when only their heights change.
+* **Decimation.** A line, step or scatter series whose window holds more rows
+  than its plot has pixel columns to show is drawn decimated
+  (:mod:`livestream.views.decimate`): per pixel column the first, last, lowest
+  and highest row and the first gap, the newest rows exactly, redrawn as
+  ``source.data = ...`` so the browser's cost follows the pixels, not the rows.
+  Zooming or panning (Bokeh's ``RangesUpdate`` event) redraws the visible range
+  in detail from the window; a reset returns to the overview.
+  ``decimate=False`` turns it off.
 * **Binary columns.** x/y values are float64 (datetimes as epoch milliseconds),
   never JSON lists of numbers.
 * **Stable colours.** The n-th value seen in a ``by=`` column gets the n-th
@@ -28,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bokeh.events import RangesUpdate, Reset
 from bokeh.models import (
     ColumnDataSource,
     DatetimeTicker,
@@ -42,6 +51,7 @@ from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 
 from .convert import is_datetime, to_float64, to_labels
+from .decimate import DEFAULT_TAIL, POINTS_PER_BUCKET, SeriesDecimator
 from .options import ChartOptions
 
 #: Series colours, in the order they are handed out (Category10, then the rest of Category20).
@@ -167,6 +177,14 @@ class ChartCore:
         self._x_dt = self._x_cat = False
         self._schema_checked = False
         self._seen_gaps = getattr(getattr(sub, "stats_data", None), "gaps", 0)
+        #: pixel columns of a decimated series (0: every row is drawn)
+        self.buckets = opts.buckets if kind in ("line", "step", "scatter") else 0
+        self._decim: dict[object, SeriesDecimator] = {}
+        #: the x range the user zoomed or panned to (None: the overview)
+        self.zoom: tuple[float, float] | None = None
+        self._zoom_drawn: dict[object, tuple[float, float] | None] = {}
+        # series key → (decimator generation, settled points in its source, last settled row)
+        self._sent: dict[object, tuple[int, int, int]] = {}
 
         fig_kw: dict[str, Any] = {
             "height": opts.height,
@@ -217,6 +235,9 @@ class ChartCore:
             self.figure.add_tools(
                 HoverTool(tooltips=tips, formatters={"@x": "datetime"} if self._x_dt else {})
             )
+        if self.buckets and not self._x_cat:
+            self.figure.on_event(RangesUpdate, self._on_ranges)
+            self.figure.on_event(Reset, self._on_reset)
 
     # -- construction helpers -------------------------------------------------------------
 
@@ -265,6 +286,8 @@ class ChartCore:
         if n < 1:
             raise ValueError("window must be a positive number of points")
         self._window = int(n)
+        self._decim.clear()
+        self._sent.clear()
         self.redraw()
 
     def redraw(self) -> None:
@@ -311,7 +334,9 @@ class ChartCore:
         of the next new value), ``color_rule``, ``color`` (single-series colour),
         ``up_color``/``down_color``, ``series`` (key → ids of its source and
         renderers, and its colour; the key of a single series is ``""``),
-        ``figure``/``legend`` (model ids), ``title`` and glyph sizes.
+        ``figure``/``legend`` (model ids), ``title``, glyph sizes, ``decimate``
+        (pixel columns a series is decimated to, 0: off) and ``decimate_tail``
+        (newest rows always drawn exactly).
         """
         color_col = self.by if self.by is not None else ("__y__" if len(self.ys) > 1 else None)
         if self.kind == "bar" and self._x_cat:
@@ -356,6 +381,8 @@ class ChartCore:
             "line_width": self._line_width,
             "size": self._size,
             "bar_width": self._bar_width,
+            "decimate": self.buckets if self.decimating else 0,
+            "decimate_tail": DEFAULT_TAIL,
         }
 
     # -- status -------------------------------------------------------------------------
@@ -402,6 +429,101 @@ class ChartCore:
         self.set_status(*self.status_text(paused, last_error))
         if not paused:
             self.update_data()
+        self._draw_zoom()
+
+    # -- decimation and zoom ------------------------------------------------------------
+
+    @property
+    def decimating(self) -> bool:
+        """Whether this chart draws decimated series (see :mod:`~livestream.views.decimate`)."""
+        return bool(self.buckets) and not self._x_cat and not self.replace_mode
+
+    def _on_ranges(self, event: Any) -> None:
+        """The user zoomed or panned (Bokeh ``RangesUpdate``): draw that x range in detail,
+        or the overview again when the range covers the whole window."""
+        x0, x1 = getattr(event, "x0", None), getattr(event, "x1", None)
+        if not isinstance(x0, (int, float)) or not isinstance(x1, (int, float)):
+            return
+        x0, x1 = float(min(x0, x1)), float(max(x0, x1))
+        exts = [e for e in (d.extent() for d in self._decim.values()) if e is not None]
+        if not exts:
+            return
+        lo, hi = min(e[0] for e in exts), max(e[1] for e in exts)
+        self.zoom = None if (x0 <= lo and x1 >= hi) else (x0, x1)
+
+    def _on_reset(self, event: Any = None) -> None:
+        """The reset tool: back to the overview."""
+        self.zoom = None
+
+    def _draw_view(self, key: object, d: SeriesDecimator, series: Series | None) -> None:
+        """Draw series ``key``'s decimated view: the zoomed range in detail, or the overview."""
+        self._zoom_drawn[key] = self.zoom
+        if self.zoom is not None:
+            self._sent.pop(key, None)
+            x, y = d.detail(*self.zoom)
+            self._set_data(key, series, {"x": x, "y": y})
+            return
+        self._draw_overview(key, d, series)
+
+    def _set_data(self, key: object, series: Series | None, data: dict[str, Any]) -> None:
+        if series is None:
+            self.add_series(key, data)
+        else:
+            series.source.data = data
+
+    def _draw_overview(self, key: object, d: SeriesDecimator, series: Series | None) -> None:
+        """The overview, kept as [settled points][volatile points] in the source: a frame
+        patches the volatile part (a fixed number of points: the exact newest rows and the
+        picks of the bucket before them, padded by repeating the last point, which draws
+        nothing) and streams the points of newly settled buckets, rolling over those whose
+        rows left the window. What a frame sends is bounded by the rows that arrived, not
+        by the window; a full redraw happens when the bucket grid is chosen again."""
+        parts = d.stream_parts()
+        if parts is None:
+            self._sent.pop(key, None)
+            x, y = d.overview()
+            self._set_data(key, series, {"x": x, "y": y})
+            return
+        gen, settled, vol = parts
+        k = d.tail + POINTS_PER_BUCKET
+        if len(vol) == 0:
+            vol = np.asarray([len(d) - 1], dtype=np.int64)
+        vol = np.concatenate([vol[:k], np.full(max(0, k - len(vol)), vol[-1], dtype=np.int64)])
+        first = d.first_row
+        last_settled = int(settled[-1]) + first if len(settled) else -1
+        sent = self._sent.get(key)
+        xs, ys = d.x, d.y
+        if series is None or sent is None or sent[0] != gen:
+            rows = np.concatenate([settled, vol])
+            self._set_data(key, series, {"x": xs[rows], "y": ys[rows]})
+            self._sent[key] = (gen, len(settled), last_settled)
+            return
+        _, n_settled, last_sent = sent
+        new = settled[settled + first > last_sent]
+        region = np.concatenate([new, vol])
+        rx, ry = xs[region], ys[region]
+        n = n_settled + k
+        series.source.patch({"x": [(slice(n - k, n), rx[:k])], "y": [(slice(n - k, n), ry[:k])]})
+        if len(new):
+            series.source.stream({"x": rx[k:], "y": ry[k:]}, rollover=len(settled) + k)
+            self._sent[key] = (gen, len(settled), last_settled)
+
+    def _draw_zoom(self) -> None:
+        """Redraw the series whose drawn range is not the current zoom."""
+        if not self._decim:
+            return
+        for key, d in self._decim.items():
+            if self._zoom_drawn.get(key) == self.zoom:
+                continue
+            series = self._series.get(key)
+            if series is None:
+                continue
+            if self.zoom is None and not d.decimating():
+                series.source.data = {"x": d.x.copy(), "y": d.y.copy()}
+                self._zoom_drawn[key] = None
+            else:
+                self._sent.pop(key, None)
+                self._draw_view(key, d, series)
 
     def update_data(self) -> None:
         """Apply what the subscription received since the last frame."""
@@ -492,16 +614,35 @@ class ChartCore:
                 parts.append((ycol, ycol, frame))
         else:
             parts.append((None, self.ys[0] if self.ys else None, frame))
+        decimating = self.decimating
         if reset:
             drawn = {key for key, _, _ in parts}
             for key, s in self._series.items():
                 if key not in drawn and len(s.source.data.get("x", ())):
                     s.source.data = {k: np.empty(0) for k in s.source.data}
+                if key not in drawn and key in self._decim:
+                    self._decim[key].clear()
         for key, ycol, part in parts:
             if len(part) > w:
                 part = part.iloc[len(part) - w:]
             data = self._columns(part, ycol)
             series = self._series.get(key)
+            if decimating:
+                d = self._decim.get(key)
+                if d is None:
+                    d = self._decim[key] = SeriesDecimator(w, self.buckets, DEFAULT_TAIL)
+                if reset:
+                    d.clear()
+                d.append(data["x"], data["y"])
+                if d.decimating() or self.zoom is not None:
+                    if (not reset and self.zoom is not None and series is not None
+                            and self._zoom_drawn.get(key) == self.zoom and len(data["x"])
+                            and data["x"][0] > self.zoom[1]):
+                        continue  # the new rows are right of the zoomed range: nothing to draw
+                    self._draw_view(key, d, series)
+                    continue
+                self._zoom_drawn[key] = None
+                self._sent.pop(key, None)
             if series is None:
                 self.add_series(key, data)
                 continue
@@ -640,4 +781,6 @@ class ChartCore:
         except Exception:  # interpreter shutdown (Widget.__del__): nothing to release
             pass
         self._series.clear()
+        self._decim.clear()
+        self._sent.clear()
         self.sub = None

@@ -32,6 +32,13 @@ class ChartOptions:
     (columns named by ``ohlc``). ``window``: points kept per series (default: the
     subscription's window). ``fps``: frames a second at most (updates are
     coalesced). ``where={"symbol": "AAPL"}`` draws only matching rows.
+    ``decimate``: draw a few points per pixel column instead of every row (line,
+    step and scatter charts over a numeric or datetime x): ``True`` (default; the
+    plot's ``width`` in pixel columns, or
+    :data:`~livestream.views.decimate.DEFAULT_BUCKETS` for a stretching plot), a
+    number of pixel columns, or ``False`` to send every row of the window to the
+    browser (the cost of a frame then grows with the rows). Zooming or panning
+    redraws the visible range in detail; a reset returns to the overview.
     ``title``, ``height``, ``width``, ``bar_width``, ``size``, ``line_width``,
     ``color``, ``tooltips``; any other keyword goes to ``bokeh.plotting.figure``
     (:attr:`figure`).
@@ -54,6 +61,7 @@ class ChartOptions:
     color: str | None = None
     tooltips: bool = True
     where: Mapping[str, Any] | None = None
+    decimate: bool | int = True
     #: other ``bokeh.plotting.figure`` keywords
     figure: Mapping[str, Any] = field(default_factory=dict)
 
@@ -78,6 +86,10 @@ class ChartOptions:
             raise ValueError("window must be a positive number of points")
         if self.fps <= 0:
             raise ValueError("fps must be positive")
+        if not isinstance(self.decimate, (bool, int)) or (
+                not isinstance(self.decimate, bool) and self.decimate < 1):
+            raise ValueError("decimate must be True, False or a positive number of pixel "
+                             f"columns, got {self.decimate!r}")
         if self.kind == "candlestick":
             if len(self.ohlc) != 4:
                 raise ValueError("ohlc= names the open, high, low and close columns")
@@ -97,6 +109,17 @@ class ChartOptions:
         if self.y is None:
             return []
         return [self.y] if isinstance(self.y, str) else list(self.y)
+
+    @property
+    def buckets(self) -> int:
+        """Pixel columns a decimated series is drawn at (0: decimation off)."""
+        from .decimate import DEFAULT_BUCKETS
+
+        if self.decimate is False:
+            return 0
+        if self.decimate is True:
+            return int(self.width) if self.width else DEFAULT_BUCKETS
+        return int(self.decimate)
 
     def as_kwargs(self) -> dict[str, Any]:
         """The options as ``sub.chart`` keywords (JSON-able where the values are), to

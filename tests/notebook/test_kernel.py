@@ -58,7 +58,8 @@ def test_chart_comm_budget_under_50k_rows_per_s(kernel, by):
     kernel.run(FEED)
     kernel.run(
         "sub = Subscription('ticks', window=1_000_000)\n"
-        f"c = sub.chart(x='ts', y='v', by={by!r}, window=1_000_000, fps={fps})\n"
+        # every row reaches the chart's sources: decimation off (docs/charts.md)
+        f"c = sub.chart(x='ts', y='v', by={by!r}, window=1_000_000, fps={fps}, decimate=False)\n"
         "c"
     )
     comm_id = kernel.value("c.model_id")

@@ -232,3 +232,21 @@ def test_chart_created_on_a_loop_draws_by_itself():
         assert not chart._timer.running and chart.points() == 0
 
     asyncio.run(main())
+
+
+def test_the_browser_echo_of_a_frame_is_not_applied_again():
+    """jupyter_bokeh's browser view sends back the document changes a PATCH-DOC made (seen in
+    real JupyterLab: one ColumnsStreamed per stream): the kernel must not re-apply them."""
+    sub = Subscription("t", window=100_000)
+    feed(sub, 300)
+    chart = sub.chart(x="ts", y="price", by="symbol", start=False)
+    chart.refresh()
+    rec = Recorder(chart)
+    feed(sub, 600)
+    assert chart.refresh()
+    before = chart.points()
+    echoes = [e for e in rec.events() if e["kind"] == "ColumnsStreamed"]
+    assert echoes
+    for e in echoes:
+        chart._sync_model(chart, {**e, "event": "jsevent"}, [])
+    assert chart.points() == before == 900
