@@ -59,6 +59,7 @@ from ..client.subscription import ViewFilters
 from ..views.cards import _CSS, FilterChoices, TableCore, TickerCore, guess_filter_column
 from ..views.chart_core import ChartCore
 from ..views.stats import ViewStats
+from ..views.table_redraw import redraw_on_change
 from . import layout as L
 from .layout import DARK_CSS
 
@@ -225,6 +226,7 @@ class ServerTable(ServerView):
         self.table = DataTable(source=self.source, columns=[], index_position=None,
                                sizing_mode="stretch_width",
                                height=28 + 25 * min(self.core.rows, 20))
+        redraw_on_change(self.table)  # Bokeh 3.9 redraws only on a new row count
         self.model = column(self.caption, self.table, sizing_mode="stretch_width")
         self._names: list[str] = []
 

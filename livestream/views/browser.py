@@ -31,6 +31,7 @@ from bokeh.models import (
 )
 
 from .chart_core import ChartCore
+from .table_redraw import redraw_on_change
 
 __all__ = ["BUNDLE", "START_JS", "livestream_js", "view_models"]
 
@@ -180,6 +181,7 @@ def _table_models(spec: Any) -> tuple[Any, dict[str, Any]]:
     source = ColumnDataSource(data={n: [] for n in names})
     table = DataTable(source=source, columns=cols, index_position=None, sortable=False,
                       height=28 + 25 * min(rows, 20), sizing_mode="stretch_width")
+    redraw_on_change(table)
     page_spec = {"topic": spec.topic, "rows": rows, "columns": names or None,
                  "fps": float(opts.get("fps") or 4),
                  "window": int(spec.window or getattr(sub, "window", None) or rows)}
