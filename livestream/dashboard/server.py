@@ -672,7 +672,11 @@ def serve_dashboard(dash: Dashboard, *, port: int = 5006, host: str = "127.0.0.1
         holder["server"] = ds
         return ds
 
+    from .. import cells
+
+    cells.release_previous()
     ds = run_in_loop(loop, start, timeout=30)
+    cells.own(ds, ds.stop)  # a re-run cell stops the dashboard server it started before
     if show:
         import webbrowser
 

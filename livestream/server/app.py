@@ -23,6 +23,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from .. import cells
 from .._version import __version__
 from ..backplane import Backplane, MemoryBackplane
 from ..core.delivery import Delivery
@@ -768,6 +769,9 @@ def serve(
     cfg = config or ServerConfig(host=host, port=port, **options)
     if config is not None:
         cfg.host, cfg.port = host, port
+    # a re-run notebook cell first stops the server (and feeds, connections) it started
+    # before: its port is free again, and no second server is left listening
+    cells.release_previous()
     loop, owned = get_loop()
     core = LivestreamServer(cfg, backplane)
     handle = Server(core, loop, owned)
@@ -790,6 +794,7 @@ def serve(
         handle.port = sockets[0].getsockname()[1]
 
     run_in_loop(loop, start)
+    cells.own(handle)
     log.info("livestream: serving %s", handle.url)
     hosts = core.guard.hosts
     if hosts.any_host:
