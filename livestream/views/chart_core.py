@@ -217,6 +217,17 @@ class ChartCore:
             self.figure.add_tools(
                 HoverTool(tooltips=tips, formatters={"@x": "datetime"} if self._x_dt else {})
             )
+        self.quiet()
+
+    def quiet(self) -> None:
+        """Keep browser-side changes in the browser: every model of the figure is
+        ``syncable=False``. A legend click (a renderer's ``visible``) or a tool toggled
+        would otherwise be sent back to Python, where nothing reads them; in a
+        notebook whose kernel restarted, jupyter_bokeh's send then throws "Cannot
+        send" in the page. Called again for the models of each new series."""
+        for model in self.figure.references():
+            if model.syncable:
+                model.syncable = False
 
     # -- construction helpers -------------------------------------------------------------
 
@@ -575,6 +586,7 @@ class ChartCore:
         self._series[key] = series
         if self.legend is not None:
             self.legend.items = [*self.legend.items, LegendItem(label=name, renderers=renderers)]
+        self.quiet()
         return series
 
     def _draw_bars(self, df: pd.DataFrame) -> None:
@@ -608,6 +620,7 @@ class ChartCore:
             r = self.figure.vbar(x="x", top="y", width=0.8, source=source, color="color")
             self._series[None] = Series(None, source, [r], None)
             self.figure.y_range.start = 0
+            self.quiet()
             return
         old = series.source.data
         if list(old.get("x", [])) == labels:
