@@ -55,6 +55,7 @@ from bokeh.models import (
     Toggle,
 )
 
+from .._compat.bokeh_server import session_connected
 from ..client.subscription import ViewFilters
 from ..views.cards import _CSS, FilterChoices, TableCore, TickerCore, guess_filter_column
 from ..views.chart_core import ChartCore
@@ -115,6 +116,7 @@ def live_stats() -> dict[str, int]:
         "callbacks": sum(s.callbacks() for s in sessions),
         "subscriptions": sum(len(s.owned_subs) for s in sessions),
         "connections": sum(len(s.connections) for s in sessions),
+        "connected": sum(1 for s in sessions if s.connected()),
     }
 
 
@@ -148,6 +150,11 @@ class ServerView:
 
     def _tick(self) -> None:
         if self.closed:
+            return
+        if not self.session.connected():
+            # the tab closed (or has not connected yet): nobody to draw for, and every
+            # patch would go to a closed socket; a reconnecting page pulls the document
+            self.stats.idle_frames += 1
             return
         try:
             if self.draw():
@@ -440,6 +447,11 @@ class SessionViews:
 
     def callbacks(self) -> int:
         return sum(1 for v in self.views if v._callback is not None)
+
+    def connected(self) -> bool:
+        """Whether a browser is connected to this session (its views draw only then;
+        True outside a server session, where there is no connection to ask)."""
+        return session_connected(self.doc) is not False
 
     # -- release -----------------------------------------------------------------------
 

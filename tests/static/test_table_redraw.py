@@ -4,6 +4,7 @@ Chromium, read at two times, on a served dashboard and on a saved page."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,25 @@ def _changes(page: Any, rows: int) -> None:
          f"the visible rows to change from {first}")
 
 
-def test_served_table_redraws_with_the_same_row_count(trades_sub, browser) -> None:
+@pytest.fixture
+def served_table(trades_sub: Any) -> Iterator[Any]:
+    """A dashboard of one 5-row table, served on livestream's loop (made before the
+    browser: Playwright's sync API runs a loop of its own on the test's thread)."""
     table = ViewSpec.table(trades_sub, rows=5, columns=["ts", "sym", "price"])
     ds = Dashboard([table], title="Table").serve(port=0, session_expiry=0.3)
+    try:
+        yield ds
+    finally:
+        ds.stop()
+
+
+def test_served_table_redraws_with_the_same_row_count(served_table, browser) -> None:
     page = browser.new_page(viewport={"width": 1000, "height": 600})
     try:
-        page.goto(ds.url, wait_until="domcontentloaded")
+        page.goto(served_table.url, wait_until="domcontentloaded")
         _changes(page, 5)
     finally:
         page.close()
-        ds.stop()
 
 
 def test_saved_table_redraws_with_the_same_row_count(trades_sub, browser, tmp_path: Path,
