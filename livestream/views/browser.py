@@ -169,7 +169,8 @@ def _table_models(spec: Any) -> tuple[Any, dict[str, Any]]:
     for n in names:
         t = types.get(n, "")
         if t.startswith("datetime64"):
-            fmt: Any = DateFormatter(format="%Y-%m-%d %H:%M:%S.%3N")
+            # time of day to the millisecond, as the app's and the notebook's tables
+            fmt: Any = DateFormatter(format="%H:%M:%S.%3N")
         elif t.lower().startswith("float"):
             fmt = NumberFormatter(format="0,0.[0000]")
         elif t.lower().startswith(("int", "uint")):
@@ -188,7 +189,7 @@ def _table_models(spec: Any) -> tuple[Any, dict[str, Any]]:
     caption = Div(text=f"<b>{_escape(spec.topic or '')}</b>",
                   styles={"font-size": "12px", "opacity": "0.75"})
     return column(caption, table, sizing_mode="stretch_width"), {
-        "kind": "table", "spec": json.dumps(page_spec), "source": source}
+        "kind": "table", "spec": json.dumps(page_spec), "source": source, "caption": caption}
 
 
 def view_models(spec: Any, *, snapshot: bool = False) -> tuple[Any, dict[str, Any] | None]:

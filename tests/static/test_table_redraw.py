@@ -59,3 +59,52 @@ def test_saved_table_redraws_with_the_same_row_count(trades_sub, browser, tmp_pa
         _changes(page, 5)
     finally:
         page.close()
+
+
+def test_saved_table_shows_milliseconds_and_a_row_count(trades_sub, browser, tmp_path: Path,
+                                                        ) -> None:
+    import re
+
+    table = ViewSpec.table(trades_sub, rows=5, columns=["ts", "sym", "price"])
+    path = Dashboard([table], title="Table").save(tmp_path / "table.html")
+    page = browser.new_page(viewport={"width": 1000, "height": 600})
+    try:
+        page.goto(path.as_uri())
+        rows = poll(lambda: len(r := visible_rows(page)) == 5 and all(r) and r, 60, "rows")
+        # time of day to the millisecond, as the served app shows it, not cut off
+        assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", rows[0].split("\n")[0]), rows[0]
+        cell = page.locator(".slick-row .slick-cell").first
+        assert cell.evaluate("e => e.scrollWidth <= e.clientWidth"), "the time is clipped"
+        # the caption counts rows, as in the app: "trades · 1,234 rows"
+        divs_js = """() => {
+          const out = [];
+          for (const doc of window.Bokeh.documents) for (const m of doc._all_models.values())
+            if (m.type === "Div") out.push(m.text);
+          return out;
+        }"""
+        poll(lambda: any(re.search(r"trades</b> · [\d,]+ rows", t)
+                         for t in page.evaluate(divs_js)), 60, "the '· N rows' caption")
+    finally:
+        page.close()
+
+
+def test_file_page_refused_by_origin_says_how_to_fix_it(closed_server, browser,
+                                                        tmp_path: Path) -> None:
+    from livestream.dashboard.static import static_page
+    from livestream.views.chart_core import ChartCore
+
+    srv, sub = closed_server
+    path = tmp_path / "refused.html"
+    path.write_text(static_page([ChartCore(sub, x="ts", y="price")]))
+    page = browser.new_page()
+    try:
+        page.goto(path.as_uri())
+        title_js = """() => {
+          for (const doc of window.Bokeh.documents) for (const m of doc._all_models.values())
+            if (m.type === "Title" && m.text.startsWith("trades")) return m.text;
+        }"""
+        text = poll(lambda: "--allow-origin null" in (t := page.evaluate(title_js) or "") and t,
+                    60, "the chart's title to name the fix")
+        assert "origin null" in text
+    finally:
+        page.close()
