@@ -93,7 +93,7 @@ def test_file_page_refused_by_origin_says_how_to_fix_it(closed_server, browser,
     from livestream.dashboard.static import static_page
     from livestream.views.chart_core import ChartCore
 
-    srv, sub = closed_server
+    _, sub = closed_server
     path = tmp_path / "refused.html"
     path.write_text(static_page([ChartCore(sub, x="ts", y="price")]))
     page = browser.new_page()
