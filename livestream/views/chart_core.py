@@ -201,7 +201,8 @@ class ChartCore:
         if len(ys) == 1 and kind != "candlestick":
             self.figure.yaxis.axis_label = ys[0]
         self.legend: Legend | None = None
-        if by is not None or len(ys) > 1:
+        # a candlestick's four columns are one series: no legend unless by= splits it
+        if by is not None or (len(ys) > 1 and kind != "candlestick"):
             self.legend = Legend(items=[], location="top_left", click_policy="hide")
             self.figure.add_layout(self.legend)
         if opts.tooltips and self._x_cat:
