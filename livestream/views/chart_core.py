@@ -227,7 +227,8 @@ class ChartCore:
         notebook whose kernel restarted, jupyter_bokeh's send then throws "Cannot
         send" in the page. Called again for the models of each new series."""
         for model in self.figure.references():
-            if model.syncable:
+            # data sources are left as they are: the browser never edits them here
+            if model.syncable and not isinstance(model, ColumnDataSource):
                 model.syncable = False
 
     # -- construction helpers -------------------------------------------------------------
