@@ -463,7 +463,11 @@ def run_demo_feeds(server: Server, rate: float = 200.0, *, interval: float = 0.1
     another thread — about ``rate`` rows per second per feed. Returns the
     :class:`DemoFeeds`; call ``.stop()`` to stop publishing.
     """
-    return DemoFeeds(server, rate, interval=interval, seed=seed, feeds=feeds).start()
+    from . import cells
+
+    feeds_ = DemoFeeds(server, rate, interval=interval, seed=seed, feeds=feeds).start()
+    cells.own(feeds_, feeds_.stop)  # a re-run cell stops the feeds it started before
+    return feeds_
 
 
 def demo_dashboard(url: str, feeds: Sequence[str] = ("trading", "chat", "game"),

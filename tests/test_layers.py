@@ -8,7 +8,7 @@ from a higher layer is still a dependency on it).
 
 The layers, bottom to top (``docs/decisions.md``, "Layers point one way")::
 
-    errors  _version  _compat  loop  redact
+    errors  _version  _compat  loop  redact  cells
     core                                  pure: topics, schemas, windows
     protocol                              pure: messages and codecs
     backplane         client  views       where topics live (Redis keeps Arrow bytes) | subscriptions | drawing
@@ -40,11 +40,12 @@ BELOW: dict[str, tuple[str, ...]] = {
     "_compat": (),
     "loop": (),
     "redact": (),
+    "cells": (),
     "core": ("errors", "_compat"),
     "protocol": ("core",),
     "backplane": ("protocol",),  # a shared backplane stores encoded (Arrow) batches
-    "server": ("backplane", "protocol", "loop", "_version"),
-    "client": ("protocol", "loop"),
+    "server": ("backplane", "protocol", "loop", "_version", "cells"),
+    "client": ("protocol", "loop", "cells"),
     "views": ("core", "_compat"),
     "notebook": ("views", "client"),
     "dashboard": ("notebook",),

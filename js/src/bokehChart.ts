@@ -352,6 +352,17 @@ export function normalizeSpec(raw: ChartSpec & Record<string, unknown>): Require
   };
 }
 
+/**
+ * What to tell the reader of a page opened from a file whose connection never opened: its
+ * WebSocket origin is "null", which a livestream server refuses (HTTP 403) unless told to
+ * accept it. Browsers give a page no reason for a failed handshake, so this is a hint.
+ */
+export function refusedHint(client: Client): string | null {
+  const loc = (globalThis as { location?: { protocol?: string } }).location;
+  if (loc?.protocol !== "file:" || client.everLive) return null;
+  return "cannot connect: a page opened from a file has origin null; start the server with --allow-origin null";
+}
+
 function titleOf(plot: PlotLike): TitleLike | null {
   const t = plot.title;
   return t && typeof t === "object" ? t : null;
@@ -528,7 +539,7 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
       parts.push("closed");
       bad = true;
     } else if (cs === "reconnecting") {
-      parts.push("reconnecting");
+      parts.push(refusedHint(client) ?? "reconnecting");
       bad = true;
     } else if (sub.state === "waiting") {
       parts.push("waiting");

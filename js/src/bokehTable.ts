@@ -8,7 +8,7 @@ import type { Client } from "./client.js";
 import type { Column } from "./columns.js";
 import type { Field } from "./protocol.js";
 import type { Subscription } from "./subscription.js";
-import { tzOffsetMs, type AttachOptions, type SourceLike } from "./bokehChart.js";
+import { refusedHint, tzOffsetMs, type AttachOptions, type SourceLike } from "./bokehChart.js";
 
 export interface TableSpec {
   topic: string;
@@ -24,6 +24,8 @@ export interface TableSpec {
 
 export interface TableModels {
   source: SourceLike;
+  /** A Div whose text becomes "topic · N rows" (and the connection's trouble), as in the app. */
+  caption?: { text: string } | null;
 }
 
 export interface AttachedTable {
@@ -83,6 +85,18 @@ export function attachTable(client: Client, spec: TableSpec, models: TableModels
     const data: Record<string, unknown> = {};
     for (const name of names) if (win.columns[name] !== undefined) data[name] = pick(win.columns[name], idx, types[name]);
     models.source.data = data;
+    caption();
+  }
+
+  function caption(): void {
+    const el = models.caption;
+    if (!el) return;
+    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    let text = `<b>${esc(spec.topic)}</b> · ${sub.length.toLocaleString("en-US")} rows`;
+    const cs = client.state;
+    if (sub.closed || cs === "closed") text += " · closed";
+    else if (cs === "reconnecting") text += ` · ${refusedHint(client) ?? "reconnecting"}`;
+    if (el.text !== text) el.text = text;
   }
 
   function schedule(): void {
@@ -99,6 +113,8 @@ export function attachTable(client: Client, spec: TableSpec, models: TableModels
     schedule();
   });
   if (dirty) schedule();
+  const offState = client.on("state", () => caption());
+  caption();
   return {
     spec,
     subscription: sub,
@@ -108,6 +124,7 @@ export function attachTable(client: Client, spec: TableSpec, models: TableModels
       detached = true;
       if (timer !== null) clearTimer(timer);
       off();
+      offState();
     },
   };
 }

@@ -121,6 +121,8 @@ export class Client extends Emitter<ClientEvents> implements SubscriptionHost {
   readonly subscriptions = new Map<string, Subscription>();
   readonly stats = { connects: 0, reconnects: 0, messages: 0, bytes: 0, gaps: 0, errors: 0 };
   lastError: string | null = null;
+  /** Whether the connection was ever live (a page's views tell "refused" from "lost"). */
+  everLive = false;
 
   private opts: ClientOptions;
   private ws: SocketLike | null = null;
@@ -273,6 +275,7 @@ export class Client extends Emitter<ClientEvents> implements SubscriptionHost {
   private setState(state: ClientState): void {
     if (this.state === state) return;
     this.state = state;
+    if (state === "live") this.everLive = true;
     this.emit("state", state, this);
   }
 

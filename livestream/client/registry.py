@@ -43,6 +43,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from .. import cells
 from ..errors import LivestreamError
 from . import view_factories
 
@@ -144,13 +145,17 @@ def claim(url: str, key: Any, factory: Callable[[], T], *, policy: str = "replac
         old = ref() if ref is not None else None
     if old is not None and not getattr(old, "closed", False):
         if policy == "reuse":
+            cells.own(old)  # kept by this run; what else earlier runs started is closed
             return old  # type: ignore[no-any-return]
         log.info("livestream: re-run of a cell replaces its connection to %s", url)
         try:
             old.close()
         except Exception:
             log.exception("livestream: closing the replaced connection failed")
+    # whatever earlier runs of this cell started (connections to another URL, servers)
+    cells.release_previous()
     new = factory()
+    cells.own(new)
     with _lock:
         _claims[ident] = weakref.ref(new)
     return new

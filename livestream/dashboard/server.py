@@ -55,10 +55,12 @@ from bokeh.models import (
     Toggle,
 )
 
+from .._compat.bokeh_server import session_connected
 from ..client.subscription import ViewFilters
 from ..views.cards import _CSS, FilterChoices, TableCore, TickerCore, guess_filter_column
 from ..views.chart_core import ChartCore
 from ..views.stats import ViewStats
+from ..views.table_redraw import redraw_on_change
 from . import layout as L
 from .layout import DARK_CSS
 
@@ -114,6 +116,7 @@ def live_stats() -> dict[str, int]:
         "callbacks": sum(s.callbacks() for s in sessions),
         "subscriptions": sum(len(s.owned_subs) for s in sessions),
         "connections": sum(len(s.connections) for s in sessions),
+        "connected": sum(1 for s in sessions if s.connected()),
     }
 
 
@@ -147,6 +150,11 @@ class ServerView:
 
     def _tick(self) -> None:
         if self.closed:
+            return
+        if not self.session.connected():
+            # the tab closed (or has not connected yet): nobody to draw for, and every
+            # patch would go to a closed socket; a reconnecting page pulls the document
+            self.stats.idle_frames += 1
             return
         try:
             if self.draw():
@@ -225,6 +233,7 @@ class ServerTable(ServerView):
         self.table = DataTable(source=self.source, columns=[], index_position=None,
                                sizing_mode="stretch_width",
                                height=28 + 25 * min(self.core.rows, 20))
+        redraw_on_change(self.table)  # Bokeh 3.9 redraws only on a new row count
         self.model = column(self.caption, self.table, sizing_mode="stretch_width")
         self._names: list[str] = []
 
@@ -440,6 +449,11 @@ class SessionViews:
 
     def callbacks(self) -> int:
         return sum(1 for v in self.views if v._callback is not None)
+
+    def connected(self) -> bool:
+        """Whether a browser is connected to this session (its views draw only then;
+        True outside a server session, where there is no connection to ask)."""
+        return session_connected(self.doc) is not False
 
     # -- release -----------------------------------------------------------------------
 
@@ -672,7 +686,11 @@ def serve_dashboard(dash: Dashboard, *, port: int = 5006, host: str = "127.0.0.1
         holder["server"] = ds
         return ds
 
+    from .. import cells
+
+    cells.release_previous()
     ds = run_in_loop(loop, start, timeout=30)
+    cells.own(ds, ds.stop)  # a re-run cell stops the dashboard server it started before
     if show:
         import webbrowser
 

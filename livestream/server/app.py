@@ -23,6 +23,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from .. import cells
 from .._version import __version__
 from ..backplane import Backplane, MemoryBackplane
 from ..core.delivery import Delivery
@@ -1031,6 +1032,9 @@ def serve(
     cfg = config or ServerConfig(host=host, port=port, **options)
     if config is not None:
         cfg.host, cfg.port = host, port
+    # a re-run notebook cell first stops the server (and feeds, connections) it started
+    # before: its port is free again, and no second server is left listening
+    cells.release_previous()
     loop, owned = get_loop()
     core = LivestreamServer(cfg, backplane)
     handle = Server(core, loop, owned)
@@ -1068,6 +1072,7 @@ def serve(
         if core.shared:
             run_in_loop(loop, core.close_backplane, timeout=10.0)
         raise
+    cells.own(handle)
     log.info("livestream: serving %s", handle.url)
     hosts = core.guard.hosts
     if hosts.any_host:

@@ -31,6 +31,7 @@ from bokeh.models import (
 )
 
 from .chart_core import ChartCore
+from .table_redraw import redraw_on_change
 
 __all__ = ["BUNDLE", "START_JS", "livestream_js", "view_models"]
 
@@ -168,7 +169,8 @@ def _table_models(spec: Any) -> tuple[Any, dict[str, Any]]:
     for n in names:
         t = types.get(n, "")
         if t.startswith("datetime64"):
-            fmt: Any = DateFormatter(format="%Y-%m-%d %H:%M:%S.%3N")
+            # time of day to the millisecond, as the app's and the notebook's tables
+            fmt: Any = DateFormatter(format="%H:%M:%S.%3N")
         elif t.lower().startswith("float"):
             fmt = NumberFormatter(format="0,0.[0000]")
         elif t.lower().startswith(("int", "uint")):
@@ -180,13 +182,14 @@ def _table_models(spec: Any) -> tuple[Any, dict[str, Any]]:
     source = ColumnDataSource(data={n: [] for n in names})
     table = DataTable(source=source, columns=cols, index_position=None, sortable=False,
                       height=28 + 25 * min(rows, 20), sizing_mode="stretch_width")
+    redraw_on_change(table)
     page_spec = {"topic": spec.topic, "rows": rows, "columns": names or None,
                  "fps": float(opts.get("fps") or 4),
                  "window": int(spec.window or getattr(sub, "window", None) or rows)}
     caption = Div(text=f"<b>{_escape(spec.topic or '')}</b>",
                   styles={"font-size": "12px", "opacity": "0.75"})
     return column(caption, table, sizing_mode="stretch_width"), {
-        "kind": "table", "spec": json.dumps(page_spec), "source": source}
+        "kind": "table", "spec": json.dumps(page_spec), "source": source, "caption": caption}
 
 
 def view_models(spec: Any, *, snapshot: bool = False) -> tuple[Any, dict[str, Any] | None]:

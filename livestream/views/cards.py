@@ -190,15 +190,17 @@ class TickerState:
             ch = v - first
             pct = (ch / first * 100.0) if first else 0.0
             color = UP if ch > 0 else DOWN if ch < 0 else MUTED
-            arrow = {1: "▲", -1: "▼"}.get(self.direction.get(k, 0), "")
-            acol = UP if self.direction.get(k, 0) > 0 else DOWN
+            # the arrow is the change shown beside it (since first seen), never the last
+            # tick's direction: "▲ -0.54" contradicted itself
+            arrow = "▲" if ch > 0 else "▼" if ch < 0 else ""
             cards.append(
                 f"<div class='ls-card' data-key='{html.escape(str(k))}'>"
                 f"<div class='k'>{html.escape(str(k))}</div>"
-                f"<div class='v'>{self.fmt(v)} <span style='color:{acol};font-size:12px'>"
+                f"<div class='v'>{self.fmt(v)} <span style='color:{color};font-size:12px'>"
                 f"{arrow}</span></div>"
                 f"<div style='color:{color}'>{'+' if ch > 0 else ''}{self.fmt(ch)} "
-                f"({'+' if pct > 0 else ''}{pct:.2f}%)</div></div>"
+                f"({'+' if pct > 0 else ''}{pct:.2f}%)"
+                f" <span class='k'>since first seen</span></div></div>"
             )
         note_html = f"<div style='color:{DOWN}'>{html.escape(note)}</div>" if note else ""
         return f"{_CSS}<div class='ls-cards'>{''.join(cards)}</div>{note_html}"

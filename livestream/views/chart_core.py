@@ -219,7 +219,8 @@ class ChartCore:
         if len(ys) == 1 and kind != "candlestick":
             self.figure.yaxis.axis_label = ys[0]
         self.legend: Legend | None = None
-        if by is not None or len(ys) > 1:
+        # a candlestick's four columns are one series: no legend unless by= splits it
+        if by is not None or (len(ys) > 1 and kind != "candlestick"):
             self.legend = Legend(items=[], location="top_left", click_policy="hide")
             self.figure.add_layout(self.legend)
         if opts.tooltips and self._x_cat:
@@ -238,6 +239,18 @@ class ChartCore:
         if self.buckets and not self._x_cat:
             self.figure.on_event(RangesUpdate, self._on_ranges)
             self.figure.on_event(Reset, self._on_reset)
+        self.quiet()
+
+    def quiet(self) -> None:
+        """Keep browser-side changes in the browser: every model of the figure is
+        ``syncable=False``. A legend click (a renderer's ``visible``) or a tool toggled
+        would otherwise be sent back to Python, where nothing reads them; in a
+        notebook whose kernel restarted, jupyter_bokeh's send then throws "Cannot
+        send" in the page. Called again for the models of each new series."""
+        for model in self.figure.references():
+            # data sources are left as they are: the browser never edits them here
+            if model.syncable and not isinstance(model, ColumnDataSource):
+                model.syncable = False
 
     # -- construction helpers -------------------------------------------------------------
 
@@ -716,6 +729,7 @@ class ChartCore:
         self._series[key] = series
         if self.legend is not None:
             self.legend.items = [*self.legend.items, LegendItem(label=name, renderers=renderers)]
+        self.quiet()
         return series
 
     def _draw_bars(self, df: pd.DataFrame) -> None:
@@ -749,6 +763,7 @@ class ChartCore:
             r = self.figure.vbar(x="x", top="y", width=0.8, source=source, color="color")
             self._series[None] = Series(None, source, [r], None)
             self.figure.y_range.start = 0
+            self.quiet()
             return
         old = series.source.data
         if list(old.get("x", [])) == labels:

@@ -17,7 +17,8 @@ from livestream.dashboard.server import SessionViews, live_stats
 from livestream.loop import run_in_loop
 from livestream.views import ChartCore
 
-ZERO = {"sessions": 0, "views": 0, "callbacks": 0, "subscriptions": 0, "connections": 0}
+ZERO = {"sessions": 0, "views": 0, "callbacks": 0, "subscriptions": 0, "connections": 0,
+        "connected": 0}
 
 
 def subscribers(srv) -> int:
