@@ -289,8 +289,39 @@ def _float_one(v: Any) -> float:
     return float(v)
 
 
+_NUMBER_TYPES = frozenset([float, int])
+
+
+def _floats_from_text(vals: Sequence[Any]) -> np.ndarray | None:
+    """A column of numbers sent as text (``"43012.50"``, as many exchanges send prices)
+    → float64 with one ``orjson`` parse of the joined values, about 3x cheaper than
+    ``np.array(vals, dtype=float)``; None where that does not apply (a value that is
+    not text, or not exactly one JSON number), and the general conversion decides.
+
+    Joined with commas, ``n`` texts give ``n`` JSON numbers only if each is one
+    number (a comma inside a value would need an empty neighbour, which JSON
+    rejects); a JSON number reads as ``float()`` reads it (correctly rounded).
+    """
+    if not vals or type(vals[0]) is not str:
+        return None
+    try:
+        out = orjson.loads("[" + ",".join(vals) + "]")
+    except (TypeError, orjson.JSONDecodeError):
+        return None
+    if len(out) != len(vals) or not set(map(type, out)) <= _NUMBER_TYPES:
+        return None
+    try:
+        return np.array(out, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
 def _to_float(vals: Sequence[Any], c: Col, bad: dict[int, str]) -> np.ndarray:
     dtype = np.float32 if c.type.lower() == "float32" else np.float64
+    arr = _floats_from_text(vals)
+    if arr is not None:
+        arr = arr.astype(dtype, copy=False)
+        return pd.array(arr, dtype=c.type) if c.type[0] == "F" else arr  # type: ignore[return-value]
     try:
         arr = np.array(vals, dtype=np.float64)
         # a bool (not a number here) would have become 1.0 or 0.0: look for one only then
