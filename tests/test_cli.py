@@ -370,12 +370,16 @@ def test_demo_streams_all_three_use_cases(procs) -> None:
         # the server reports our subscriptions
         status, body = http_get(url.replace("ws://", "http://").replace("/ws", "/health"))
         assert status == 200 and json.loads(body)["connections"] >= 1
+        # opening the dashboard builds its document (and Bokeh validates it)
+        dash = p.wait_for(re.compile(r"Dashboard\s+(http://\S+)")).group(1)
+        assert http_get(dash)[0] == 200
     finally:
         conn.close()
     p.p.send_signal(signal.SIGTERM)
     rc, out, err = p.finish()
     assert rc == 0, err
     assert "stopped." in out
+    assert "W-1000" not in err + out  # live charts start without renderers, by design
 
 
 def test_demo_duration_stops_and_prints_stats(procs) -> None:

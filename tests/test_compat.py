@@ -61,3 +61,18 @@ def test_one_patch_doc_message_holds_every_event_of_a_frame():
     assert json.loads(header)["msgtype"] == "PATCH-DOC"
     kinds = [e["kind"] for e in json.loads(content)["events"]]
     assert kinds == ["ColumnsStreamed", "ColumnDataChanged"]
+
+
+def test_a_live_chart_skips_missing_renderers_and_other_plots_still_get_it():
+    from bokeh.core.validation.check import check_integrity
+    from bokeh.plotting import figure
+
+    from livestream.client.subscription import Subscription
+    from livestream.views import ChartCore
+
+    def codes(plot):
+        return {w.code for w in check_integrity(plot.references()).warning}
+
+    core = ChartCore(Subscription("trades", window=100), "ts", "price")
+    assert 1000 not in codes(core.figure)  # empty until its first series: no W-1000
+    assert 1000 in codes(figure())  # the user's own empty plots still warn

@@ -14,6 +14,10 @@ at import that they are still there (so an upgrade that removes one fails at
   ``patch_doc``, ``Document.models.synced_references``/``flush_synced``) and the
   jupyter_bokeh ``BokehModel`` hooks it overrides (``_document_patched``,
   ``_sync_model``). No fallback: import fails loudly.
+* :mod:`.bokeh_validation` — a live chart's figure skips Bokeh's ``W-1000
+  MISSING_RENDERERS`` check (it has no renderer until its first series), by
+  replacing that one plot's ``_check_missing_renderers``; Bokeh silences warnings
+  only process-wide.
 
 The server's Tornado reliances live in ``livestream/server`` (checked at server
 start). The client's WebSocket transport (picows, ``livestream/client/transport.py``)

@@ -50,6 +50,7 @@ from bokeh.models import (
 from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 
+from .._compat.bokeh_validation import silence_missing_renderers
 from .convert import is_datetime, to_float64, to_labels
 from .decimate import DEFAULT_TAIL, POINTS_PER_BUCKET, SeriesDecimator
 from .options import ChartOptions
@@ -205,6 +206,7 @@ class ChartCore:
             self._x_cat = True
         fig_kw.update(opts.figure)
         self.figure = figure(**fig_kw)
+        silence_missing_renderers(self.figure)  # its renderers come with the first series
         # The browser recomputes a live chart's auto-ranges on every frame and the plot's
         # inner size whenever its tick labels change width, and would push each change
         # back (to a Bokeh server session, or to the kernel as comm messages). Nothing
