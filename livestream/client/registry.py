@@ -33,7 +33,6 @@ loop stops, so close frames still go out).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import html
 import logging
 import sys
@@ -97,33 +96,10 @@ def connections() -> list[Any]:
 
 
 def _cell_identity() -> tuple[str, str] | None:
-    """The Jupyter cell being executed: ("cell", id) or ("code", sha1 of its source).
-
-    None outside an ipykernel kernel, or when no execute request is being served.
-    """
-    kb = sys.modules.get("ipykernel.kernelbase")
-    if kb is None:
-        return None
-    try:
-        if not kb.Kernel.initialized():
-            return None
-        kernel = kb.Kernel.instance()
-        try:
-            parent = kernel.get_parent("shell")
-        except TypeError:
-            parent = kernel.get_parent()
-    except Exception:
-        return None
-    if not parent or parent.get("header", {}).get("msg_type") != "execute_request":
-        return None
-    meta = parent.get("metadata") or {}
-    cid = meta.get("cellId") or meta.get("cell_id")
-    if cid:
-        return ("cell", str(cid))
-    code = (parent.get("content") or {}).get("code")
-    if isinstance(code, str):
-        return ("code", hashlib.sha1(code.encode()).hexdigest())
-    return None
+    """The Jupyter cell being executed: ("cell", id) or ("code", sha1 of its source);
+    None outside an ipykernel kernel (see :func:`livestream.cells.current_run`)."""
+    run = cells.current_run()
+    return run[0] if run is not None else None
 
 
 def claim(url: str, key: Any, factory: Callable[[], T], *, policy: str = "replace") -> T:

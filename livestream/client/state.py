@@ -531,17 +531,22 @@ class SubscriptionState:
                 self.offset = next_offset
             elif self._rows is not None:
                 self.offset = self._end_offset()
-            self._version += 1
             n = len(data)
-            s = self.stats
-            s.rows += n
-            s.messages += 1
-            self.meter.add(n)
-            self.last_update = self.clock()
-            if ts is not None:
-                s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
-            self.changed.notify_all()
+            self._counted(n, ts)
         return [RowsApplied(self.name, kind, n, data, ts, self.schema)]
+
+    def _counted(self, n: int, ts: float | None) -> None:
+        """Count one applied message of ``n`` rows (under ``self.changed``) and wake
+        the waiters."""
+        self._version += 1
+        s = self.stats
+        s.rows += n
+        s.messages += 1
+        self.meter.add(n)
+        self.last_update = self.clock()
+        if ts is not None:
+            s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
+        self.changed.notify_all()
 
     def _append_pending(self, batch: pa.RecordBatch, schema: Schema | None, epoch: str | None,
                         offset: int | None, next_offset: int | None, ts: float | None
@@ -562,15 +567,7 @@ class SubscriptionState:
             if epoch is not None:
                 self.epoch = epoch
             self.offset = next_offset if next_offset is not None else self._end_offset()
-            self._version += 1
-            s = self.stats
-            s.rows += n
-            s.messages += 1
-            self.meter.add(n)
-            self.last_update = self.clock()
-            if ts is not None:
-                s.lag_ms = max(0.0, self.wall() * 1000.0 - ts)
-            self.changed.notify_all()
+            self._counted(n, ts)
         return [RowsApplied(self.name, "append", n, batch, ts, self.schema)]
 
     def _fold_in(self, data: pd.DataFrame | pa.Table | pa.RecordBatch) -> None:
