@@ -70,10 +70,14 @@ DATA_TYPES: tuple[str, ...] = ("snapshot", "append", "upsert", "replace")
 # -- events ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RowsApplied:
     """An update was applied to the window. ``data`` holds its rows only: a DataFrame,
-    or an Arrow table or record batch for Arrow appends (:meth:`frame` converts)."""
+    or an Arrow table or record batch for Arrow appends (:meth:`frame` converts).
+
+    Made once per message on the apply path, so it is not frozen: a frozen dataclass's
+    ``__init__`` costs four times as much (``object.__setattr__`` per field). Treat it
+    as read-only."""
 
     topic: str
     kind: str  #: snapshot, append, upsert or replace
@@ -365,6 +369,8 @@ class SubscriptionState:
         if self.closed:
             return []
         mtype = msg.get("type")
+        if mtype == "append" and payload is not None:
+            return self._receive_append(msg, payload)
         if mtype in DATA_TYPES:
             return self._receive_data(mtype, msg, payload)
         if mtype == "subscribed":
@@ -388,7 +394,48 @@ class SubscriptionState:
         # "waiting": the topic has no rows (or does not exist) yet
         return self.set_state("live" if msg.get("schema") is not None else "waiting")
 
-    def _receive_data(self, kind: str, msg: dict, payload: Any) -> list[Event]:
+    def _receive_append(self, msg: dict, payload: Any) -> list[Event]:
+        """A binary ``append``: the steady state of a live topic, in one step.
+
+        When the append continues what is held (same epoch, its ``offset`` the held
+        offset, no schema or mode in it, a plain rolling window) and its payload reads
+        with the kept Arrow schema, the record batch joins the pending ones here: the
+        same result as :meth:`_receive_data` → :meth:`apply` → :meth:`_append_pending`
+        without their general checks. Anything else takes the general path.
+        """
+        held, rows = self.offset, self._rows
+        if (held is None or rows is None or msg.get("offset") != held
+                or msg.get("epoch") != self.epoch or "schema" in msg or "mode" in msg
+                or self._table is not None or self._replaced is not None or self.key
+                or self.stats.state == "waiting" or not self.decoder.cached):
+            return self._receive_data("append", msg, payload)
+        nxt = msg.get("next")
+        if type(nxt) is not int or type(held) is not int or nxt <= held:
+            return self._receive_data("append", msg, payload)
+        data = self.decoder.read(payload, msg.get("rows"))
+        if type(data) is not pa.RecordBatch:  # the schema changed: read in full
+            return self._receive_data("append", msg, payload, data)
+        n = data.num_rows
+        ts = msg.get("ts")
+        with self.lock:
+            if self.closed:
+                return []
+            if held != rows.end_offset + self._skipped + self._pending_rows:
+                return self._receive_data("append", msg, payload, data)
+            self._frame = None
+            pending = self._pending
+            pending.append(data)
+            self._pending_rows += n
+            window = self.window
+            if len(pending) >= MAX_PENDING_BATCHES or (
+                    window is not None and self._pending_rows - pending[0].num_rows >= window):
+                self._bound_pending()
+            self.offset = nxt
+            self._counted(n, ts)
+        return [RowsApplied(self.name, "append", n, data, ts, self.schema)]
+
+    def _receive_data(self, kind: str, msg: dict, payload: Any,
+                      decoded: pa.RecordBatch | pa.Table | None = None) -> list[Event]:
         events: list[Event] = []
         schema_json = msg.get("schema")
         schema = Schema.from_json(schema_json) if schema_json is not None else (
@@ -407,7 +454,11 @@ class SubscriptionState:
                                     "reason": "hole"})
         if epoch != self.epoch:
             self.decoder.reset()  # a new history: its schema is read afresh
-        if payload is not None and len(payload):
+        if decoded is not None:  # read by _receive_append
+            data = decoded
+            if kind != "append":
+                data = table_to_frame(data, schema)
+        elif payload is not None and len(payload):
             # Arrow: the schema parsed once per topic (decoder); appends stay Arrow
             data = self.decoder.read(payload, msg.get("rows"))
             if kind != "append":

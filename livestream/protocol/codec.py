@@ -652,7 +652,10 @@ def unpack_binary(data: bytes) -> tuple[dict, memoryview]:
     (n,) = _HEADER.unpack_from(data, 0)
     if n > len(data) - 4:
         raise ProtocolError("bad_frame", "binary frame header length exceeds the frame")
-    header = loads(memoryview(data)[4 : 4 + n])  # orjson reads the view: no copy
+    try:  # orjson reads the view: no copy
+        header = orjson.loads(memoryview(data)[4 : 4 + n])
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad_frame", "binary frame header must be a JSON object")
     return header, memoryview(data)[4 + n :]

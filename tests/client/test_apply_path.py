@@ -342,3 +342,53 @@ def test_arrow_string_windows_refuse_positional_writes():
     w.append(trades(0, 3))
     with pytest.raises(TypeError, match="appending only"):
         w.overwrite(np.array([0]), trades(0, 1))
+
+
+def test_steady_appends_take_the_one_step_path(monkeypatch):
+    proto, sub = connected()
+    general = []
+    real = SubscriptionState._receive_data
+    monkeypatch.setattr(SubscriptionState, "_receive_data",
+                        lambda self, *a, **kw: general.append(a[0]) or real(self, *a, **kw))
+    for off in range(5, 305, 10):
+        feed(proto, sub, frame("append", off, 10))
+    assert general == []
+    assert sub.machine.offset == 305 and len(sub) == 305
+    # anything out of the ordinary still goes the general way
+    feed(proto, sub, frame("append", 300, 10))  # an overlap
+    feed(proto, sub, frame("append", 310, 5, with_schema=True))  # a schema in the header
+    assert general == ["append", "append"]
+    assert sub.machine.offset == 315
+    assert sub.df["ts"].tolist() == list(range(315))
+
+
+def test_the_one_step_path_and_the_general_path_hold_the_same_rows():
+    """The same frames, to one subscription through the protocol (steady appends take
+    the one-step path) and to another through the general path only."""
+    wide = pd.DataFrame({"ts": np.arange(3, dtype="int64"), "symbol": ["a", "b", None],
+                         "price": [1.0, 2.0, 3.0], "size": np.arange(3, dtype="int64")})
+    wide["symbol"] = wide["symbol"].astype(STRING_DTYPE)
+    wide_schema = Schema.from_frame(wide)
+    frames = [frame("append", off, 7) for off in range(5, 75, 7)]
+    frames += [frame("append", 70, 7),  # overlap
+               frame("append", 40, 7),  # duplicate
+               frame("append", 90, 3),  # hole: a gap, the window restarts
+               frame("append", 93, 4)]
+    frames += [encode_data(data_header("append", "t", "e1", 97, 100, 3, 1000.0, wide_schema),
+                           wide, wide_schema, "arrow"),  # a new schema mid-stream
+               encode_data(data_header("append", "t", "e1", 100, 103, 3, 1000.0, None),
+                           wide, wide_schema, "arrow")]
+    frames += [frame("snapshot", 0, 4, epoch="e2"), frame("append", 4, 6, epoch="e2"),
+               frame("append", 10, 6, epoch="e1")]  # an old epoch's append after e2
+    frames += [frame("append", off, 3, epoch="e2") for off in range(10, 40, 3)]
+    proto, fast = connected(window=50)
+    _, slow = connected(window=50)
+    for data in frames:
+        feed(proto, fast, data)
+        header, payload = unpack_binary(data)
+        slow.dispatch(slow.machine._receive_data(header["type"], header, payload))
+        a, b = fast.machine, slow.machine
+        assert (a.offset, a.epoch, a.stats.rows, a.stats.messages, a.stats.gaps, len(fast)) \
+            == (b.offset, b.epoch, b.stats.rows, b.stats.messages, b.stats.gaps, len(slow))
+        pd.testing.assert_frame_equal(fast.df, slow.df)
+    assert fast.machine.epoch == "e2" and fast.machine.offset == 40
