@@ -54,6 +54,7 @@ from .._compat.bokeh_validation import silence_missing_renderers
 from .convert import is_datetime, to_float64, to_labels
 from .decimate import DEFAULT_TAIL, POINTS_PER_BUCKET, SeriesDecimator
 from .options import ChartOptions
+from .title_fit import fit_title
 
 #: Series colours, in the order they are handed out (Category10, then the rest of Category20).
 PALETTE: tuple[str, ...] = tuple(Category10_10) + tuple(
@@ -68,6 +69,8 @@ COLOR_RULE = ("per by-column, the n-th distinct value seen (as a string) gets "
               "palette[n % len(palette)]; a value keeps its colour for the process's lifetime")
 
 SPEC_VERSION = 1
+
+_UNSET: Any = object()
 
 _colors: dict[tuple[str, str], str] = {}
 _next_color: dict[str, int] = {}
@@ -207,6 +210,10 @@ class ChartCore:
         fig_kw.update(opts.figure)
         self.figure = figure(**fig_kw)
         silence_missing_renderers(self.figure)  # its renderers come with the first series
+        fit_title(self.figure)  # a long status wraps instead of being cut (title_fit.py)
+        #: the title's own colour, read at the first status (a document theme applies by
+        #: then); a status that is not bad shows in it
+        self._title_color: Any = _UNSET
         # The browser recomputes a live chart's auto-ranges on every frame and the plot's
         # inner size whenever its tick labels change width, and would push each change
         # back (to a Bokeh server session, or to the kernel as comm messages). Nothing
@@ -434,8 +441,12 @@ class ChartCore:
             return
         self._status = text
         t = self.figure.title
+        if self._title_color is _UNSET:
+            self._title_color = t.text_color
         t.text = f"{self.title_base} — {text}" if text else self.title_base
-        t.text_color = DOWN_COLOR if bad else None
+        # never None: BokehJS gives a title without a colour no room, and later paints the
+        # red status into that zero-height panel, cut off above the plot
+        t.text_color = DOWN_COLOR if bad else self._title_color
 
     # -- frames -------------------------------------------------------------------------
 

@@ -58,6 +58,31 @@ def test_status_goes_to_the_title():
     assert "paused" not in core.figure.title.text and core.points() == 10
 
 
+def test_a_status_that_is_not_bad_keeps_the_title_colour():
+    """"paused" (or a saved page's "connecting…") shows in the title's own colour, the
+    served app's dark theme's included. A title without a colour is not drawn at all, and
+    BokehJS gives it no room: the red status that followed was cut off above the plot."""
+    from bokeh.themes import built_in_themes
+
+    for theme in (None, "dark_minimal"):
+        sub = Subscription("trades")
+        feed(sub, 10, batch=10)
+        core = ChartCore(sub, "ts", "price")
+        doc = Document()
+        doc.add_root(core.figure)
+        if theme:
+            doc.theme = built_in_themes[theme]
+        own = core.figure.title.text_color
+        assert own is not None
+        core.draw(paused=True)
+        assert core.figure.title.text_color == own, theme
+        core.set_status("reconnecting", bad=True)
+        assert core.figure.title.text_color == "#ef5350"
+        core.draw()
+        assert core.figure.title.text == "trades: price"
+        assert core.figure.title.text_color == own, theme
+
+
 def test_spec_is_json_and_names_the_figure_sources():
     sub = Subscription("bars", window=1000)
     core = ChartCore(sub, "ts", kind="candlestick", by="symbol", window=77, fps=5)
