@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from static_util import CDS_POINTS_JS, poll
 
@@ -59,14 +60,11 @@ def _ink(page: Any, t: dict[str, Any], rgb: tuple[int, int, int] | None) -> int:
     b, c = t["box"], t["canvas"]
     clip = {"x": c["x"] + b["left"], "y": c["y"] + b["top"], "width": b["width"],
             "height": b["height"]}
-    img = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
-    n = 0
-    for px in img.getdata():
-        if rgb is None:
-            n += sum(px) < 3 * 160
-        else:
-            n += all(abs(a - e) <= 40 for a, e in zip(px, rgb, strict=True))
-    return n
+    px = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB"),
+                    dtype=np.int32).reshape(-1, 3)
+    if rgb is None:
+        return int((px.sum(axis=1) < 3 * 160).sum())
+    return int((np.abs(px - np.asarray(rgb)) <= 40).all(axis=1).sum())
 
 
 def _assert_readable(page: Any, t: dict[str, Any], rgb: tuple[int, int, int] | None) -> None:
