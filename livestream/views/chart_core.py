@@ -42,10 +42,12 @@ from bokeh.models import (
     DatetimeTicker,
     DatetimeTickFormatter,
     FactorRange,
+    GlyphRenderer,
     HoverTool,
     Legend,
     LegendItem,
     LinearColorMapper,
+    Scatter,
 )
 from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
@@ -71,6 +73,10 @@ COLOR_RULE = ("per by-column, the n-th distinct value seen (as a string) gets "
 SPEC_VERSION = 1
 
 _UNSET: Any = object()
+
+#: The name of a chart's hidden renderer that gives its auto ranges an extent while no
+#: series holds a point (see :meth:`ChartCore._sync_empty_ranges`).
+EMPTY_RANGES_NAME = "__empty_ranges__"
 
 _colors: dict[tuple[str, str], str] = {}
 _next_color: dict[str, int] = {}
@@ -214,6 +220,22 @@ class ChartCore:
         #: the title's own colour, read at the first status (a document theme applies by
         #: then); a status that is not bad shows in it
         self._title_color: Any = _UNSET
+        # An auto range (DataRange1d) without data has NaN bounds, and BokehJS logs
+        # "could not set initial ranges" at each paint until data comes: every live chart
+        # did. A hidden renderer holds two points while no series holds one (their extent
+        # is the empty chart's axes); emptied when data comes, so the ranges follow the
+        # data alone and zoom, pan and reset work as before (docs/decisions.md).
+        now = float(np.floor(pd.Timestamp.now().value / 1e9)) * 1000.0
+        self._empty_extent = {
+            "px": np.array([now - 60_000.0, now] if self._x_dt else [0.0, 1.0]),
+            "py": np.array([0.0, 1.0]),
+        }
+        #: the source of the hidden renderer of :data:`EMPTY_RANGES_NAME`
+        self.empty_ranges = ColumnDataSource(data=dict(self._empty_extent))
+        self.figure.renderers.append(GlyphRenderer(
+            data_source=self.empty_ranges, glyph=Scatter(x="px", y="py", size=0),
+            visible=False, name=EMPTY_RANGES_NAME))
+        self._empty_shown = True
         # The browser recomputes a live chart's auto-ranges on every frame and the plot's
         # inner size whenever its tick labels change width, and would push each change
         # back (to a Bokeh server session, or to the kernel as comm messages). Nothing
@@ -553,6 +575,20 @@ class ChartCore:
 
     def update_data(self) -> None:
         """Apply what the subscription received since the last frame."""
+        self._update_data()
+        self._sync_empty_ranges()
+
+    def _sync_empty_ranges(self) -> None:
+        """Give the hidden ranges renderer its two points while no series holds one, and
+        none once one does (one change each time the chart becomes empty or not)."""
+        empty = not any(len(s.source.data.get("x", ())) for s in self._series.values())
+        if empty == self._empty_shown:
+            return
+        self._empty_shown = empty
+        self.empty_ranges.data = (dict(self._empty_extent) if empty
+                                  else {k: np.empty(0) for k in self._empty_extent})
+
+    def _update_data(self) -> None:
         sub = self.sub
         if getattr(sub, "closed", False):
             return
