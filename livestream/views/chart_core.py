@@ -232,9 +232,10 @@ class ChartCore:
         }
         #: the source of the hidden renderer of :data:`EMPTY_RANGES_NAME`
         self.empty_ranges = ColumnDataSource(data=dict(self._empty_extent))
-        self.figure.renderers.append(GlyphRenderer(
+        self._empty_renderer = GlyphRenderer(
             data_source=self.empty_ranges, glyph=Scatter(x="px", y="py", size=0),
-            visible=False, name=EMPTY_RANGES_NAME))
+            visible=False, name=EMPTY_RANGES_NAME)
+        self.figure.renderers.append(self._empty_renderer)
         self._empty_shown = True
         # The browser recomputes a live chart's auto-ranges on every frame and the plot's
         # inner size whenever its tick labels change width, and would push each change
@@ -578,6 +579,14 @@ class ChartCore:
         self._update_data()
         self._sync_empty_ranges()
 
+    def _empty_renderer_last(self) -> None:
+        """Keep the hidden ranges renderer after the series' own (``figure.renderers[0]``
+        is the first series' glyph, as on a plain figure)."""
+        rs = self.figure.renderers
+        if rs and rs[-1] is not self._empty_renderer:
+            self.figure.renderers = [r for r in rs if r is not self._empty_renderer] + [
+                self._empty_renderer]
+
     def _sync_empty_ranges(self) -> None:
         """Give the hidden ranges renderer its two points while no series holds one, and
         none once one does (one change each time the chart becomes empty or not)."""
@@ -774,6 +783,7 @@ class ChartCore:
                                          name=name))
             renderers.append(fig.vbar(x="x", width=width, top="open", bottom="close",
                                       source=source, fill_color=cmap, line_color=cmap, name=name))
+        self._empty_renderer_last()
         series = Series(key, source, renderers, color)
         self._series[key] = series
         if self.legend is not None:
@@ -811,6 +821,7 @@ class ChartCore:
             source = ColumnDataSource(data=data)
             r = self.figure.vbar(x="x", top="y", width=0.8, source=source, color="color")
             self._series[None] = Series(None, source, [r], None)
+            self._empty_renderer_last()
             self.figure.y_range.start = 0
             self.quiet()
             return
