@@ -136,6 +136,12 @@ export interface ChartModels {
   /** Hidden renderers cloned for a new series (candlestick: segment and bar). */
   templates?: RendererLike[];
   legend?: LegendLike | null;
+  /**
+   * The source of the chart's hidden renderer that gives its auto ranges an extent while no
+   * series holds a point (Python's `ChartCore.empty_ranges`): emptied when data comes, given
+   * its points again when every series is empty.
+   */
+  emptyRanges?: SourceLike | null;
   /** Makes a legend item: default `new (Bokeh.Models.get("LegendItem"))(attrs)`. */
   makeLegendItem?: (attrs: { label: { value: string }; renderers: RendererLike[] }) => unknown;
 }
@@ -439,6 +445,9 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
     series.set(key, { key, source, renderers: models.renderers?.[key] ?? [] });
     sources.set(key, source);
   }
+  const emptyRanges = models.emptyRanges ?? null;
+  const emptyExtent: Record<string, unknown> = emptyRanges ? { ...emptyRanges.data } : {};
+  let emptyShown = emptyRanges !== null && Object.values(emptyExtent).some((c) => (c as ArrayLike<unknown>)?.length > 0);
   const where = Object.entries(spec.where ?? {}).map(([col, vals]) => [col, new Set(vals.map(String))] as const);
   const barCat = spec.kind === "bar" && spec.x_type === "categorical";
 
@@ -562,6 +571,27 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
     if (!title) return;
     title.text = text ? `${titleBase} — ${text}` : titleBase;
     title.text_color = bad ? DOWN_COLOR : titleColor;
+  }
+
+  /**
+   * BokehJS logs "could not set initial ranges" at each paint of a plot whose auto ranges have
+   * no data: the hidden ranges renderer holds its points exactly while no series holds one.
+   */
+  function syncEmptyRanges(): void {
+    if (emptyRanges === null) return;
+    let empty = true;
+    for (const s of series.values()) {
+      const x = s.source.data.x as ArrayLike<unknown> | undefined;
+      if (x && x.length > 0) {
+        empty = false;
+        break;
+      }
+    }
+    if (empty === emptyShown) return;
+    emptyShown = empty;
+    const data: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(emptyExtent)) data[k] = empty ? v : new Float64Array(0);
+    emptyRanges.data = data;
   }
 
   function rowIndex(b: Batch): Int32Array | null {
@@ -797,6 +827,7 @@ export function attachChart(client: Client, rawSpec: ChartSpec, models: ChartMod
         drawFrame(concatBatches(pending, names), pending.map((p, j) => [pendingFirst[j], p.length]), false);
       }
       checkZoom();
+      syncEmptyRanges();
     } catch (err) {
       lastError = String((err as Error)?.message ?? err);
       updateStatus();

@@ -215,6 +215,27 @@ test("keyed topics are redrawn in place, sorted by x; bars over a categorical x 
   assert.equal(src.data.x.length, 5);
 });
 
+test("an empty chart's ranges holder keeps its points until a series has one", async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  const client = connect(srv.url);
+  t.after(() => client.close());
+  const fig = figure("e: price");
+  const emptyRanges = new FakeSource({ data: { px: [0, 1], py: [0, 1] } });
+  const chart = attachChart(client, { topic: "e", x: "seq", ys: ["price"], by: "sym", window: 100 },
+    { ...fig, templates: [template()], emptyRanges }, manual);
+  t.after(() => chart.detach());
+  await until(chart.subscription, ["state"], () => chart.subscription.state === "waiting", "waiting");
+  chart.flush();
+  assert.deepEqual(Array.from(emptyRanges.data.px), [0, 1], "no data: the extent stays");
+  const last = await srv.cmd({ cmd: "append", topic: "e", n: 6 });
+  await subscriptionAt(chart.subscription, last.next);
+  chart.flush();
+  assert.ok(chart.sources.size > 0);
+  assert.equal(emptyRanges.data.px.length, 0, "data came: the ranges follow it alone");
+  assert.equal(emptyRanges.data.py.length, 0);
+});
+
 test("the title shows gaps, reconnecting and closed", async (t) => {
   const srv = await startServer({ retention_rows: 10 });
   t.after(() => srv.stop());

@@ -150,6 +150,9 @@ def _chart_models(spec: Any, snapshot: bool) -> tuple[Any, dict[str, Any]]:
         "plot": core.figure,
         "sources": keys,
         "templates": _templates(core),
+        # the hidden renderer that keeps the auto ranges finite while the chart is empty;
+        # the browser empties it when data comes (js/src/bokehChart.ts)
+        "emptyRanges": core.empty_ranges,
     }
     if core.legend is not None:
         args["legend"] = core.legend

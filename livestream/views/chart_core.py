@@ -42,10 +42,12 @@ from bokeh.models import (
     DatetimeTicker,
     DatetimeTickFormatter,
     FactorRange,
+    GlyphRenderer,
     HoverTool,
     Legend,
     LegendItem,
     LinearColorMapper,
+    Scatter,
 )
 from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
@@ -54,6 +56,7 @@ from .._compat.bokeh_validation import silence_missing_renderers
 from .convert import is_datetime, to_float64, to_labels
 from .decimate import DEFAULT_TAIL, POINTS_PER_BUCKET, SeriesDecimator
 from .options import ChartOptions
+from .title_fit import fit_title
 
 #: Series colours, in the order they are handed out (Category10, then the rest of Category20).
 PALETTE: tuple[str, ...] = tuple(Category10_10) + tuple(
@@ -68,6 +71,12 @@ COLOR_RULE = ("per by-column, the n-th distinct value seen (as a string) gets "
               "palette[n % len(palette)]; a value keeps its colour for the process's lifetime")
 
 SPEC_VERSION = 1
+
+_UNSET: Any = object()
+
+#: The name of a chart's hidden renderer that gives its auto ranges an extent while no
+#: series holds a point (see :meth:`ChartCore._sync_empty_ranges`).
+EMPTY_RANGES_NAME = "__empty_ranges__"
 
 _colors: dict[tuple[str, str], str] = {}
 _next_color: dict[str, int] = {}
@@ -207,6 +216,27 @@ class ChartCore:
         fig_kw.update(opts.figure)
         self.figure = figure(**fig_kw)
         silence_missing_renderers(self.figure)  # its renderers come with the first series
+        fit_title(self.figure)  # a long status wraps instead of being cut (title_fit.py)
+        #: the title's own colour, read at the first status (a document theme applies by
+        #: then); a status that is not bad shows in it
+        self._title_color: Any = _UNSET
+        # An auto range (DataRange1d) without data has NaN bounds, and BokehJS logs
+        # "could not set initial ranges" at each paint until data comes: every live chart
+        # did. A hidden renderer holds two points while no series holds one (their extent
+        # is the empty chart's axes); emptied when data comes, so the ranges follow the
+        # data alone and zoom, pan and reset work as before (docs/decisions.md).
+        now = float(np.floor(pd.Timestamp.now().value / 1e9)) * 1000.0
+        self._empty_extent = {
+            "px": np.array([now - 60_000.0, now] if self._x_dt else [0.0, 1.0]),
+            "py": np.array([0.0, 1.0]),
+        }
+        #: the source of the hidden renderer of :data:`EMPTY_RANGES_NAME`
+        self.empty_ranges = ColumnDataSource(data=dict(self._empty_extent))
+        self._empty_renderer = GlyphRenderer(
+            data_source=self.empty_ranges, glyph=Scatter(x="px", y="py", size=0),
+            visible=False, name=EMPTY_RANGES_NAME)
+        self.figure.renderers.append(self._empty_renderer)
+        self._empty_shown = True
         # The browser recomputes a live chart's auto-ranges on every frame and the plot's
         # inner size whenever its tick labels change width, and would push each change
         # back (to a Bokeh server session, or to the kernel as comm messages). Nothing
@@ -434,8 +464,12 @@ class ChartCore:
             return
         self._status = text
         t = self.figure.title
+        if self._title_color is _UNSET:
+            self._title_color = t.text_color
         t.text = f"{self.title_base} — {text}" if text else self.title_base
-        t.text_color = DOWN_COLOR if bad else None
+        # never None: BokehJS gives a title without a colour no room, and later paints the
+        # red status into that zero-height panel, cut off above the plot
+        t.text_color = DOWN_COLOR if bad else self._title_color
 
     # -- frames -------------------------------------------------------------------------
 
@@ -542,6 +576,28 @@ class ChartCore:
 
     def update_data(self) -> None:
         """Apply what the subscription received since the last frame."""
+        self._update_data()
+        self._sync_empty_ranges()
+
+    def _empty_renderer_last(self) -> None:
+        """Keep the hidden ranges renderer after the series' own (``figure.renderers[0]``
+        is the first series' glyph, as on a plain figure)."""
+        rs = self.figure.renderers
+        if rs and rs[-1] is not self._empty_renderer:
+            self.figure.renderers = [r for r in rs if r is not self._empty_renderer] + [
+                self._empty_renderer]
+
+    def _sync_empty_ranges(self) -> None:
+        """Give the hidden ranges renderer its two points while no series holds one, and
+        none once one does (one change each time the chart becomes empty or not)."""
+        empty = not any(len(s.source.data.get("x", ())) for s in self._series.values())
+        if empty == self._empty_shown:
+            return
+        self._empty_shown = empty
+        self.empty_ranges.data = (dict(self._empty_extent) if empty
+                                  else {k: np.empty(0) for k in self._empty_extent})
+
+    def _update_data(self) -> None:
         sub = self.sub
         if getattr(sub, "closed", False):
             return
@@ -727,6 +783,7 @@ class ChartCore:
                                          name=name))
             renderers.append(fig.vbar(x="x", width=width, top="open", bottom="close",
                                       source=source, fill_color=cmap, line_color=cmap, name=name))
+        self._empty_renderer_last()
         series = Series(key, source, renderers, color)
         self._series[key] = series
         if self.legend is not None:
@@ -764,6 +821,7 @@ class ChartCore:
             source = ColumnDataSource(data=data)
             r = self.figure.vbar(x="x", top="y", width=0.8, source=source, color="color")
             self._series[None] = Series(None, source, [r], None)
+            self._empty_renderer_last()
             self.figure.y_range.start = 0
             self.quiet()
             return

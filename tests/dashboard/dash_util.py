@@ -16,6 +16,7 @@ CHART_POINTS_JS = """
     if (m.renderers === undefined || !m.title || m.title.text === undefined) continue;
     let n = 0;
     for (const r of m.renderers) {
+      if (r.name === "__empty_ranges__") continue;  // an empty chart's range extent
       const ds = r.data_source;
       if (ds && typeof ds.get_length === "function") n += ds.get_length() || 0;
     }

@@ -58,6 +58,31 @@ def test_status_goes_to_the_title():
     assert "paused" not in core.figure.title.text and core.points() == 10
 
 
+def test_a_status_that_is_not_bad_keeps_the_title_colour():
+    """"paused" (or a saved page's "connecting…") shows in the title's own colour, the
+    served app's dark theme's included. A title without a colour is not drawn at all, and
+    BokehJS gives it no room: the red status that followed was cut off above the plot."""
+    from bokeh.themes import built_in_themes
+
+    for theme in (None, "dark_minimal"):
+        sub = Subscription("trades")
+        feed(sub, 10, batch=10)
+        core = ChartCore(sub, "ts", "price")
+        doc = Document()
+        doc.add_root(core.figure)
+        if theme:
+            doc.theme = built_in_themes[theme]
+        own = core.figure.title.text_color
+        assert own is not None
+        core.draw(paused=True)
+        assert core.figure.title.text_color == own, theme
+        core.set_status("reconnecting", bad=True)
+        assert core.figure.title.text_color == "#ef5350"
+        core.draw()
+        assert core.figure.title.text == "trades: price"
+        assert core.figure.title.text_color == own, theme
+
+
 def test_spec_is_json_and_names_the_figure_sources():
     sub = Subscription("bars", window=1000)
     core = ChartCore(sub, "ts", kind="candlestick", by="symbol", window=77, fps=5)
@@ -82,3 +107,32 @@ def test_live_chart_is_built_on_the_core():
     assert chart.refresh() and chart.points() == 30
     assert chart.spec["by"] == "symbol" and chart.options["y"] == "price"
     chart.close()
+
+
+def test_an_empty_chart_gives_its_auto_ranges_an_extent_until_data_comes():
+    """BokehJS logs "could not set initial ranges" at each paint of a plot whose auto ranges
+    have no data: a hidden renderer holds two points exactly while no series holds one."""
+    from livestream.views.chart_core import EMPTY_RANGES_NAME
+
+    for kind, extra in (("line", {}), ("candlestick", {}), ("bar", {"x": "symbol"})):
+        sub = Subscription("trades")
+        opts = {"x": "ts", "y": "price", "kind": kind, **extra}
+        if kind == "candlestick":
+            opts.pop("y")
+        core = ChartCore(sub, **opts)
+        hidden = [r for r in core.figure.renderers if r.name == EMPTY_RANGES_NAME]
+        assert len(hidden) == 1 and hidden[0].visible is False
+        assert hidden[0].data_source is core.empty_ranges
+        assert len(core.empty_ranges.data["px"]) == 2, kind
+        core.draw()  # nothing yet: still two points
+        assert len(core.empty_ranges.data["px"]) == 2, kind
+        df = trades(0, 10).assign(open=1.0, high=2.0, low=0.5, close=1.5)
+        sub.apply("append", df, offset=0, next_offset=10)
+        core.draw()
+        assert core.points() > 0 and len(core.empty_ranges.data["px"]) == 0, kind
+        # a snapshot without rows: empty again, the extent comes back
+        sub.apply("snapshot", df.iloc[:0], offset=10, next_offset=10)
+        core.redraw()
+        core.draw()
+        assert core.points() == 0, kind
+        assert len(core.empty_ranges.data["px"]) == 2, kind
