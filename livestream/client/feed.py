@@ -189,6 +189,9 @@ class FeedConnection:
         # what a decoded message goes to: the one stream's handler when that is all
         # there is to do, else _dispatch_all (see _reroute)
         self._dispatch: Callable[[Any, str | bytes], None] = self._dispatch_all
+        # the one stream's struct fast path, taking raw text before any decode (True: taken),
+        # when nothing else has to see the decoded message (see _reroute)
+        self._fast: Callable[[Any], bool] | None = None
         self._route_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ws: WebSocket | None = None
@@ -687,6 +690,9 @@ class FeedConnection:
             if ping_text is not None and raw == ping_text:
                 self._answer_ping(raw)
                 return
+            fast = self._fast
+            if fast is not None and fast(raw):
+                return
             try:
                 msg = loads(raw)
             except decode_error as exc:
@@ -711,9 +717,18 @@ class FeedConnection:
             for st in streams:
                 st._unselected = self._is_feed_error if one else _ignore
             if one:
-                self._dispatch = self._one_stream(streams[0])
+                st = streams[0]
+                self._dispatch = self._one_stream(st)
+                # the struct fast path when the decoded message has nothing else to go
+                # to: no ping detector, and no feed-error check before the stream
+                fast = st._fast
+                if self.options.ping is not None or (
+                        self.options.ack_error is not None and st._select is None):
+                    fast = None
+                self._fast = fast
             else:
                 self._dispatch = self._dispatch_all
+                self._fast = None
 
     def _one_stream(self, st: FeedStream) -> Callable[[Any, str | bytes], None]:
         """The dispatch to one stream: its handler, which hands what it does not select to

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ...loop import call_in_loop, on_loop_thread, run_in_loop
 from ..subscription import DEFAULT_WINDOW, Subscription
+from . import fastpath
 from .parse import RowError, RowParser
 from .select import MISSING, idx
 
@@ -231,6 +232,14 @@ class FeedStream(Subscription):
         self._batch_cols: list[list[Any]] = []
         self._batch_srcs: list[Any] = []
         self._slow_rows = 0  # rows added by _take (the fast handler adds one per message)
+        # the struct fast path (see .fastpath): the Structs of the rows it took since the
+        # last flush, which are the *last* rows of the batch (their sources are in
+        # _batch_srcs already); anything else that adds a row spills them into
+        # _batch_cols first, so rows stay in message order
+        self._structs: list[Any] = []
+        self._plan: fastpath.FastPlan | None = None
+        #: raw text → True when the struct fast path took the message (None: no fast path)
+        self._fast: Callable[[Any], bool] | None = None
         self._selected = 0
         self._flushed_selected = 0  # _selected at the last flush
         self._select = parser.select
@@ -269,8 +278,10 @@ class FeedStream(Subscription):
 
     def _make_feed(self) -> Callable[[Any, str | bytes], None]:
         parser = self.parser
+        self._fast = None
         if self.paused or self._has_path or parser.cols is None:
             return self._feed_any
+        self._fast = self._make_fast()
         if len(self._batch_cols) != len(parser.cols):
             self._batch_cols = [[] for _ in parser.cols]
         k = len(parser.cols)
@@ -296,7 +307,7 @@ class FeedStream(Subscription):
                 "            return"
             )
         src = (
-            f"def make(_key, _want, _missing, _select, _dead, _take, _other, idx, _s, {args}):\n"
+            f"def make(_key, _want, _missing, _select, _dead, _take, _other, idx, _structs, _spill, _s, {args}):\n"
             f"    def feed(msg, raw):\n"
             f"        {check}\n"
             f"        try:\n"
@@ -304,6 +315,8 @@ class FeedStream(Subscription):
             f"        except Exception:\n"
             f"            _take(msg, raw)\n"
             f"            return\n"
+            f"        if _structs:\n"
+            f"            _spill()\n"
             f"        {appends}; _s(raw)\n"
             f"    return feed\n"
         )
@@ -311,8 +324,48 @@ class FeedStream(Subscription):
         exec(compile(src, f"<livestream feed stream {self.name!r}>", "exec"), ns)
         key, want = parser.select_field or (None, None)
         return ns["make"](key, want, MISSING, self._select, self._dead, self._take,
-                          self._on_unselected, idx,
+                          self._on_unselected, idx, self._structs, self._spill,
                           self._batch_srcs.append, *(c.append for c in self._batch_cols))
+
+    def _make_fast(self) -> Callable[[Any], bool] | None:
+        """The struct fast path's per-message handler (see :mod:`.fastpath`): decodes
+        the raw text into the stream's Struct and keeps it; returns False, having done
+        nothing, for a message the general path must take (not text, another shape, not
+        selected)."""
+        if self._plan is None:
+            self._plan = fastpath.plan(self.parser)
+        plan = self._plan
+        if plan is None:
+            return None
+        check = ("" if plan.select_attr is None else
+                 f"        if m.{plan.select_attr} != _want:\n"
+                 f"            return False\n")
+        src = (
+            "def make(_decode, _want, _keep, _s):\n"
+            "    def fast(raw):\n"
+            "        if raw.__class__ is not str:\n"
+            "            return False\n"
+            "        try:\n"
+            "            m = _decode(raw)\n"
+            "        except Exception:\n"
+            "            return False\n"
+            f"{check}"
+            "        _keep(m); _s(raw)\n"
+            "        return True\n"
+            "    return fast\n"
+        )
+        ns: dict[str, Any] = {}
+        exec(compile(src, f"<livestream feed stream {self.name!r} (structs)>", "exec"), ns)
+        return ns["make"](plan.decode, plan.want, self._structs.append, self._batch_srcs.append)
+
+    def _spill(self) -> None:
+        """Move the fast path's rows into the per-column lists (before any other row is
+        added, and at a flush), so that rows stay in the order of their messages."""
+        structs = self._structs
+        if structs and self._plan is not None:
+            for col, vals in zip(self._batch_cols, self._plan.columns(structs), strict=True):
+                col.extend(vals)
+            structs.clear()
 
     def _on_unselected(self, msg: Any) -> None:
         self._unselected(msg)
@@ -338,6 +391,8 @@ class FeedStream(Subscription):
 
     def _take(self, msg: Any, raw: str | bytes) -> None:
         """A selected message, any shape: its records become rows or dead letters."""
+        if self._structs:
+            self._spill()
         self._selected += 1
         if self.paused:
             self.stats_data.dropped += 1
@@ -432,7 +487,13 @@ class FeedStream(Subscription):
         srcs = self._batch_srcs
         if srcs:
             n = len(srcs)
-            cols = [c[:] for c in self._batch_cols]
+            structs = self._structs
+            if structs and len(structs) == n and self._plan is not None:
+                cols = self._plan.columns(structs)  # every row came by the fast path
+                structs.clear()
+            else:
+                self._spill()
+                cols = [c[:] for c in self._batch_cols]
             srcs = srcs[:]
             for c in self._batch_cols:
                 c.clear()

@@ -1,0 +1,160 @@
+"""The struct fast path of a feed stream: messages decoded by msgspec into a small Struct.
+
+For the common stream shape (no ``path``, an object per message, columns known, a
+one-field ``select`` on a text value or none), :func:`plan` builds a
+``msgspec.json.Decoder`` for a Struct made for the stream: one field per key the
+stream reads (nested objects of a dotted ``source`` as nested Structs) and the
+``select`` key. Decoding a message into it skips every other field in C and builds
+no dict; the stream keeps the Structs of a batch and reads its columns from them
+once per batch (:attr:`FastPlan.columns`), then converts them as the general path
+does. Pure: no socket, no loop.
+
+The fast path must give exactly what the general path (``orjson.loads`` into a
+dict, then the stream's handler) gives, so a message it cannot take *as is* raises
+in the decoder and goes to the general path instead:
+
+* a value the stream reads is decoded only if it is a JSON string, number that fits
+  in an int64 or a float, ``true``/``false`` or ``null`` (msgspec would keep an
+  integer beyond 64 bits as an ``int`` where orjson gives a float, and containers
+  may hold such integers); anything else (an array, an object, a big integer) is
+  a validation error;
+* a nested object that is not an object (a string, an array) is a validation error;
+* the message must be text (a ``str``): the transport has checked its UTF-8,
+  which msgspec does not check in the fields it skips;
+* the ``select`` value is compared only when it is text, where both decoders agree.
+
+A missing field and a JSON ``null`` both read as ``None``, as in the general path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Union
+
+import msgspec
+
+from .select import split_path
+
+__all__ = ["FastPlan", "plan"]
+
+#: A value the fast path takes as the general path would: text, an int that fits in an
+#: int64 (orjson gives a float beyond 64 bits, msgspec an int), a float, a bool, null.
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_Leaf = Union[_Int64, float, str, bool, None]  # noqa: UP007 (a runtime type for msgspec)
+
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """What a stream needs to run the struct fast path."""
+
+    #: raw message text → a Struct; raises (msgspec errors, RecursionError) where the
+    #: message must go to the general path
+    decode: Callable[[str], Any]
+    #: the Struct attribute holding the ``select`` value (None: no selector)
+    select_attr: str | None
+    #: the value ``select`` wants (text)
+    want: str | None
+    #: a batch of Structs → one list of raw values per column (None where missing)
+    columns: Callable[[list], list[list[Any]]]
+
+
+class _Node:
+    """One object level of the Struct: its leaves and nested objects, by key."""
+
+    def __init__(self) -> None:
+        self.leaves: dict[str, str] = {}  # key → attribute
+        self.children: dict[str, tuple[str, _Node]] = {}  # key → (attribute, node)
+        self.anys: dict[str, str] = {}  # key → attribute, any JSON value (the selector's)
+        self.n = 0
+
+    def attr(self) -> str:
+        self.n += 1
+        return f"f{self.n - 1}"
+
+    def leaf(self, key: str) -> str | None:
+        if key in self.children:
+            return None  # the key is read both as a value and as an object: not here
+        if key not in self.leaves:
+            self.leaves[key] = self.attr()
+        return self.leaves[key]
+
+    def child(self, key: str) -> tuple[str, _Node] | None:
+        if key in self.leaves:
+            return None
+        if key not in self.children:
+            self.children[key] = (self.attr(), _Node())
+        return self.children[key]
+
+    def struct(self) -> type:
+        fields: list[tuple[str, Any, Any]] = []
+        rename: dict[str, str] = {}
+        for k, a in self.leaves.items():
+            fields.append((a, _Leaf, None))
+            rename[a] = k
+        for k, (a, node) in self.children.items():
+            fields.append((a, node.struct() | None, None))
+            rename[a] = k
+        for k, a in self.anys.items():
+            fields.append((a, Any, None))
+            rename[a] = k
+        return msgspec.defstruct(f"_FeedRecord{next(_names)}", fields, rename=rename,
+                                 gc=False)
+
+
+def plan(parser: Any) -> FastPlan | None:
+    """The fast path for a stream's :class:`~livestream.client.feeds.parse.RowParser`,
+    or None where it does not apply (a ``path``, envelope columns, array positions, a
+    predicate or several-field ``select``, a non-text ``select`` value, unknown columns)."""
+    if parser.path is not None or parser.env_cols or parser.cols is None or parser.positional:
+        return None
+    if parser.select is not None and parser.select_field is None:
+        return None
+    root = _Node()
+    exprs: list[str] = []
+    for c in parser.cols:
+        parts = split_path(c.source) if c.nested else [c.source]
+        if not parts or not all(isinstance(p, str) for p in parts):
+            return None
+        node, chain = root, []
+        for p in parts[:-1]:
+            got = node.child(p)
+            if got is None:
+                return None
+            a, node = got
+            chain.append(a)
+        leaf = node.leaf(parts[-1])
+        if leaf is None:
+            return None
+        chain.append(leaf)
+        exprs.append(_read(chain))
+    select_attr = want = None
+    if parser.select_field is not None:
+        key, want = parser.select_field
+        if type(want) is not str or key in root.children:
+            return None
+        select_attr = root.leaves.get(key)
+        if select_attr is None:  # read only for the selector: any JSON value will do
+            select_attr = root.anys[key] = root.attr()
+    decoder = msgspec.json.Decoder(root.struct())
+    body = ", ".join(f"[{e} for m in batch]" for e in exprs)
+    src = f"def columns(batch):\n    return [{body}]\n"
+    ns: dict[str, Any] = {}
+    exec(compile(src, "<livestream feed struct columns>", "exec"), ns)  # attributes are f<n>
+    return FastPlan(decoder.decode, select_attr, want, ns["columns"])
+
+
+def _read(chain: list[str]) -> str:
+    """An expression reading ``m.a.b.c`` from a Struct ``m``, None as soon as a nested
+    object is missing or null (as the general path's getters give)."""
+    if len(chain) == 1:
+        return f"m.{chain[0]}"
+    levels, e = [], "m"
+    for a in chain[:-1]:
+        e = f"{e}.{a}"
+        levels.append(e)
+    cond = " or ".join(f"{lv} is None" for lv in levels)
+    return f"(None if {cond} else {e}.{chain[-1]})"
