@@ -5,9 +5,9 @@ one-field ``select`` on a text value or none), :func:`plan` builds a
 ``msgspec.json.Decoder`` for a Struct made for the stream: one field per key the
 stream reads (nested objects of a dotted ``source`` as nested Structs) and the
 ``select`` key. Decoding a message into it skips every other field in C and builds
-no dict; the stream keeps the Structs of a batch and reads its columns from them
-once per batch (:attr:`FastPlan.columns`), then converts them as the general path
-does. Pure: no socket, no loop.
+no dict; the stream's handler appends the Struct's values to its per-column lists
+(:attr:`FastPlan.reads`), which are converted once per batch as the general path's
+are. Pure: no socket, no loop.
 
 The fast path must give exactly what the general path (``orjson.loads`` into a
 dict, then the stream's handler) gives, so a message it cannot take *as is* raises
@@ -58,8 +58,9 @@ class FastPlan:
     select_attr: str | None
     #: the value ``select`` wants (text)
     want: str | None
-    #: a batch of Structs → one list of raw values per column (None where missing)
-    columns: Callable[[list], list[list[Any]]]
+    #: per column, a Python expression reading its raw value from the Struct ``m``
+    #: (None where missing or null)
+    reads: tuple[str, ...]
 
 
 class _Node:
@@ -140,11 +141,7 @@ def plan(parser: Any) -> FastPlan | None:
         if select_attr is None:  # read only for the selector: any JSON value will do
             select_attr = root.anys[key] = root.attr()
     decoder = msgspec.json.Decoder(root.struct())
-    body = ", ".join(f"[{e} for m in batch]" for e in exprs)
-    src = f"def columns(batch):\n    return [{body}]\n"
-    ns: dict[str, Any] = {}
-    exec(compile(src, "<livestream feed struct columns>", "exec"), ns)  # attributes are f<n>
-    return FastPlan(decoder.decode, select_attr, want, ns["columns"])
+    return FastPlan(decoder.decode, select_attr, want, tuple(exprs))
 
 
 def _read(chain: list[str]) -> str:

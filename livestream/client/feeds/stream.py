@@ -232,11 +232,7 @@ class FeedStream(Subscription):
         self._batch_cols: list[list[Any]] = []
         self._batch_srcs: list[Any] = []
         self._slow_rows = 0  # rows added by _take (the fast handler adds one per message)
-        # the struct fast path (see .fastpath): the Structs of the rows it took since the
-        # last flush, which are the *last* rows of the batch (their sources are in
-        # _batch_srcs already); anything else that adds a row spills them into
-        # _batch_cols first, so rows stay in message order
-        self._structs: list[Any] = []
+        # the struct fast path (see .fastpath): made once the columns are known
         self._plan: fastpath.FastPlan | None = None
         #: raw text → True when the struct fast path took the message (None: no fast path)
         self._fast: Callable[[Any], bool] | None = None
@@ -281,9 +277,9 @@ class FeedStream(Subscription):
         self._fast = None
         if self.paused or self._has_path or parser.cols is None:
             return self._feed_any
-        self._fast = self._make_fast()
         if len(self._batch_cols) != len(parser.cols):
             self._batch_cols = [[] for _ in parser.cols]
+        self._fast = self._make_fast()
         k = len(parser.cols)
         args = ", ".join(f"_a{i}" for i in range(k))
         reads = "; ".join(f"v{i} = {e}" for i, e in enumerate(parser.value_exprs("msg")))
@@ -307,7 +303,7 @@ class FeedStream(Subscription):
                 "            return"
             )
         src = (
-            f"def make(_key, _want, _missing, _select, _dead, _take, _other, idx, _structs, _spill, _s, {args}):\n"
+            f"def make(_key, _want, _missing, _select, _dead, _take, _other, idx, _s, {args}):\n"
             f"    def feed(msg, raw):\n"
             f"        {check}\n"
             f"        try:\n"
@@ -315,8 +311,6 @@ class FeedStream(Subscription):
             f"        except Exception:\n"
             f"            _take(msg, raw)\n"
             f"            return\n"
-            f"        if _structs:\n"
-            f"            _spill()\n"
             f"        {appends}; _s(raw)\n"
             f"    return feed\n"
         )
@@ -324,24 +318,27 @@ class FeedStream(Subscription):
         exec(compile(src, f"<livestream feed stream {self.name!r}>", "exec"), ns)
         key, want = parser.select_field or (None, None)
         return ns["make"](key, want, MISSING, self._select, self._dead, self._take,
-                          self._on_unselected, idx, self._structs, self._spill,
+                          self._on_unselected, idx,
                           self._batch_srcs.append, *(c.append for c in self._batch_cols))
 
     def _make_fast(self) -> Callable[[Any], bool] | None:
-        """The struct fast path's per-message handler (see :mod:`.fastpath`): decodes
-        the raw text into the stream's Struct and keeps it; returns False, having done
-        nothing, for a message the general path must take (not text, another shape, not
-        selected)."""
+        """The struct fast path's per-message handler (see :mod:`.fastpath`): decodes the
+        raw text into the stream's Struct and appends its values to the per-column lists;
+        returns False, having done nothing, for a message the general path must take
+        (not text, another shape, not selected)."""
         if self._plan is None:
             self._plan = fastpath.plan(self.parser)
         plan = self._plan
-        if plan is None:
+        if plan is None or len(plan.reads) != len(self._batch_cols):
             return None
+        k = len(plan.reads)
+        args = ", ".join(f"_a{i}" for i in range(k))
+        appends = "; ".join(f"_a{i}({e})" for i, e in enumerate(plan.reads))
         check = ("" if plan.select_attr is None else
                  f"        if m.{plan.select_attr} != _want:\n"
                  f"            return False\n")
         src = (
-            "def make(_decode, _want, _keep, _s):\n"
+            f"def make(_decode, _want, _s, {args}):\n"
             "    def fast(raw):\n"
             "        if raw.__class__ is not str:\n"
             "            return False\n"
@@ -350,22 +347,14 @@ class FeedStream(Subscription):
             "        except Exception:\n"
             "            return False\n"
             f"{check}"
-            "        _keep(m); _s(raw)\n"
+            f"        {appends}; _s(raw)\n"
             "        return True\n"
             "    return fast\n"
         )
         ns: dict[str, Any] = {}
         exec(compile(src, f"<livestream feed stream {self.name!r} (structs)>", "exec"), ns)
-        return ns["make"](plan.decode, plan.want, self._structs.append, self._batch_srcs.append)
-
-    def _spill(self) -> None:
-        """Move the fast path's rows into the per-column lists (before any other row is
-        added, and at a flush), so that rows stay in the order of their messages."""
-        structs = self._structs
-        if structs and self._plan is not None:
-            for col, vals in zip(self._batch_cols, self._plan.columns(structs), strict=True):
-                col.extend(vals)
-            structs.clear()
+        return ns["make"](plan.decode, plan.want, self._batch_srcs.append,
+                          *(c.append for c in self._batch_cols))
 
     def _on_unselected(self, msg: Any) -> None:
         self._unselected(msg)
@@ -391,8 +380,6 @@ class FeedStream(Subscription):
 
     def _take(self, msg: Any, raw: str | bytes) -> None:
         """A selected message, any shape: its records become rows or dead letters."""
-        if self._structs:
-            self._spill()
         self._selected += 1
         if self.paused:
             self.stats_data.dropped += 1
@@ -487,13 +474,7 @@ class FeedStream(Subscription):
         srcs = self._batch_srcs
         if srcs:
             n = len(srcs)
-            structs = self._structs
-            if structs and len(structs) == n and self._plan is not None:
-                cols = self._plan.columns(structs)  # every row came by the fast path
-                structs.clear()
-            else:
-                self._spill()
-                cols = [c[:] for c in self._batch_cols]
+            cols = [c[:] for c in self._batch_cols]
             srcs = srcs[:]
             for c in self._batch_cols:
                 c.clear()
