@@ -269,3 +269,26 @@ def test_a_number_beyond_float64_in_a_field_the_stream_does_not_read():
         await f.stop()
 
     run(main())
+
+
+def test_a_batch_ends_after_batch_messages_messages():
+    """One read from a busy socket holds many messages; a batch is converted every
+    ``batch_messages`` of them even within ``batch_interval`` (here a long one)."""
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, batch_interval=1.0, batch_messages=100)
+        st = feed.stream({"type": "t"}, columns={"i": int})
+        sizes = []
+        st.on_update(lambda sub, frame, kind: sizes.append(len(frame)))
+        await feed.opened()
+        await until(lambda: len(f.clients) == 1, "connected")
+        for i in range(250):
+            f.send_raw(json.dumps({"type": "t", "i": i}))
+        await until(lambda: len(st) == 250, "250 rows")  # the last 50 after the timer
+        # the 101st message ends the first batch before it is taken, and so on
+        assert sizes == [100, 100, 50]
+        assert st.df["i"].tolist() == list(range(250))
+        feed.close()
+        await f.stop()
+
+    run(main())
