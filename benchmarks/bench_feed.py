@@ -14,6 +14,10 @@ Four clients read the same feed in the same run, in turn, ``--repeat`` times:
 * **picows**: the bare loop on picows, the library livestream's client transport
   uses: a ``WSListener`` whose ``on_ws_frame`` ``orjson.loads`` the frame's payload
   (from its memoryview) — the floor for livestream's own transport;
+* **picows-msgspec**: the bare picows loop decoding each frame's payload with the
+  feed stream's own ``msgspec`` decoder (a Struct of the five fields it reads and the
+  ``type`` it selects on; ``livestream.client.feeds.fastpath``) instead of
+  ``orjson.loads`` into a dict: what that decode costs against orjson's;
 * **transport**: the bare loop through livestream's client transport
   (:func:`livestream.client.transport.connect`, the adapter every livestream
   connection and feed uses): its ``on_message`` ``orjson.loads`` each message — what
@@ -76,7 +80,7 @@ DESCRIPTION = ("outside-feed ingest: msg/s and CPU µs/msg into a live feed stre
 TARGET_MSGS = 100_000
 TARGET_VS_TORNADO = 2.0
 TARGET_VS_PICOWS = 0.8
-CLIENTS = ("receive", "bare", "picows", "transport", "livestream", "livestream-general",
+CLIENTS = ("receive", "bare", "picows", "picows-msgspec", "transport", "livestream", "livestream-general",
            "livestream-aiohttp")
 #: the client that needs a library outside the test extras (aiohttp: the bench extra)
 OPTIONAL = {"livestream-aiohttp": "aiohttp"}
@@ -183,13 +187,21 @@ async def tornado_client(url: str, n: int, decode: bool) -> dict:
     return res
 
 
-async def picows_client(url: str, n: int) -> dict:
-    """The bare loop on picows: ``orjson.loads`` of every frame's payload, counting."""
+async def picows_client(url: str, n: int, msgspec: bool = False) -> dict:
+    """The bare loop on picows: ``orjson.loads`` of every frame's payload, counting
+    (``msgspec``: the feed stream's Struct decoder instead)."""
     import picows
 
     done = asyncio.Event()
     count = 0
     loads = orjson.loads
+    if msgspec:
+        from livestream.client.feeds import fastpath
+        from livestream.client.feeds.parse import RowParser
+
+        plan = fastpath.plan(RowParser(select={"type": "trade"}, columns=COLUMNS))
+        assert plan is not None
+        loads = plan.decode
     text = picows.WSMsgType.TEXT
 
     class Listener(picows.WSListener):
@@ -274,6 +286,8 @@ async def run_client(name: str, url: str, n: int) -> dict:
         return await livestream_stream(url, n, fast=False)
     if name == "picows":
         return await picows_client(url, n)
+    if name == "picows-msgspec":
+        return await picows_client(url, n, msgspec=True)
     if name == "transport":
         return await transport_client(url, n)
     if name == "livestream-aiohttp":
@@ -324,6 +338,8 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
         "picows_bare": statistics.median(cpu["picows"]),
         "livestream_over_picows": statistics.median(ls - b for ls, b in zip(
             cpu["livestream"], cpu["picows"], strict=True)),
+        "msgspec_minus_orjson": statistics.median(m - b for m, b in zip(
+            cpu["picows-msgspec"], cpu["picows"], strict=True)),
         "transport_over_picows": statistics.median(t - b for t, b in zip(
             cpu["transport"], cpu["picows"], strict=True)),
         "livestream_over_transport": statistics.median(ls - t for ls, t in zip(
@@ -335,6 +351,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
 def tables(summary: dict, repeat: int) -> dict[str, str]:
     label = {"receive": "Tornado receive only", "bare": "bare: Tornado receive + `orjson.loads`",
              "picows": "bare: picows receive + `orjson.loads`",
+             "picows-msgspec": "bare: picows receive + the feed stream's msgspec Struct decode",
              "transport": "bare, through livestream's transport adapter",
              "livestream": "livestream feed stream",
              "livestream-general": "livestream feed stream, general path (as before the struct "
@@ -379,6 +396,8 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
          f"{b['orjson_loads']:.2f}", ""],
         ["CPU µs/msg: bare picows loop (frame reading + `orjson.loads`)",
          f"{b['picows_bare']:.2f}", ""],
+        ["CPU µs/msg: msgspec Struct decode − `orjson.loads` (picows loops, median over rounds)",
+         f"{b['msgspec_minus_orjson']:+.2f}", ""],
         ["livestream feed on picows ÷ the same on aiohttp, msg/s (median of per-round pairs)",
          f"{a[0]:.2f}× [{a[1]:.2f}–{a[2]:.2f}]" if a else "aiohttp not installed", ""],
         ["livestream ÷ its general path (no struct fast path, no batch bound), msg/s "
