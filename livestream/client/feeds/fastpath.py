@@ -24,6 +24,20 @@ in the decoder and goes to the general path instead:
 * the ``select`` value is compared only when it is text, where both decoders agree.
 
 A missing field and a JSON ``null`` both read as ``None``, as in the general path.
+Nesting deeper than about a thousand levels (msgspec's limit follows Python's recursion
+limit, orjson's is 1024) raises in msgspec first, so it goes to the general path too.
+
+**The one difference:** msgspec skips a field the stream does not read without
+converting its numbers, so a message whose *unread* field holds a number beyond
+float64's range (``1e400``, or an integer of more than 308 digits), which orjson
+refuses, gives its row on the fast path where the general path dead-letters it as
+``not_json``. In a field the stream reads, both refuse it.
+
+The connection uses the fast path only when the decoded message has nowhere else to
+go: one stream, no ``on_message`` callbacks, no acknowledgement awaited, no
+``ping_match`` predicate, and for a stream without ``select`` no ``ack_error`` check
+(``ack_error=False``). A message the stream does not select is decoded twice (msgspec,
+then orjson for the general path, which checks it for a feed error).
 """
 
 from __future__ import annotations
