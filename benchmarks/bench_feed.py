@@ -14,6 +14,10 @@ Four clients read the same feed in the same run, in turn, ``--repeat`` times:
 * **picows**: the bare loop on picows, the library livestream's client transport
   uses: a ``WSListener`` whose ``on_ws_frame`` ``orjson.loads`` the frame's payload
   (from its memoryview) — the floor for livestream's own transport;
+* **picows-msgspec**: the bare picows loop decoding each frame's payload with the
+  feed stream's own ``msgspec`` decoder (a Struct of the five fields it reads and the
+  ``type`` it selects on; ``livestream.client.feeds.fastpath``) instead of
+  ``orjson.loads`` into a dict: what that decode costs against orjson's;
 * **transport**: the bare loop through livestream's client transport
   (:func:`livestream.client.transport.connect`, the adapter every livestream
   connection and feed uses): its ``on_message`` ``orjson.loads`` each message — what
@@ -22,6 +26,10 @@ Four clients read the same feed in the same run, in turn, ``--repeat`` times:
   — selection, string → float, epoch ms → ``datetime64[ns, UTC]``, categories,
   columnar append into the Subscription's window, and an ``on_update``
   callback (which gets a DataFrame per batch);
+* **livestream-general**: the same feed stream on its general path, as it ran before
+  the struct fast path: ``orjson.loads`` of each message into a dict, the stream's
+  generated dict handler, and batches bounded by ``batch_interval`` only (no
+  ``batch_messages`` bound): what the fast path and the batch bound gain, in the same run;
 * **livestream-aiohttp**: the same feed stream with its transport swapped for the
   runner-up library, aiohttp, behind an adapter of the same shape
   (``benchmarks/_aiohttp_transport.py``: a reader task awaits each message): the
@@ -72,7 +80,8 @@ DESCRIPTION = ("outside-feed ingest: msg/s and CPU µs/msg into a live feed stre
 TARGET_MSGS = 100_000
 TARGET_VS_TORNADO = 2.0
 TARGET_VS_PICOWS = 0.8
-CLIENTS = ("receive", "bare", "picows", "transport", "livestream", "livestream-aiohttp")
+CLIENTS = ("receive", "bare", "picows", "picows-msgspec", "transport", "livestream", "livestream-general",
+           "livestream-aiohttp")
 #: the client that needs a library outside the test extras (aiohttp: the bench extra)
 OPTIONAL = {"livestream-aiohttp": "aiohttp"}
 
@@ -178,13 +187,21 @@ async def tornado_client(url: str, n: int, decode: bool) -> dict:
     return res
 
 
-async def picows_client(url: str, n: int) -> dict:
-    """The bare loop on picows: ``orjson.loads`` of every frame's payload, counting."""
+async def picows_client(url: str, n: int, msgspec: bool = False) -> dict:
+    """The bare loop on picows: ``orjson.loads`` of every frame's payload, counting
+    (``msgspec``: the feed stream's Struct decoder instead)."""
     import picows
 
     done = asyncio.Event()
     count = 0
     loads = orjson.loads
+    if msgspec:
+        from livestream.client.feeds import fastpath
+        from livestream.client.feeds.parse import RowParser
+
+        plan = fastpath.plan(RowParser(select={"type": "trade"}, columns=COLUMNS))
+        assert plan is not None
+        loads = plan.decode
     text = picows.WSMsgType.TEXT
 
     class Listener(picows.WSListener):
@@ -228,11 +245,16 @@ async def transport_client(url: str, n: int) -> dict:
     return res
 
 
-async def livestream_stream(url: str, n: int) -> dict:
+async def livestream_stream(url: str, n: int, fast: bool = True) -> dict:
+    """The feed stream; ``fast=False``: on its general path (no struct fast path, batches
+    bounded by ``batch_interval`` only), as before the fast path."""
     from livestream.client.feed import open_feed
 
-    feed = open_feed(url)
+    feed = open_feed(url) if fast else open_feed(url, batch_messages=10**12)
     st = feed.stream({"type": "trade"}, columns=COLUMNS, window=n)
+    if not fast:
+        st.use_fast_path = False
+        st._refresh_feed()
     done = asyncio.Event()
     st.on_update(lambda sub, frame, kind: sub.stats_data.rows >= n and done.set())
     await feed.opened(timeout=30)
@@ -260,8 +282,12 @@ async def livestream_on_aiohttp(url: str, n: int) -> dict:
 async def run_client(name: str, url: str, n: int) -> dict:
     if name == "livestream":
         return await livestream_stream(url, n)
+    if name == "livestream-general":
+        return await livestream_stream(url, n, fast=False)
     if name == "picows":
         return await picows_client(url, n)
+    if name == "picows-msgspec":
+        return await picows_client(url, n, msgspec=True)
     if name == "transport":
         return await transport_client(url, n)
     if name == "livestream-aiohttp":
@@ -296,6 +322,8 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
                                                      strict=True)])
     else:
         out["picows_vs_aiohttp_feed"] = None
+    out["fast_vs_general"] = ratios("livestream-general", "msgs_per_s")
+    out["fast_vs_general_cpu"] = ratios("livestream-general", "cpu_us_per_msg")
     out["transport_vs_picows"] = _spread([t["msgs_per_s"] / b["msgs_per_s"] for t, b in zip(
         runs["transport"], runs["picows"], strict=True)])
     # differences within a round (its runs are back to back), then the median over rounds:
@@ -310,6 +338,8 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
         "picows_bare": statistics.median(cpu["picows"]),
         "livestream_over_picows": statistics.median(ls - b for ls, b in zip(
             cpu["livestream"], cpu["picows"], strict=True)),
+        "msgspec_minus_orjson": statistics.median(m - b for m, b in zip(
+            cpu["picows-msgspec"], cpu["picows"], strict=True)),
         "transport_over_picows": statistics.median(t - b for t, b in zip(
             cpu["transport"], cpu["picows"], strict=True)),
         "livestream_over_transport": statistics.median(ls - t for ls, t in zip(
@@ -321,8 +351,11 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
 def tables(summary: dict, repeat: int) -> dict[str, str]:
     label = {"receive": "Tornado receive only", "bare": "bare: Tornado receive + `orjson.loads`",
              "picows": "bare: picows receive + `orjson.loads`",
+             "picows-msgspec": "bare: picows receive + the feed stream's msgspec Struct decode",
              "transport": "bare, through livestream's transport adapter",
              "livestream": "livestream feed stream",
+             "livestream-general": "livestream feed stream, general path (as before the struct "
+                                   "fast path)",
              "livestream-aiohttp": "livestream feed stream, transport on aiohttp instead"}
     rows = []
     for k in CLIENTS:
@@ -340,6 +373,7 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
     r, c = summary["livestream_vs_bare"], summary["livestream_vs_bare_cpu"]
     p, pc = summary["livestream_vs_picows"], summary["livestream_vs_picows_cpu"]
     t = summary["transport_vs_picows"]
+    fg, fgc = summary["fast_vs_general"], summary["fast_vs_general_cpu"]
     a = summary["picows_vs_aiohttp_feed"]
     b = summary["cpu_breakdown_us"]
     ls_rate = summary["livestream"]["msgs_per_s"][0]
@@ -362,8 +396,15 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
          f"{b['orjson_loads']:.2f}", ""],
         ["CPU µs/msg: bare picows loop (frame reading + `orjson.loads`)",
          f"{b['picows_bare']:.2f}", ""],
+        ["CPU µs/msg: msgspec Struct decode − `orjson.loads` (picows loops, median over rounds)",
+         f"{b['msgspec_minus_orjson']:+.2f}", ""],
         ["livestream feed on picows ÷ the same on aiohttp, msg/s (median of per-round pairs)",
          f"{a[0]:.2f}× [{a[1]:.2f}–{a[2]:.2f}]" if a else "aiohttp not installed", ""],
+        ["livestream ÷ its general path (no struct fast path, no batch bound), msg/s "
+         "(median of per-round pairs)",
+         f"{fg[0]:.2f}× [{fg[1]:.2f}–{fg[2]:.2f}]", ""],
+        ["livestream ÷ its general path, CPU per message",
+         f"{fgc[0]:.2f}× [{fgc[1]:.2f}–{fgc[2]:.2f}]", ""],
         ["transport adapter ÷ bare picows loop, msg/s (median of per-round pairs)",
          f"{t[0]:.2f}× [{t[1]:.2f}–{t[2]:.2f}]", ""],
         ["CPU µs/msg: livestream's own work (livestream − bare picows, median over rounds)",

@@ -361,6 +361,8 @@ def test_backoff_is_capped_exponential_with_jitter():
         ({"subprotocols": "v1"}, "subprotocols must be a list"),
         ({"backoff": 3}, "backoff must be a Backoff"),
         ({"on_open": [{"a": {1, 2}}]}, "cannot send"),
+        ({"batch_messages": 0}, "batch_messages must be a whole number"),
+        ({"batch_messages": 2.5}, "batch_messages must be a whole number"),
     ],
 )
 def test_bad_options_are_refused_with_a_clear_error(kwargs, error):

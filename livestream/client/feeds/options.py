@@ -151,6 +151,8 @@ class FeedOptions:
     proxy: str | None
     dead_letter_limit: int
     batch_interval: float
+    #: messages after which a batch is converted, even within ``batch_interval``
+    batch_messages: int
 
     @classmethod
     def of(
@@ -184,6 +186,7 @@ class FeedOptions:
         proxy: str | None = None,
         dead_letter_limit: int = 1000,
         batch_interval: float = 0.02,
+        batch_messages: int = 2048,
     ) -> FeedOptions:
         """Check every option; raises ValueError/TypeError naming the one at fault."""
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
@@ -235,6 +238,9 @@ class FeedOptions:
             raise ValueError("max_retries must be >= 0 (or None to retry forever)")
         if not (isinstance(batch_interval, (int, float)) and 0 <= batch_interval <= 1):
             raise ValueError(f"batch_interval must be between 0 and 1 s, got {batch_interval!r}")
+        if (not isinstance(batch_messages, int) or isinstance(batch_messages, bool)
+                or batch_messages < 1):
+            raise ValueError(f"batch_messages must be a whole number >= 1, got {batch_messages!r}")
         return cls(
             url=url, request_url=_with_params(url, params), headers=hdrs,
             subprotocols=list(subprotocols) if subprotocols is not None else None,
@@ -246,4 +252,5 @@ class FeedOptions:
             stale_after=stale_after, backoff=backoff, max_retries=max_retries,
             reconnect=reconnect, max_message_size=max_message_size,
             proxy=check_proxy(proxy), dead_letter_limit=dead_letter_limit, batch_interval=float(batch_interval),
+            batch_messages=batch_messages,
         )

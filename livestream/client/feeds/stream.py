@@ -24,6 +24,7 @@ import pandas as pd
 
 from ...loop import call_in_loop, on_loop_thread, run_in_loop
 from ..subscription import DEFAULT_WINDOW, Subscription
+from . import fastpath
 from .parse import RowError, RowParser
 from .select import MISSING, idx
 
@@ -197,6 +198,11 @@ class FeedStream(Subscription):
     them): :meth:`resume` continues with what arrives from then on.
     """
 
+    #: Whether the struct fast path (:mod:`.fastpath`) may take this stream's messages;
+    #: the rows are the same either way (set False and call ``_refresh_feed()`` to
+    #: compare, as the tests do)
+    use_fast_path: bool = True
+
     def __init__(
         self,
         feed: FeedConnection,
@@ -231,6 +237,10 @@ class FeedStream(Subscription):
         self._batch_cols: list[list[Any]] = []
         self._batch_srcs: list[Any] = []
         self._slow_rows = 0  # rows added by _take (the fast handler adds one per message)
+        # the struct fast path (see .fastpath): made once the columns are known
+        self._plan: fastpath.FastPlan | None = None
+        #: raw text → True when the struct fast path took the message (None: no fast path)
+        self._fast: Callable[[Any], bool] | None = None
         self._selected = 0
         self._flushed_selected = 0  # _selected at the last flush
         self._select = parser.select
@@ -269,10 +279,12 @@ class FeedStream(Subscription):
 
     def _make_feed(self) -> Callable[[Any, str | bytes], None]:
         parser = self.parser
+        self._fast = None
         if self.paused or self._has_path or parser.cols is None:
             return self._feed_any
         if len(self._batch_cols) != len(parser.cols):
             self._batch_cols = [[] for _ in parser.cols]
+        self._fast = self._make_fast()
         k = len(parser.cols)
         args = ", ".join(f"_a{i}" for i in range(k))
         reads = "; ".join(f"v{i} = {e}" for i, e in enumerate(parser.value_exprs("msg")))
@@ -313,6 +325,43 @@ class FeedStream(Subscription):
         return ns["make"](key, want, MISSING, self._select, self._dead, self._take,
                           self._on_unselected, idx,
                           self._batch_srcs.append, *(c.append for c in self._batch_cols))
+
+    def _make_fast(self) -> Callable[[Any], bool] | None:
+        """The struct fast path's per-message handler (see :mod:`.fastpath`): decodes the
+        raw text into the stream's Struct and appends its values to the per-column lists;
+        returns False, having done nothing, for a message the general path must take
+        (not text, another shape, not selected)."""
+        if not self.use_fast_path:
+            return None
+        if self._plan is None:
+            self._plan = fastpath.plan(self.parser)
+        plan = self._plan
+        if plan is None or len(plan.reads) != len(self._batch_cols):
+            return None
+        k = len(plan.reads)
+        args = ", ".join(f"_a{i}" for i in range(k))
+        appends = "; ".join(f"_a{i}({e})" for i, e in enumerate(plan.reads))
+        check = ("" if plan.select_attr is None else
+                 f"        if m.{plan.select_attr} != _want:\n"
+                 f"            return False\n")
+        src = (
+            f"def make(_decode, _want, _s, {args}):\n"
+            "    def fast(raw):\n"
+            "        if raw.__class__ is not str:\n"
+            "            return False\n"
+            "        try:\n"
+            "            m = _decode(raw)\n"
+            "        except Exception:\n"
+            "            return False\n"
+            f"{check}"
+            f"        {appends}; _s(raw)\n"
+            "        return True\n"
+            "    return fast\n"
+        )
+        ns: dict[str, Any] = {}
+        exec(compile(src, f"<livestream feed stream {self.name!r} (structs)>", "exec"), ns)
+        return ns["make"](plan.decode, plan.want, self._batch_srcs.append,
+                          *(c.append for c in self._batch_cols))
 
     def _on_unselected(self, msg: Any) -> None:
         self._unselected(msg)

@@ -1,0 +1,294 @@
+"""The struct fast path (msgspec, :mod:`livestream.client.feeds.fastpath`) gives exactly the
+windows the general path (``orjson.loads`` into a dict) gives, on the same messages over a
+real socket: same rows, dtypes and values, the same dead letters, missing counts and
+feed-level counters; and it steps aside where it does not apply."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+
+import pandas as pd
+import pytest
+from conftest import run, until
+from fakefeed import FakeExchange
+
+from livestream.client.feed import open_feed
+from livestream.client.feeds import fastpath
+from livestream.client.feeds.parse import Column, RowParser
+
+OMIT = object()  # the field is left out of the message
+
+# values as feeds send them, and values a stream must reject or count as missing
+VALUES = [
+    "43012.50", 43012.5, 1, 0, -0.0, "-0.0", "-0", "nan", "-Infinity", "1e5", " 2.5", "1_000",
+    "abc", "", None, True, False, [1, 2], {"x": 1}, 2**70, 2**63, -(2**63), 2**63 - 1,
+    1_700_000_000_123, "1700000000123", "2024-01-02T03:04:05Z", "BTC-USD", "é✓ \u0000",
+    "seq:42", 1.5e300, OMIT,
+]
+TYPES = ["trade"] * 8 + ["quote", "error", "Trade", 5, None, ["trade"], {"t": 1}, OMIT]
+# whole messages that are not one object of the usual shape
+ODD_TEXTS = [
+    "hello", "[1, 2]", "{}", "null", '"trade"', "{\"type\": \"trade\", \"p\": NaN}",
+    '{"type": "trade", "p": "1", "p": "2", "s": "A"}',  # duplicate keys: the last wins
+    '{"type": "quote", "type": "trade", "p": "3"}',
+    '{"type": "trade", "deep": ' + "[" * 300 + "]" * 300 + ', "p": "4"}',
+    '{"type": "trade", "p": "5", "d": {"p": "6", "book": {"bid": "7"}}, "extra": {"a": [1]}}',
+    '{"type": "trade", "p": 1e400}',  # out of range: not JSON for orjson, nor for a read field
+    '{"type": "trade", "p": 18446744073709551616}',
+    '{"type": "trade", "p": "\\ud800"}',  # a lone surrogate
+    '{"type": "trade", "q": 1, "status": "error"}',
+]
+
+
+def _value(rng: random.Random, pool: list) -> object:
+    return pool[rng.randrange(len(pool))]
+
+
+def _message(rng: random.Random) -> str:
+    if rng.random() < 0.06:
+        return ODD_TEXTS[rng.randrange(len(ODD_TEXTS))]
+    msg: dict = {}
+    fields = {"type": _value(rng, TYPES)}
+    for k in ("p", "q", "T", "s", "side", "n", "id", "ok"):
+        # mostly the usual values, so that most messages take the fast path
+        fields[k] = _value(rng, VALUES) if rng.random() < 0.25 else {
+            "p": f"{43000 + rng.randrange(1000) / 100:.2f}", "q": rng.randrange(100) / 7,
+            "T": 1_700_000_000_000 + rng.randrange(10**6), "s": rng.choice(["BTC", "ETH"]),
+            "side": rng.choice(["buy", "sell"]), "n": rng.randrange(50),
+            "id": f"seq:{rng.randrange(10**6)}", "ok": rng.random() < 0.5}[k]
+    r = rng.random()
+    if r < 0.6:
+        fields["d"] = {"p": _value(rng, VALUES) if rng.random() < 0.3 else "1.5",
+                       "v": _value(rng, VALUES) if rng.random() < 0.3 else "X",
+                       "book": ({"bid": _value(rng, VALUES)} if rng.random() < 0.7
+                                else _value(rng, VALUES))}
+    elif r < 0.8:
+        fields["d"] = _value(rng, VALUES)
+    msg.update(fields)
+    if rng.random() < 0.1:
+        msg["data"] = [{"p": _value(rng, VALUES)}, {"p": "2.5"}]
+    return json.dumps(_strip(msg))  # stdlib: writes integers beyond 64 bits as they are
+
+
+def _strip(v: object) -> object:
+    """``v`` without the fields set to OMIT."""
+    if isinstance(v, dict):
+        return {k: _strip(x) for k, x in v.items() if x is not OMIT}
+    if isinstance(v, list):
+        return [_strip(x) for x in v if x is not OMIT]
+    return v
+
+
+# (stream options, feed options, whether the fast path applies)
+SPECS = {
+    "trades": (dict(select={"type": "trade"},
+                    columns={"price": ("p", float), "qty": ("q", float),
+                             "time": ("T", "datetime"), "symbol": ("s", "category"),
+                             "side": "category", "n": ("n", int)}), {}, True),
+    "nested, required, converter, select key as a column": (
+        dict(select={"type": "trade"},
+             columns={"price": ("d.p", float), "bid": ("d.book.bid", "Float64"),
+                      "venue": ("d.v", str), "seq": Column(source="id", type=int,
+                                                            convert="number"),
+                      "type": "string", "ok": ("ok", "boolean"),
+                      "float32": ("q", "float32"), "naive": ("T", "datetime64[ns]")},
+             required=["price"]), {}, True),
+    "no select, no error check": (
+        dict(columns={"p": float, "s": str, "ok": "boolean", "t": ("T", "datetime64[ns]"),
+                      "seq": ("n", "Int64")}), {"ack_error": False}, True),
+    "path and envelope (general path only)": (
+        dict(select={"type": "trade"}, path="data", columns={"p": float},
+             envelope={"pair": "s"}), {}, False),
+}
+
+
+def _counting_plans(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Count the messages the fast path's decoder sees and takes."""
+    seen = {"calls": 0, "ok": 0}
+    real = fastpath.plan
+
+    def plan(parser):
+        p = real(parser)
+        if p is None:
+            return None
+        decode = p.decode
+
+        def counted(raw):
+            seen["calls"] += 1
+            out = decode(raw)
+            seen["ok"] += 1
+            return out
+
+        return dataclasses.replace(p, decode=counted)
+
+    monkeypatch.setattr(fastpath, "plan", plan)
+    return seen
+
+
+def _state(feed, st) -> dict:
+    s, fs = st.stats, feed.stats
+    return {
+        "rows": len(st), "messages": s.messages, "errors": s.errors, "extra": dict(s.extra),
+        "dropped": s.dropped, "missing": dict(st.missing_counts),
+        "dead": [(d.kind, d.reason, d.message) for d in st.dead_letters],
+        "feed": (fs.messages, fs.not_json, fs.feed_errors, fs.last_feed_error),
+    }
+
+
+# a float32 column: numpy warns when a value is beyond float32 (both paths give inf)
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_the_fast_path_and_the_general_path_give_the_same_window(spec, seed, monkeypatch):
+    stream_kw, feed_kw, applies = SPECS[spec]
+    seen = _counting_plans(monkeypatch)
+    rng = random.Random(seed)
+    texts = [_message(rng) for _ in range(600)] + ODD_TEXTS
+    if spec.startswith("nested"):  # "p" is not read: see the last test, the one difference
+        texts = [t for t in texts if "1e400" not in t]
+
+    async def main():
+        f = await FakeExchange().start()
+        fast_feed = open_feed(f.url, batch_interval=0.005, **feed_kw)
+        general_feed = open_feed(f.url, batch_interval=0.005, **feed_kw)
+        fast = fast_feed.stream(**stream_kw, window=10_000)
+        general = general_feed.stream(**stream_kw, window=10_000)
+        general.use_fast_path = False
+        general._refresh_feed()
+        await fast_feed.opened()
+        await general_feed.opened()
+        await until(lambda: len(f.clients) == 2, "both connected")
+        for t in texts:
+            f.send_raw(t)
+        await until(lambda: fast_feed.stats.messages == general_feed.stats.messages
+                    == len(texts), "every message received by both")
+        fast._flush()
+        general._flush()
+        a, b = _state(fast_feed, fast), _state(general_feed, general)
+        # a message that is not JSON is dead-lettered when it arrives, a bad value when its
+        # batch is converted: the order *between* kinds follows the batch timer's timing
+        a["dead"].sort(key=lambda d: d[0])
+        b["dead"].sort(key=lambda d: d[0])
+        for i, (x, y) in enumerate(zip(a["dead"], b["dead"], strict=True)):
+            assert x == y, f"dead letter {i}"
+        assert a == b
+        pd.testing.assert_frame_equal(fast.df, general.df, check_exact=True)
+        assert list(fast.df.dtypes) == list(general.df.dtypes)
+        if applies:
+            # the fast path took most messages, and sent the others to the general path
+            assert seen["calls"] == len(texts)
+            assert 0.2 * len(texts) < seen["ok"] < seen["calls"]
+            assert len(fast) > 20 and b["dead"]
+        else:
+            assert seen["calls"] == 0
+        fast_feed.close()
+        general_feed.close()
+        await f.stop()
+
+    run(main())
+
+
+def test_rows_keep_the_order_of_their_messages_across_the_two_paths():
+    """Messages the fast path takes and messages it hands to the general path (a nested
+    object that is text, an array value) interleave in one batch in message order."""
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, batch_interval=0.2)
+        st = feed.stream({"type": "t"}, columns={"i": int, "v": ("d.v", str)})
+        await feed.opened()
+        await until(lambda: len(f.clients) == 1, "connected")
+        for i in range(60):
+            d = {"v": f"x{i}"} if i % 3 else ("text" if i % 2 else {"v": [i]})
+            f.send_raw(json.dumps({"type": "t", "i": i, "d": d}))
+        await until(lambda: len(st) == 60, "60 rows")
+        assert st.df["i"].tolist() == list(range(60))
+        want = [f"x{i}" if i % 3 else (None if i % 2 else f"[{i}]") for i in range(60)]
+        assert [None if pd.isna(v) else v for v in st.df["v"]] == want
+        feed.close()
+        await f.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("kw", [
+    dict(select=lambda m: True, columns={"p": float}),
+    dict(select={"type": "trade", "venue": "x"}, columns={"p": float}),
+    dict(select={"type": 5}, columns={"p": float}),
+    dict(select={"a.b": "x"}, columns={"p": float}),
+    dict(path="data", columns={"p": float}),
+    dict(path="data", envelope={"pair": "s"}, columns={"p": float}),
+    dict(columns={"p": (0, float)}),
+    dict(columns={"p": ("a.0", float)}),
+    dict(columns={"a": ("k", float), "b": ("k.c", float)}),
+    dict(select={"k": "x"}, columns={"b": ("k.c", float)}),
+    dict(columns=None),
+])
+def test_the_fast_path_steps_aside_where_it_does_not_apply(kw):
+    assert fastpath.plan(RowParser(**kw)) is None
+
+
+def test_the_plan_reads_nested_fields_and_the_selector():
+    p = fastpath.plan(RowParser(select={"type": "trade"},
+                                columns={"p": float, "x": ("k.c", str), "y": ("k.d.e", int)}))
+    assert p is not None and p.want == "trade"
+    m = p.decode('{"type": "trade", "p": "1.5", "k": {"c": "z", "d": null}, "other": [1]}')
+    values = [eval(e, {"m": m}) for e in p.reads]  # the expressions the handler inlines
+    assert values == ["1.5", "z", None]
+    assert getattr(m, p.select_attr) == "trade"
+    for bad in ('{"p": [1]}', '{"k": "text"}', '{"p": 18446744073709551616}', "[1]", "x"):
+        with pytest.raises(Exception):  # noqa: B017 (msgspec's errors: the general path decides)
+            p.decode(bad)
+
+
+def test_a_number_beyond_float64_in_a_field_the_stream_does_not_read():
+    """The one documented difference: msgspec skips a field the stream does not read
+    without parsing its number, so a message whose *unread* field holds a number beyond
+    float64's range (``1e400``, which orjson refuses as not JSON) gives its row on the
+    fast path and is a ``not_json`` dead letter on the general path. In a field the
+    stream reads, both refuse it."""
+    async def main():
+        f = await FakeExchange().start()
+        feeds = [open_feed(f.url) for _ in range(2)]
+        fast, general = (fd.stream({"type": "t"}, columns={"p": float}) for fd in feeds)
+        general.use_fast_path = False
+        general._refresh_feed()
+        for fd in feeds:
+            await fd.opened()
+        await until(lambda: len(f.clients) == 2, "both connected")
+        f.send_raw('{"type": "t", "p": "1.5", "unread": 1e400}')
+        f.send_raw('{"type": "t", "p": 1e400}')
+        f.send_raw('{"type": "t", "p": "2.5"}')
+        await until(lambda: len(fast) == 3 - 1 and len(general) == 1, "rows")
+        assert fast.df["p"].tolist() == [1.5, 2.5]
+        assert general.df["p"].tolist() == [2.5]
+        assert fast.stats.extra["not_json"] == 1 and general.stats.extra["not_json"] == 2
+        for fd in feeds:
+            fd.close()
+        await f.stop()
+
+    run(main())
+
+
+def test_a_batch_ends_after_batch_messages_messages():
+    """One read from a busy socket holds many messages; a batch is converted every
+    ``batch_messages`` of them even within ``batch_interval`` (here a long one)."""
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, batch_interval=1.0, batch_messages=100)
+        st = feed.stream({"type": "t"}, columns={"i": int})
+        sizes = []
+        st.on_update(lambda sub, frame, kind: sizes.append(len(frame)))
+        await feed.opened()
+        await until(lambda: len(f.clients) == 1, "connected")
+        for i in range(250):
+            f.send_raw(json.dumps({"type": "t", "i": i}))
+        await until(lambda: len(st) == 250, "250 rows")  # the last 50 after the timer
+        # the 101st message ends the first batch before it is taken, and so on
+        assert sizes == [100, 100, 50]
+        assert st.df["i"].tolist() == list(range(250))
+        feed.close()
+        await f.stop()
+
+    run(main())
