@@ -45,6 +45,30 @@ async def until(fn: Callable[[], Any], timeout: float = 10.0, what: str = "condi
         await asyncio.sleep(step)
 
 
+def wait_for_output(proc: subprocess.Popen, pattern: str, timeout: float = 60.0) -> Any:
+    """Read ``proc``'s stdout (a pipe) until ``pattern`` (a regex) matches what it printed;
+    returns the match. Reads the file descriptor itself, so no line can sit unseen in a
+    Python buffer while ``select`` waits for more; fails after ``timeout`` seconds or at
+    end of output, quoting what was printed."""
+    import re
+    import select
+
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, seen.decode(errors="replace"))
+        if m:
+            return m
+        left = deadline - time.monotonic()
+        ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            raise AssertionError(f"no {pattern!r} in the output after {timeout}s: {seen[-2000:]!r}")
+        seen += chunk
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
     """Terminate ``proc`` (SIGTERM, so it can shut down cleanly); kill it if it lingers."""
     if proc.poll() is not None:

@@ -264,27 +264,18 @@ def test_rows_times_columns_is_bounded_by_max_message_size(make_server) -> None:
 
 def test_livestream_serve_takes_max_columns(tmp_path) -> None:
     """``livestream serve --max-columns N`` sets the limit of a server process."""
-    import re
-    import select
     import subprocess
     import sys
     import urllib.error
     import urllib.request
 
-    from testutil import stop_process
+    from testutil import stop_process, wait_for_output
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "livestream.cli", "serve", "--port", "0", "--max-columns", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        assert proc.stdout is not None
-        port = None
-        while port is None:
-            ready, _, _ = select.select([proc.stdout], [], [], 60)
-            line = proc.stdout.readline() if ready else ""
-            assert line, "livestream serve printed no URL"
-            m = re.search(r"ws://127\.0\.0\.1:(\d+)/ws", line)
-            port = int(m.group(1)) if m else None
+        port = int(wait_for_output(proc, r"ws://127\.0\.0\.1:(\d+)/ws").group(1))
 
         def post(topic: str, row: dict) -> int:
             req = urllib.request.Request(f"http://127.0.0.1:{port}/topics/{topic}", method="POST",
