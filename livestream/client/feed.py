@@ -681,6 +681,14 @@ class FeedConnection:
         batch_interval = self.options.batch_interval
         batch_messages = self.options.batch_messages
 
+        def open_batch(count: int) -> None:
+            """A batch starts at message ``count``: it ends after ``batch_interval`` or
+            ``batch_messages`` messages, whichever comes first."""
+            self._batch_open = True
+            self._batch_full_at = count + batch_messages
+            self._batch_timer = (loop.call_later(batch_interval, self._end_batch)
+                                 if batch_interval else loop.call_soon(self._end_batch))
+
         def on_message(raw: str | bytes | None) -> None:
             if gen != self._gen:
                 return
@@ -689,22 +697,12 @@ class FeedConnection:
                 return
             count = self._count = self._count + 1
             if not self._batch_open:
-                self._batch_open = True
-                self._batch_full_at = count + batch_messages
-                if batch_interval:
-                    self._batch_timer = loop.call_later(batch_interval, self._end_batch)
-                else:
-                    self._batch_timer = loop.call_soon(self._end_batch)
+                open_batch(count)
             elif count >= self._batch_full_at:  # a full batch: convert it now
                 if self._batch_timer is not None:
                     self._batch_timer.cancel()
                 self._end_batch()
-                self._batch_open = True
-                self._batch_full_at = count + batch_messages
-                if batch_interval:
-                    self._batch_timer = loop.call_later(batch_interval, self._end_batch)
-                else:
-                    self._batch_timer = loop.call_soon(self._end_batch)
+                open_batch(count)
             if ping_text is not None and raw == ping_text:
                 self._answer_ping(raw)
                 return
