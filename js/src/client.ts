@@ -489,6 +489,11 @@ export class Client extends Emitter<ClientEvents> implements SubscriptionHost {
           sub._gap(msg as GapMessage);
         }
         return;
+      case "deleted":
+        // docs/protocol.md §4.11: the subscription stays, like one to a topic not created
+        // yet; a re-created topic comes as subscribed, a gap (epoch) and a snapshot
+        if (sub && !sub.closed) sub._setState("waiting");
+        return;
       case "ack":
       case "pong":
       case "refreshed": {
@@ -517,7 +522,7 @@ export class Client extends Emitter<ClientEvents> implements SubscriptionHost {
         return;
       }
       default:
-        return; // unsubscribed, deleted, and types of later protocol revisions
+        return; // unsubscribed, and types of later protocol revisions
     }
   }
 }

@@ -83,3 +83,26 @@ test("a restart before the topic reappears: waiting, then one gap and the new ep
   );
   checkSeqWindow(assert, sub.window, 0, 3);
 });
+
+test("a deleted topic's subscription waits, then takes the re-created topic's rows", async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  await srv.cmd({ cmd: "append", topic: "t", n: 10 });
+  const client = connect(srv.url, { encoding: "arrow" });
+  t.after(() => client.close());
+  const gaps = [];
+  const sub = client.subscribe("t", { onGap: (g) => gaps.push(g) });
+  await subscriptionAt(sub, 10);
+  assert.equal(sub.state, "live");
+  const oldEpoch = sub.epoch;
+  const del = await srv.cmd({ cmd: "delete", topic: "t" });
+  assert.equal(del.deleted, true);
+  await until(sub, ["state"], () => sub.state === "waiting", "the subscription to wait");
+  const ack = await srv.cmd({ cmd: "append", topic: "t", n: 5 });
+  await until(sub, ["update"], () => sub.epoch === ack.epoch && sub.offset === 5, "the new topic's snapshot");
+  assert.equal(sub.state, "live");
+  assert.notEqual(ack.epoch, oldEpoch);
+  assert.equal(gaps.length, 1);
+  assert.equal(gaps[0].reason, "epoch");
+  checkSeqWindow(assert, sub.window, 0, 5);
+});

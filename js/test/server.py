@@ -97,6 +97,9 @@ def main() -> None:
                 })
                 u = srv.publish(topic, df)
                 out.update(offset=u.offset, next=u.next, epoch=u.epoch)
+            elif cmd == "delete":
+                out.update(deleted=srv.delete(topic))
+                counters.pop(topic, None)
             elif cmd == "types":
                 u = srv.publish(topic, types_frame())
                 out.update(offset=u.offset, next=u.next)
