@@ -50,8 +50,16 @@ from ..protocol.codec import ArrowStreamReader, table_to_frame
 DEFAULT_WINDOW = 100_000
 
 #: Arrow appends kept as record batches before they are copied into the window in one
-#: go (see :meth:`SubscriptionState.apply`): a read, or this many batches, copies them.
+#: go (see :meth:`SubscriptionState.apply`): a read copies them, and so do this many small
+#: batches (fewer than :data:`LARGE_BATCH_ROWS` rows each on average) ...
 MAX_PENDING_BATCHES = 256
+#: ... or this many batches of :data:`LARGE_BATCH_ROWS` rows or more on average. A pending
+#: batch costs about a kilobyte beside its rows (Python and Arrow objects): small batches
+#: are copied early so that this overhead stays small; larger ones wait for a read (a chart's
+#: next frame, ``sub.df``), bounded in rows by the window (older pending batches that a
+#: window's worth of newer rows hides are dropped, never copied).
+MAX_PENDING_LARGE_BATCHES = 4096
+LARGE_BATCH_ROWS = 64
 
 _concat_batches = getattr(pa, "concat_batches", None)  # pyarrow >= 19
 
@@ -227,7 +235,7 @@ class SubscriptionState:
         self._resets = 0
         self._gaps: deque[dict] = deque(maxlen=GAP_HISTORY)
         # Arrow appends not yet copied into ``_rows`` (they follow its end offset)
-        self._pending: list[pa.RecordBatch] = []
+        self._pending: deque[pa.RecordBatch] = deque()
         self._pending_rows = 0
         # rows between the window's end and the first pending batch, dropped unseen: a
         # window's worth of newer rows is pending (the window will be reset to them)
@@ -288,29 +296,32 @@ class SubscriptionState:
             self._skipped = 0
         if not self._pending:
             return
-        batches, self._pending, self._pending_rows = self._pending, [], 0
+        batches, self._pending, self._pending_rows = self._pending, deque(), 0
         if len(batches) == 1:
             data: pa.RecordBatch | pa.Table = batches[0]
         elif _concat_batches is not None:  # one batch of contiguous columns, in C++
-            data = _concat_batches(batches)
+            data = _concat_batches(list(batches))
         else:  # pragma: no cover - pyarrow < 19
-            data = pa.Table.from_batches(batches)
+            data = pa.Table.from_batches(list(batches))
         self._rows.append(data)
 
     def _drop_pending(self) -> None:
-        self._pending, self._pending_rows, self._skipped = [], 0, 0
+        self._pending, self._pending_rows, self._skipped = deque(), 0, 0
 
     def _bound_pending(self) -> None:
         """After a batch joined the pending ones: drop the pending batches a window's
         worth of newer rows hides (never copied), and copy into the window once
-        :data:`MAX_PENDING_BATCHES` batches wait."""
+        :data:`MAX_PENDING_BATCHES` small or :data:`MAX_PENDING_LARGE_BATCHES` larger
+        batches wait."""
         window, pending = self.window, self._pending
         if window is not None:
             while len(pending) > 1 and self._pending_rows - pending[0].num_rows >= window:
-                n = pending.pop(0).num_rows
+                n = pending.popleft().num_rows
                 self._pending_rows -= n
                 self._skipped += n
-        if len(pending) >= MAX_PENDING_BATCHES:
+        k = len(pending)
+        if k >= MAX_PENDING_BATCHES and (k >= MAX_PENDING_LARGE_BATCHES
+                                         or self._pending_rows < LARGE_BATCH_ROWS * k):
             self._fold()
 
     @property
@@ -510,7 +521,7 @@ class SubscriptionState:
         ``kind`` is snapshot, append, upsert or replace. ``data`` may be an Arrow
         table (or record batch) for appends to a rolling window: no DataFrame is built,
         and its columns are copied into the window's arrays later, many batches at
-        once (when the window is read, or :data:`MAX_PENDING_BATCHES` batches wait);
+        once (when the window is read, or enough batches wait: :meth:`_bound_pending`);
         pending batches that a window's worth of newer rows hides are dropped without
         ever being copied. ``columns``, the frame's columns as arrays
         (name → array), lets an append copy them without a Series per column.

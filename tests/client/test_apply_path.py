@@ -162,6 +162,24 @@ def test_more_pending_rows_than_the_window_fold_into_it(monkeypatch):
     assert sub.df["ts"].tolist() == list(range(20, 32))
 
 
+def test_larger_batches_wait_for_a_read_longer_than_small_ones(monkeypatch):
+    monkeypatch.setattr(state_mod, "MAX_PENDING_BATCHES", 4)
+    monkeypatch.setattr(state_mod, "MAX_PENDING_LARGE_BATCHES", 8)
+    monkeypatch.setattr(state_mod, "LARGE_BATCH_ROWS", 3)
+    proto, sub = connected(window=1000)
+    seen = []
+    for k in range(10):  # 3-row batches: "large" here, they wait until 8 are pending
+        feed(proto, sub, frame("append", 5 + 3 * k, 3))
+        seen.append(len(sub.machine._pending))
+    assert seen == [1, 2, 3, 4, 5, 6, 7, 0, 1, 2]
+    seen = []
+    for k in range(6):  # 1-row batches bring the average below 3: copied at 4 pending
+        feed(proto, sub, frame("append", 35 + k, 1))
+        seen.append(len(sub.machine._pending))
+    assert seen == [3, 0, 1, 2, 3, 0]
+    assert sub.df["ts"].tolist() == list(range(41))
+
+
 def test_batches_hidden_by_a_window_of_newer_rows_are_never_copied(frames_built, monkeypatch):
     copied: list[int] = []
     real = ColumnWindow.append
