@@ -293,3 +293,26 @@ def test_converters_and_envelope_fields_shape_the_rows():
         await f.stop()
 
     run(main())
+
+
+def test_dead_letters_of_one_batch_come_in_message_order():
+    """Bad values are found column by column; the dead letters still follow the messages
+    (the first bad in a later column, qty, before one in an earlier column, price)."""
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, batch_interval=0.5)  # the three messages: one batch
+        st = feed.stream({"type": "t"}, columns={"price": ("p", float), "qty": ("q", float)})
+        await feed.opened()
+        await until(lambda: len(f.clients) == 1, "connected")
+        f.send_raw('{"type": "t", "p": "1.5", "q": true, "id": "first"}')
+        f.send_raw('{"type": "t", "p": "abc", "q": 2, "id": "second"}')
+        f.send_raw('{"type": "t", "p": "2.5", "q": 3, "id": "third"}')
+        await until(lambda: len(st.dead_letters) == 2 and len(st) == 1, "one row, two dead")
+        assert [d.message.split('"id": ')[1] for d in st.dead_letters] == [
+            '"first"}', '"second"}']
+        assert "column 'qty'" in st.dead_letters[0].reason
+        assert "column 'price'" in st.dead_letters[1].reason
+        feed.close()
+        await f.stop()
+
+    run(main())

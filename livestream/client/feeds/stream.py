@@ -554,7 +554,7 @@ class FeedStream(Subscription):
             for src in srcs:
                 self._dead(src, f"internal error building the batch: {exc!r}", "internal")
             return
-        for i, reason in bad.items():
+        for i, reason in sorted(bad.items()):  # in message order, whatever column failed
             if reason.startswith(("a record must", "cannot infer")):
                 kind = "bad_record"
             elif "missing" in reason:
