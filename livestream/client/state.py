@@ -54,7 +54,7 @@ DEFAULT_WINDOW = 100_000
 #: batches (fewer than :data:`LARGE_BATCH_ROWS` rows each on average) ...
 MAX_PENDING_BATCHES = 256
 #: ... or this many batches of :data:`LARGE_BATCH_ROWS` rows or more on average. A pending
-#: batch costs about a kilobyte beside its rows (Python and Arrow objects): small batches
+#: batch costs its own Python and Arrow objects beside its rows, whatever its size: small batches
 #: are copied early so that this overhead stays small; larger ones wait for a read (a chart's
 #: next frame, ``sub.df``), bounded in rows by the window (older pending batches that a
 #: window's worth of newer rows hides are dropped, never copied).
@@ -84,8 +84,8 @@ class RowsApplied:
     or an Arrow table or record batch for Arrow appends (:meth:`frame` converts).
 
     Made once per message on the apply path, so it is not frozen: a frozen dataclass's
-    ``__init__`` costs four times as much (``object.__setattr__`` per field). Treat it
-    as read-only."""
+    ``__init__`` sets each field through ``object.__setattr__``, several times the cost.
+    Treat it as read-only."""
 
     topic: str
     kind: str  #: snapshot, append, upsert or replace

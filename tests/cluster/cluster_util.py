@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from testutil import poll
+from testutil import poll, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,13 +157,7 @@ class Node:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(30)
+        stop_process(proc, timeout)
         return proc.returncode
 
     def log_tail(self, lines: int = 40) -> str:

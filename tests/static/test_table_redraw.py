@@ -49,13 +49,19 @@ def test_served_table_redraws_with_the_same_row_count(served_table, browser) -> 
         page.close()
 
 
-def test_saved_table_redraws_with_the_same_row_count(trades_sub, browser, tmp_path: Path,
-                                                      ) -> None:
+def _saved_table(trades_sub, browser, tmp_path: Path):
+    """A saved page with a 5-row table of the trades, opened in a new page."""
     table = ViewSpec.table(trades_sub, rows=5, columns=["ts", "sym", "price"])
     path = Dashboard([table], title="Table").save(tmp_path / "table.html")
     page = browser.new_page(viewport={"width": 1000, "height": 600})
+    page.goto(path.as_uri())
+    return page
+
+
+def test_saved_table_redraws_with_the_same_row_count(trades_sub, browser, tmp_path: Path,
+                                                      ) -> None:
+    page = _saved_table(trades_sub, browser, tmp_path)
     try:
-        page.goto(path.as_uri())
         _changes(page, 5)
     finally:
         page.close()
@@ -65,11 +71,8 @@ def test_saved_table_shows_milliseconds_and_a_row_count(trades_sub, browser, tmp
                                                         ) -> None:
     import re
 
-    table = ViewSpec.table(trades_sub, rows=5, columns=["ts", "sym", "price"])
-    path = Dashboard([table], title="Table").save(tmp_path / "table.html")
-    page = browser.new_page(viewport={"width": 1000, "height": 600})
+    page = _saved_table(trades_sub, browser, tmp_path)
     try:
-        page.goto(path.as_uri())
         rows = poll(lambda: len(r := visible_rows(page)) == 5 and all(r) and r, 60, "rows")
         # time of day to the millisecond, as the served app shows it, not cut off
         assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", rows[0].split("\n")[0]), rows[0]
