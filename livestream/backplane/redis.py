@@ -582,7 +582,12 @@ class RedisBackplane(Backplane):
 
     async def _read_loop(self) -> None:
         backoff = 0.05
+        me = asyncio.current_task()
         while not self._closing:
+            if me is not None and me.cancelling():
+                # redis-py can swallow a cancellation that lands while a blocking read
+                # returns (redis/redis-py#2028); the request is still on the task
+                raise asyncio.CancelledError
             try:
                 if not self.connected:
                     await self._rx.ping()

@@ -508,6 +508,7 @@ async def test_the_mirror_check_racing_a_publish_does_not_start_a_new_epoch(redi
     epoch = bp.get("trades").epoch
     real_pipeline = bp._r.pipeline
     raced: list[bool] = []
+    me = asyncio.current_task()
 
     def racing_pipeline(*args, **kwargs):
         pipe = real_pipeline(*args, **kwargs)
@@ -515,7 +516,9 @@ async def test_the_mirror_check_racing_a_publish_does_not_start_a_new_epoch(redi
 
         async def execute(*a2, **k2):
             answers = await real_execute(*a2, **k2)
-            if not raced:  # once (the node's own once-a-second check may get here too)
+            # once, and only in this test's own check: the node's once-a-second check may
+            # use the pipeline meanwhile, and a race there would still be in flight below
+            if not raced and asyncio.current_task() is me:
                 raced.append(True)
                 await bp.publish_async("trades", trades(5, 5))  # lands after Redis answered
             return answers
@@ -528,8 +531,52 @@ async def test_the_mirror_check_racing_a_publish_does_not_start_a_new_epoch(redi
         await bp._verify_mirrors()
     finally:
         bp._r.pipeline = real_pipeline
+    assert raced
     topic = bp.get("trades")
     assert (topic.epoch, topic.next_offset) == (epoch, 10)
     update = await a.publish("trades", trades(5, 10))
     assert (update.epoch, update.offset) == (epoch, 10)
     await a.aclose()
+
+
+@async_test(timeout=60)
+async def test_the_reader_stops_when_cancelled_even_if_redis_py_swallows_the_cancellation(
+        redis_server):
+    # redis-py can eat a cancellation that lands while a blocking read returns (its issue
+    # #2028): the reader then looped on, and a loop torn down without aclose() never ended
+    a = await node(redis_server.url)
+    bp = a.core.backplane
+    real_xread = bp._rx.xread
+    swallowed = asyncio.Event()
+
+    async def xread_eating_cancellation(*args, **kwargs):
+        try:
+            return await real_xread(*args, **kwargs)
+        except asyncio.CancelledError:
+            swallowed.set()
+            return []  # what redis-py answers when the race goes its way
+
+    bp._rx.xread = xread_eating_cancellation
+    reader = bp._reader
+    # wait for the reader to be inside xread (a blocking read of up to a second)
+    await until(lambda: any(f.f_code.co_name == "xread_eating_cancellation"
+                            for f in _frames(reader)), what="the reader inside xread")
+    reader.cancel()
+    try:
+        await asyncio.wait_for(swallowed.wait(), 10)
+        done, _ = await asyncio.wait([reader], timeout=15)
+        assert reader in done and reader.cancelled()
+    finally:
+        bp._rx.xread = real_xread
+        await a.aclose()
+
+
+def _frames(task: asyncio.Task) -> list:
+    """The frames of a suspended task's coroutine chain, outermost first."""
+    frames, coro = [], task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
