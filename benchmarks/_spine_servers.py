@@ -93,6 +93,11 @@ class LivestreamTarget(Target):
     def subscribers(self, topic: str) -> int:
         return sum(1 for h in self.handlers(topic) if h.topics.get(topic) == "live")
 
+    def backlog(self, topic: str) -> int:
+        """The largest client queue: written and not yet taken by the socket, and the
+        appends held for merging (docs/protocol.md §3.3)."""
+        return max((h.unsent() for h in self.handlers(topic)), default=0)
+
     def publish(self, topic: str, df: pd.DataFrame) -> None:
         self.srv.publish(topic, df)
 

@@ -236,6 +236,7 @@ async def measure(
         )
         if res["messages"]:
             res["subscriber_cpu_us_per_message"] = res["subscriber_cpu_s"] / res["messages"] * 1e6
+            res["rows_per_message"] = delivered / res["messages"]
         if mode == "pandas":
             rows = [r for d in dones for r in d.get("frame_rows", [])]
             res.update(frame_rows=rows, frame_ms=[m for d in dones for m in d.get("frame_ms", [])],
@@ -396,6 +397,10 @@ def _line(kind: str, r: dict) -> str:
         f"sub cpu {r['subscriber_cpu']:.0%}"
     if r.get("subscriber_cpu_us_per_message") is not None:
         s += f", {r['subscriber_cpu_us_per_message']:.1f} µs/msg"
+    if r.get("rows_per_message") is not None:
+        s += f", {r['rows_per_message']:.0f} rows/msg"
+    if r.get("wall_s") is not None:
+        s += f", published {r['publish_s']:.1f} s, delivered {r['wall_s']:.1f} s"
     s += ")"
     if not r["complete"]:
         s += " INCOMPLETE"

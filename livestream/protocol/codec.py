@@ -341,6 +341,34 @@ def encode_arrow(frame: pd.DataFrame, schema: Schema,
     return sink.getvalue().to_pybytes()
 
 
+def stream_head(schema: Schema) -> bytes | None:
+    """The bytes every data stream of ``schema`` that :func:`encode_arrow` writes starts
+    with (its encapsulated schema message), or None when its streams also carry
+    dictionary batches (category columns). A stream of such a schema is
+    ``stream_head(schema)``, one record batch message and :data:`STREAM_END`."""
+    return _schema_message(schema)
+
+
+#: The end-of-stream marker every Arrow IPC stream ends with.
+STREAM_END = _EOS
+
+
+def stream_batches(frame: bytes, head: bytes) -> memoryview | None:
+    """The record batch messages of a binary data frame (:func:`pack_binary` of a header
+    and a stream that starts with ``head`` and ends with :data:`STREAM_END`): the stream
+    without its schema message and end marker, a view of ``frame``. None if the frame
+    is not laid out so. Streams of one schema merge by concatenating these
+    (docs/protocol.md §3.3, merged appends)."""
+    if len(frame) < 4:
+        return None
+    (n,) = _HEADER.unpack_from(frame, 0)
+    start = 4 + n + len(head)
+    if len(frame) < start + 8 or not frame.startswith(head, 4 + n) \
+            or not frame.endswith(_EOS):
+        return None
+    return memoryview(frame)[start:len(frame) - 8]
+
+
 def read_arrow(data: bytes | memoryview) -> pa.Table:
     """Read an Arrow IPC stream into an Arrow table, **trusting** it (a client reading
     its server's frames). Bytes from untrusted peers go through

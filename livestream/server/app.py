@@ -53,7 +53,7 @@ from ..protocol import (
     error_message,
     pack_binary,
 )
-from ..protocol.codec import untrusted_arrow_to_frame
+from ..protocol.codec import stream_head, untrusted_arrow_to_frame
 from ..protocol.ipc import Limits
 from . import _tornado_compat
 from .auth import Authenticator, Grant, TokenError
@@ -458,6 +458,8 @@ class LivestreamServer:
         topic = self.backplane.get(update.topic)
         assert topic is not None and topic.schema is not None
         frames: dict[str, bytes] = {}
+        # binary appends may be merged for a client whose socket is busy (its stream head)
+        head = stream_head(topic.schema) if update.kind == "append" else None
         for h in list(subs):
             enc = h.encoding
             state = h.topics.get(update.topic)
@@ -477,7 +479,10 @@ class LivestreamServer:
             if data is None:
                 data = self.encode(update, topic.schema, enc)
                 frames[enc] = data
-            h.send_update(update, data, enc == "arrow")
+            if enc == "arrow":
+                h.send_update(update, data, True, head)
+            else:
+                h.send_update(update, data, False)
 
     def encode(self, update: Update, schema: Schema, encoding: str,
                with_schema: bool = False) -> bytes:

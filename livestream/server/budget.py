@@ -27,7 +27,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ._tornado_compat import closing, unflushed
+from ._tornado_compat import closing
 
 if TYPE_CHECKING:
     from .app import LivestreamServer
@@ -73,8 +73,7 @@ class SendBudget:
         self.metrics.send_queue_bytes = self.total
 
     def _refresh(self, h: ClientHandler) -> int:
-        stream = h.out_stream
-        q = unflushed(stream) if stream is not None else 0
+        q = h.unsent()
         self.total += q - h.queued
         h.queued = q
         return q

@@ -38,6 +38,16 @@ class ServerConfig:
       resume missed) is sent in slices of about this size (at most half of
       ``send_queue_bytes``), each only while the client's queue is below half of
       ``send_queue_bytes``; the rest follows as the client reads.
+    - ``kernel_unsent_bytes`` [64 KiB]: bytes of a client's stream the kernel may hold
+      unsent (``TCP_NOTSENT_LOWAT``, Linux; ignored elsewhere). What a client does not
+      take beyond that waits in the server's own queue, where ``send_queue_bytes``
+      bounds it and appends merge, instead of in kernel buffers of up to 4 MiB per
+      connection that no limit here sees. Data in flight is not limited by it. 0 leaves
+      the kernel's default.
+    - ``merge_bytes`` [1 MiB]: binary appends of a topic that a client's busy socket
+      makes wait are merged into one frame of up to about this size (one Arrow stream
+      of several record batches; docs/protocol.md §3.3): a client that falls behind
+      catches up with fewer, bigger messages. 0 sends every append as it was published.
     - ``max_send_bytes_total`` [256 MiB]: bytes queued for all clients together.
       Past it, the clients with the largest queues are disconnected (close code
       4000, connection aborted at once) until the total is below it again.
@@ -98,6 +108,8 @@ class ServerConfig:
     max_columns: int = 1000
     send_queue_bytes: int = 8 * MiB
     snapshot_slice_bytes: int = 1 * MiB
+    merge_bytes: int = 1 * MiB
+    kernel_unsent_bytes: int = 64 * 1024
     max_send_bytes_total: int = 256 * MiB
     send_timeout: float = 20.0
     slow_consumer: Literal["close", "conflate"] = "close"
@@ -131,6 +143,10 @@ class ServerConfig:
                      "max_topics", "snapshot_slice_bytes", "max_send_bytes_total"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.merge_bytes < 0:
+            raise ValueError("merge_bytes must be 0 (no merging) or more")
+        if self.kernel_unsent_bytes < 0:
+            raise ValueError("kernel_unsent_bytes must be 0 (the kernel's default) or more")
         for name in ("send_timeout", "http_idle_timeout", "http_body_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")

@@ -19,6 +19,7 @@ class Metrics:
     rows_published: int = 0
     publishes: int = 0
     queue_drops: int = 0
+    appends_merged: int = 0
     encodes: int = 0
     send_queue_bytes: int = 0
     send_queue_bytes_peak: int = 0
@@ -57,6 +58,9 @@ class Metrics:
                self.encodes)
         metric("livestream_queue_drops_total", "counter",
                "Updates not sent to a slow client (conflated).", self.queue_drops)
+        metric("livestream_appends_merged_total", "counter",
+               "Appends sent merged into the frame of the append before them (held while "
+               "the client's socket was busy).", self.appends_merged)
         metric("livestream_send_queue_bytes", "gauge",
                "Bytes written to all clients and not yet taken by their sockets.",
                self.send_queue_bytes)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import socket
+import sys
 from typing import TYPE_CHECKING, Any
 
 from tornado.iostream import IOStream, StreamClosedError
@@ -37,7 +39,15 @@ from ..protocol import (
     parse_client_message,
     unpack_binary,
 )
-from ._tornado_compat import StrictProtocol, closing, unflushed, write_frame
+from ..protocol.codec import STREAM_END, data_header, pack_binary, stream_batches
+from ._tornado_compat import (
+    StrictProtocol,
+    closing,
+    frame_header,
+    on_flushed,
+    unflushed,
+    write_frame,
+)
 from .auth import Grant
 from .security import origin_allowed
 
@@ -46,6 +56,47 @@ if TYPE_CHECKING:
     from .app import LivestreamServer
 
 log = logging.getLogger("livestream.server")
+
+#: TCP_NOTSENT_LOWAT where it means what ServerConfig.kernel_unsent_bytes needs: Linux's
+#: (25; Python's socket module names it only in newer versions), None elsewhere
+_TCP_NOTSENT_LOWAT: int | None = (getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+                                  if sys.platform.startswith("linux") else None)
+
+
+class _Held:
+    """Binary appends of one topic held for a client while its socket is busy: they
+    continue each other and go out as one frame (docs/protocol.md §3.3)."""
+
+    __slots__ = ("bodies", "epoch", "frames", "head", "next", "offset", "rows", "size",
+                 "topic", "ts", "wire")
+
+    def __init__(self, update: Update, frame: bytes, body: memoryview, head: bytes,
+                 wire: int) -> None:
+        self.topic, self.epoch, self.head = update.topic, update.epoch, head
+        self.offset, self.next, self.rows, self.ts = (update.offset, update.next,
+                                                      update.rows, update.ts)
+        self.frames = [frame]
+        self.bodies = [body]
+        self.size = len(frame)
+        self.wire = wire  # bytes of the frames as sent one by one, WebSocket headers included
+
+    def continues(self, update: Update, head: bytes, body: memoryview, limit: int) -> bool:
+        return (update.topic == self.topic and update.offset == self.next
+                and update.epoch == self.epoch and head == self.head
+                and self.size + len(body) <= limit)
+
+    def add(self, update: Update, frame: bytes, body: memoryview, wire: int) -> None:
+        self.frames.append(frame)
+        self.bodies.append(body)
+        self.next, self.ts = update.next, update.ts
+        self.rows += update.rows
+        self.size += len(body)
+        self.wire += wire
+
+
+def _wire(n: int) -> int:
+    """Bytes of a server frame of ``n`` payload bytes (its header included)."""
+    return n + (2 if n < 126 else 4 if n <= 0xFFFF else 10)
 
 
 class ClientHandler(WebSocketHandler):
@@ -69,6 +120,10 @@ class ClientHandler(WebSocketHandler):
         self.progress: tuple[int, float] = (0, 0.0)  # (bytes taken by the socket, since when)
         self.out_stream: IOStream | None = None
         self.stalled = False  # conflating: updates dropped until the queue drains
+        # binary appends held while the socket is busy, merged when it has taken its queue
+        self.held: list[_Held] = []
+        self.held_bytes = 0
+        self.held_armed = False
         # topic -> snapshot (or missed rows) still being sent, in order (server.pacer)
         self.deliveries: dict[str, Delivery] = {}
         self.pacing_queued = False
@@ -118,9 +173,17 @@ class ClientHandler(WebSocketHandler):
         self.set_nodelay(True)
         conn = self.ws_connection
         self.out_stream = conn.stream if conn is not None else None
+        lowat = self.server.config.kernel_unsent_bytes
+        if lowat and _TCP_NOTSENT_LOWAT is not None and self.out_stream is not None:
+            sock = getattr(self.out_stream, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, lowat)
         self.server._client_opened(self)
 
     def on_close(self) -> None:
+        self.held.clear()
+        self.held_bytes = 0
         reason = self.close_reason_tag
         if reason == "client" and self.close_code is None:
             reason = "dropped"
@@ -281,6 +344,8 @@ class ClientHandler(WebSocketHandler):
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return False
+        if self.held:  # appends held before this frame go first
+            self._release()
         stream = conn.stream
         n = len(data)
         queued = unflushed(stream)
@@ -292,7 +357,7 @@ class ClientHandler(WebSocketHandler):
             added = write_frame(stream, 0x2 if binary else 0x1, data, queued == 0)
         except StreamClosedError:
             return False
-        self.bytes_out += n + (2 if n < 126 else 4 if n <= 0xFFFF else 10)
+        self.bytes_out += _wire(n)
         if added or queued:
             self.server.budget.changed(self, unflushed(stream))
         m = self.server.metrics
@@ -301,10 +366,15 @@ class ClientHandler(WebSocketHandler):
         m.rows_sent += rows
         return True
 
+    def unsent(self) -> int:
+        """Bytes queued for this client: written to its stream and not yet taken by the
+        socket, and the appends held for it."""
+        stream = self.out_stream
+        return (unflushed(stream) if stream is not None else 0) + self.held_bytes
+
     def queue_now(self) -> int:
         """Bytes queued for this client now (also updates the server's accounting)."""
-        stream = self.out_stream
-        queued = unflushed(stream) if stream is not None else 0
+        queued = self.unsent()
         if queued != self.queued:
             self.server.budget.changed(self, queued)
         return queued
@@ -338,13 +408,95 @@ class ClientHandler(WebSocketHandler):
         # the close handshake does not complete within 5 seconds.
         return False
 
-    def send_update(self, update: Update, frame: bytes, binary: bool) -> None:
-        """Send an already encoded update (the same bytes go to every subscriber)."""
+    def send_update(self, update: Update, frame: bytes, binary: bool,
+                    head: bytes | None = None) -> None:
+        """Send an already encoded update (the same bytes go to every subscriber).
+
+        ``head``: for a binary ``append`` whose stream starts with it (its schema
+        message, :func:`~livestream.protocol.codec.stream_head`): while the client's
+        socket is busy the append is held, merged with the appends that continue it,
+        and sent as one frame once the socket has taken what was queued before it
+        (``ServerConfig.merge_bytes``; docs/protocol.md §3.3).
+        """
         if self.stalled:
             self.server.metrics.queue_drops += 1
             return
+        busy = head is not None and (self.held or (
+            self.out_stream is not None and unflushed(self.out_stream) > 0))
+        if busy and self._hold(update, frame, head):  # type: ignore[arg-type]
+            return
         # bytes with binary=False go out as a text frame without re-encoding
         self.send_frame(frame, binary=binary, size=len(frame), rows=update.rows)
+
+    def _hold(self, update: Update, frame: bytes, head: bytes) -> bool:
+        """Hold a binary append for merging; False if it cannot be (send it as it is)."""
+        cfg = self.server.config
+        if cfg.merge_bytes <= 0:
+            return False
+        body = stream_batches(frame, head)
+        if body is None:
+            return False
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            return True  # gone: nothing more is sent to it
+        n = len(frame)
+        queued = self.unsent()
+        if queued + n > cfg.send_queue_bytes:
+            self._over_limit()
+            return True
+        wire = _wire(n)
+        last = self.held[-1] if self.held else None
+        if last is not None and last.continues(update, head, body, cfg.merge_bytes):
+            last.add(update, frame, body, wire)
+        else:
+            self.held.append(_Held(update, frame, body, head, wire))
+        self.held_bytes += wire
+        self.bytes_out += wire
+        self.server.budget.changed(self, queued + wire)
+        if not self.held_armed and self.out_stream is not None:
+            self.held_armed = True
+            on_flushed(self.out_stream, self._flushed)
+        return True
+
+    def _flushed(self) -> None:
+        """The socket took everything queued before the held appends: send them."""
+        self.held_armed = False
+        if closing(self):
+            self.held.clear()
+            self.held_bytes = 0
+        elif self.held:
+            self._release()
+
+    def _release(self) -> None:
+        """Write the held appends to the stream, each run of them as one frame."""
+        held, self.held = self.held, []
+        self.held_bytes = 0
+        stream = self.out_stream
+        if stream is None or stream.closed():
+            return
+        m = self.server.metrics
+        try:
+            for run in held:
+                if len(run.frames) == 1:
+                    data = run.frames[0]
+                    write_frame(stream, 0x2, data, False)
+                    n = len(data)
+                else:
+                    prefix = pack_binary(data_header("append", run.topic, run.epoch, run.offset,
+                                                     run.next, run.rows, run.ts), run.head)
+                    n = len(prefix) + sum(len(b) for b in run.bodies) + len(STREAM_END)
+                    stream.write(frame_header(0x2, n) + prefix)
+                    for body in run.bodies:  # views of the encoded frames: not copied
+                        stream.write(body)
+                    stream.write(STREAM_END)
+                    m.appends_merged += len(run.frames) - 1
+                    self.bytes_out += _wire(n) - run.wire
+                m.messages_sent += 1
+                m.bytes_sent += n
+                m.rows_sent += run.rows
+        except StreamClosedError:
+            return
+        self.server.budget.changed(self, unflushed(stream))
 
     def send_gap(self, gap: Gap) -> None:
         self.send_json({

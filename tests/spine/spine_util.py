@@ -115,9 +115,12 @@ class StalledSocket:
     sees real TCP backpressure.
     """
 
-    def __init__(self, port: int, topic: str | None = None, rcvbuf: int = 4096) -> None:
+    def __init__(self, port: int, topic: str | None = None, rcvbuf: int = 4096,
+                 encoding: str | None = None) -> None:
         self.sock, self.buf = raw_websocket(port, rcvbuf=rcvbuf)
         self.sock.settimeout(None)  # blocking; read_frames sets its own timeout
+        if encoding is not None:
+            self.send_text(orjson.dumps({"type": "hello", "v": 1, "encoding": encoding}))
         if topic is not None:
             self.send_text(orjson.dumps({"type": "subscribe", "topic": topic}))
 
