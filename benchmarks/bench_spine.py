@@ -447,6 +447,16 @@ def summarise(raw: dict, a: argparse.Namespace) -> dict:
                         ratios = [per[ours][k] / per[base][k]
                                   for k in per[ours] if k in per[base] and per[base][k]]
                         row[f"{ours}_vs_{base}"] = _spread(ratios)
+            # how each system got there, per round: CPU of both sides, messages, how long the
+            # subscribers took to receive what was published for `seconds`
+            detail: dict[str, dict] = {}
+            for s in a.systems:
+                rs = [r for r in raw["fanout"] if r["system"] == s and r["batch"] == batch
+                      and r["subs"] == n and "error" not in r]
+                detail[s] = {k: [r.get(k) for r in rs] for k in (
+                    "server_cpu", "subscriber_cpu", "subscriber_cpu_us_per_message",
+                    "rows_per_message", "publish_s", "wall_s", "gate_waits")}
+            row["detail"] = detail
             fan.append(row)
     pan: dict[str, Any] = {}
     for s in a.systems:
@@ -655,6 +665,22 @@ def markdown_tables(summary: dict, a: argparse.Namespace) -> dict[str, str]:
         ["batch", "subs", *[LABELS[s] for s in systems],
          *[f"{_SHORT[o]} ÷ {_SHORT[b]}" for o, b in pairs]], rows, "r" * (2 + len(systems)
                                                                         + len(pairs)))
+    drows = []
+    for row in summary["fanout"]:
+        for s in systems:
+            d = row.get("detail", {}).get(s)
+            if not d or not d["wall_s"]:
+                continue
+            drows.append([row["batch"], row["subs"], LABELS[s], _md_span(d["server_cpu"], 100, "%"),
+                          _md_span(d["subscriber_cpu"], 100, "%"),
+                          _md_span(d["subscriber_cpu_us_per_message"], 1, ""),
+                          _md_span(d["rows_per_message"], 1, ""),
+                          _md_span(d["wall_s"], 1, "", digits=1)])
+    if drows:
+        tables["fanout_detail"] = markdown_table(
+            ["batch", "subs", "system", "server CPU", "subscriber CPU",
+             "subscriber CPU µs/msg", "rows/msg", f"last row received (s; published for "
+             f"{a.seconds:g} s)"], drows, "rrlrrrrr")
     if summary["client"]:
         tables["client"] = markdown_table(
             ["subs", "livestream client (M rows/s)", f"{LABELS['arrow']}: bare decode loop "
@@ -693,6 +719,15 @@ def markdown_tables(summary: dict, a: argparse.Namespace) -> dict[str, str]:
             trows.append([tg["target"], shown, "met" if tg["met"] else "**missed**"])
         tables["targets"] = markdown_table(["target", "measured", ""], trows, "lrl")
     return tables
+
+
+def _md_span(xs: list, scale: float, unit: str, digits: int = 0) -> str:
+    """``lo–hi`` over the rounds (one value if they agree at this precision)."""
+    vals = [x * scale for x in xs if x is not None]
+    if not vals:
+        return "—"
+    lo, hi = f"{min(vals):.{digits}f}", f"{max(vals):.{digits}f}"
+    return f"{lo}{unit}" if lo == hi else f"{lo}–{hi}{unit}"
 
 
 def _md_lat(v: dict, lo: str, hi: str) -> str:
