@@ -6,7 +6,8 @@ Prints one JSON line {"url": ..., "http": ...} once serving, then answers each J
 from stdin with one JSON line {"id": ..., "ok": true, ...} or {"id": ..., "error": "..."}:
 
     {"cmd": "topic", "topic": T, "key": K?, "retention_rows": N?}   declare a topic
-    {"cmd": "append", "topic": T, "n": N}       publish N sequential rows (seq continues per topic)
+    {"cmd": "append", "topic": T, "n": N}       publish N sequential rows (seq continues per topic;
+                                                "plain": true makes sym a string, not a category)
     {"cmd": "upsert", "topic": T, "n": N, "keys": K, "seed": S}   N random upserts over K keys
     {"cmd": "types", "topic": T}                publish one batch holding every logical type
     {"cmd": "table", "topic": T}                the topic's snapshot as JSON columns + schema
@@ -84,7 +85,10 @@ def main() -> None:
                 srv.topic(topic, key=req.get("key"), retention_rows=req.get("retention_rows"))
             elif cmd == "append":
                 start = counters.get(topic, 0)
-                u = srv.publish(topic, seq_frame(start, int(req["n"])))
+                df = seq_frame(start, int(req["n"]))
+                if req.get("plain"):  # no category column: its appends can merge
+                    df["sym"] = df["sym"].astype(object).astype("string")
+                u = srv.publish(topic, df)
                 counters[topic] = start + int(req["n"])
                 out.update(offset=u.offset, next=u.next, epoch=u.epoch)
             elif cmd == "upsert":
