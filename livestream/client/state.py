@@ -423,8 +423,10 @@ class SubscriptionState:
         nxt = msg.get("next")
         if type(nxt) is not int or type(held) is not int or nxt <= held:
             return self._receive_data("append", msg, payload)
-        data = self.decoder.read(payload, msg.get("rows"))
-        if type(data) is not pa.RecordBatch:  # the schema changed: read in full
+        decoder = self.decoder
+        hits = decoder.hits
+        data = decoder.read(payload, msg.get("rows"))
+        if decoder.hits == hits:  # the schema changed: read in full
             return self._receive_data("append", msg, payload, data)
         n = data.num_rows
         ts = msg.get("ts")
@@ -435,7 +437,10 @@ class SubscriptionState:
                 return self._receive_data("append", msg, payload, data)
             self._frame = None
             pending = self._pending
-            pending.append(data)
+            if type(data) is pa.RecordBatch:
+                pending.append(data)
+            else:  # several record batches: a merged append (docs/protocol.md §3.3)
+                pending.extend(data.to_batches())
             self._pending_rows += n
             window = self.window
             if len(pending) >= MAX_PENDING_BATCHES or (

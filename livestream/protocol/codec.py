@@ -385,11 +385,12 @@ class ArrowStreamReader:
 
     Every stream of a topic starts with the same schema message (the same bytes:
     :func:`encode_arrow`). The reader keeps the last schema message it parsed. A
-    stream that starts with exactly those bytes is read as one record batch with the
-    kept schema (``pyarrow.ipc.read_record_batch``, no schema parse) when its row
-    count is the message header's ``rows``; anything else (another schema: the
-    topic changed; a stream of several record batches; dictionary batches; no
-    ``rows`` given) is read in full, and its schema kept when streams of it can be
+    stream that starts with exactly those bytes is read with the kept schema
+    (``pyarrow.ipc.read_record_batch``, no schema parse) when its record batches hold
+    the message header's ``rows``: one record batch is returned as it is, several (a
+    merged append, docs/protocol.md §3.3) as a table of them; ``hits`` counts these.
+    Anything else (another schema: the topic changed; dictionary batches; no ``rows``
+    given) is read in full (``misses``), and its schema kept when streams of it can be
     read this way. :meth:`reset` forgets the kept schema (a gap, a new epoch). Like
     :func:`read_arrow` it **trusts** the bytes.
     """
@@ -418,18 +419,40 @@ class ArrowStreamReader:
         a record batch when read with the kept schema, else a table."""
         head = self._head
         if head is not None and rows is not None and bytes(data[:len(head)]) == head:
+            body = pa.py_buffer(data).slice(len(head))
             try:
-                batch = pa.ipc.read_record_batch(pa.py_buffer(data).slice(len(head)),
-                                                 self._schema)
+                batch = pa.ipc.read_record_batch(body, self._schema)
+                if batch.num_rows == rows:
+                    self.hits += 1
+                    return batch
+                if batch.num_rows < rows:  # several record batches (merged appends)
+                    table = self._batches(body, rows)
+                    if table is not None:
+                        self.hits += 1
+                        return table
             except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
                 raise ProtocolError("bad_frame", f"not an Arrow IPC stream: {exc}") from None
-            if batch.num_rows == rows:
-                self.hits += 1
-                return batch
         self.misses += 1
         table = read_arrow(data)
         self._keep(data, table.schema)
         return table
+
+    def _batches(self, body: pa.Buffer, rows: int) -> pa.Table | None:
+        """The record batches after the kept schema message, read with the kept schema
+        (a merged append: docs/protocol.md §3.3), as one table of ``rows`` rows; None if
+        the stream holds anything else (the caller reads it in full)."""
+        reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(body))
+        batches = []
+        n = 0
+        for message in reader:
+            if message.type != "record batch":
+                return None
+            batch = pa.ipc.read_record_batch(message, self._schema)
+            batches.append(batch)
+            n += batch.num_rows
+        if n != rows:
+            return None
+        return pa.Table.from_batches(batches, schema=self._schema)
 
     def _keep(self, data: bytes | memoryview, schema: pa.Schema) -> None:
         self._head = self._schema = None

@@ -19,8 +19,15 @@ from livestream.client.subscription import Subscription
 from livestream.core import window as window_mod
 from livestream.core.schema import STRING_DTYPE, Schema
 from livestream.core.window import ColumnWindow
-from livestream.protocol import data_header, encode_data, unpack_binary
-from livestream.protocol.codec import ArrowStreamReader, arrow_schema, encode_arrow
+from livestream.protocol import data_header, encode_data, pack_binary, unpack_binary
+from livestream.protocol.codec import (
+    STREAM_END,
+    ArrowStreamReader,
+    arrow_schema,
+    encode_arrow,
+    stream_batches,
+    stream_head,
+)
 
 TRADES = pd.DataFrame({
     "ts": pd.Series([], dtype="int64"),
@@ -267,7 +274,8 @@ def test_the_reader_reads_other_streams_in_full():
     df = trades(0, 4)
     one = encode_arrow(df, SCHEMA)
     assert reader.read(one, 4).num_rows == 4 and reader.cached
-    # the same schema, two record batches: not the one-batch form, read in full
+    # two record batches written by pyarrow's stream writer: its schema message carries
+    # pandas metadata, so it is not the kept one and the stream is read in full
     table = pa.Table.from_pandas(trades(0, 4), schema=arrow_schema(SCHEMA),
                                  preserve_index=False)
     sink = pa.BufferOutputStream()
@@ -286,6 +294,51 @@ def test_the_reader_reads_other_streams_in_full():
     for _ in range(2):
         assert r2.read(encode_arrow(cat, cs), 3).num_rows == 3
     assert not r2.cached and r2.hits == 0
+
+
+def merged(offset: int, sizes: list[int], epoch: str = "e1") -> bytes:
+    """The frame of appends of ``sizes`` rows from ``offset`` merged into one, as the server
+    sends them to a client that fell behind (docs/protocol.md §3.3)."""
+    head = stream_head(SCHEMA)
+    parts, at = [], offset
+    for n in sizes:
+        body = stream_batches(frame("append", at, n, epoch=epoch), head)
+        assert body is not None
+        parts.append(bytes(body))
+        at += n
+    header = data_header("append", "t", epoch, offset, at, at - offset, 1000.0)
+    return pack_binary(header, head + b"".join(parts) + STREAM_END)
+
+
+def test_a_merged_append_is_read_with_the_kept_schema():
+    reader = ArrowStreamReader()
+    assert reader.read(unpack_binary(frame("append", 0, 4))[1], 4).num_rows == 4
+    header, payload = unpack_binary(merged(4, [3, 1, 5]))
+    hits, misses = reader.hits, reader.misses
+    got = reader.read(payload, header["rows"])
+    assert (reader.hits, reader.misses) == (hits + 1, misses)
+    assert got.num_rows == 9 and got.schema == arrow_schema(SCHEMA)
+    assert got.column("ts").to_pylist() == list(range(4, 13))
+    # rows that do not add up to the header's: read in full, never half
+    assert reader.read(payload, 8).num_rows == 9 and reader.misses == misses + 1
+
+
+def test_a_merged_append_applies_like_the_appends_it_holds():
+    proto, sub = connected()
+    ref_proto, ref = connected()
+    dec = sub.machine.decoder
+    misses = dec.misses
+    feed(proto, sub, merged(5, [10, 20, 7]))
+    feed(proto, sub, frame("append", 42, 3))
+    for at, n in ((5, 10), (15, 20), (35, 7), (42, 3)):
+        feed(ref_proto, ref, frame("append", at, n))
+    assert dec.misses == misses
+    assert sub.offset == ref.offset == 45 and sub.stats.rows == ref.stats.rows
+    pd.testing.assert_frame_equal(sub.df, ref.df)
+    # a merged frame that overlaps what is held applies only its new rows
+    feed(proto, sub, merged(40, [5, 5]))
+    feed(ref_proto, ref, frame("append", 45, 5))
+    pd.testing.assert_frame_equal(sub.df, ref.df)
 
 
 # -- the encoder writes what pyarrow's stream writer writes ------------------------------------
