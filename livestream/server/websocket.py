@@ -387,6 +387,8 @@ class ClientHandler(WebSocketHandler):
                     self.queued, reason)
         self.close_reason_tag = tag
         self.close(CloseCode.SLOW_CONSUMER, reason)
+        self.held.clear()
+        self.held_bytes = 0
         if self.out_stream is not None:
             self.out_stream.close()
         self.server.budget.forget(self)

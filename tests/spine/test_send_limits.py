@@ -25,30 +25,33 @@ MiB = 1024 * KiB
 
 
 def _queues(srv: ls.Server) -> dict[object, int]:
-    """Bytes written to each open connection and not yet taken by its socket."""
-    return {h: unflushed(h.ws_connection.stream)
+    """Bytes queued for each open connection: written and not yet taken by its socket, and
+    the appends held for it to merge."""
+    return {h: unflushed(h.ws_connection.stream) + h.held_bytes
             for h in srv.core.clients if h.ws_connection is not None}
 
 
 # -- one budget for the whole process ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("encoding", ["json", "arrow"])  # arrow: appends held to merge
 @async_test(timeout=240)
-async def test_process_send_budget_bounds_the_bytes_queued_for_all_clients():
+async def test_process_send_budget_bounds_the_bytes_queued_for_all_clients(encoding):
     limit, budget = 1 * MiB, 4 * MiB
     srv = ls.serve(port=0, send_queue_bytes=limit, max_send_bytes_total=budget)
     srv.publish("trades", trades(10))
     good = ls.connect(srv.url)
     sub = good.subscribe("trades", window=None)
     await sub.wait_async(rows=10)
-    slow = [await asyncio.to_thread(StalledSocket, srv.port, "trades") for _ in range(20)]
+    slow = [await asyncio.to_thread(StalledSocket, srv.port, "trades", encoding=encoding)
+            for _ in range(20)]
     await until(lambda: len(srv.core.subscribers["trades"]) == 21, what="20 stalled subscribers")
     schema = srv.core.backplane.get("trades").schema
     total, peak, frame = 10, 0, 0
     for _ in range(400):
         u = srv.publish("trades", trades(2000, total))
         total += u.rows
-        frame = max(frame, len(srv.core.encode(u, schema, "json")))
+        frame = max(frame, len(srv.core.encode(u, schema, encoding)))
         peak = max(peak, sum(_queues(srv).values()))
         await sub.wait_async(rows=total, timeout=60)  # the reader keeps up
         if sum(srv.metrics.disconnects.values()) >= 20:
@@ -377,7 +380,8 @@ def test_these_limits_have_documented_defaults():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     table = doc.split("## 8. Limits and defaults", 1)[1].split("\n## ", 1)[0]
     for name in ("send_queue_bytes", "snapshot_slice_bytes", "max_send_bytes_total",
-                 "send_timeout", "http_idle_timeout", "http_body_timeout"):
+                 "send_timeout", "http_idle_timeout", "http_body_timeout", "merge_bytes",
+                 "kernel_unsent_bytes"):
         assert f"| `{name}` |" in table, name
         assert f"``{name}``" in (ServerConfig.__doc__ or ""), name
     limits = ServerConfig().limits()
