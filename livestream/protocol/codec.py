@@ -379,23 +379,6 @@ def read_arrow(data: bytes | memoryview) -> pa.Table:
         raise ProtocolError("bad_frame", f"not an Arrow IPC stream: {exc}") from None
 
 
-def _arrow_buffer(data: bytes | memoryview) -> pa.Buffer:
-    """``data`` as an Arrow buffer. A memoryview of part of a ``bytes`` object (a binary
-    frame's payload: :func:`unpack_binary`) becomes a slice of a buffer of that object,
-    so the record batches read from it keep only the ``bytes`` alive, not the memoryview
-    and its managed buffer: a subscription keeps thousands of batches, and those two
-    objects each were more for Python's garbage collector to count and walk."""
-    if type(data) is memoryview:
-        obj = data.obj
-        if type(obj) is bytes:
-            whole = pa.py_buffer(obj)
-            view = pa.py_buffer(data)  # (a transient export: gives the view's address)
-            start = view.address - whole.address
-            if start >= 0 and start + view.size <= whole.size:
-                return whole.slice(start, view.size)
-    return pa.py_buffer(data)
-
-
 class ArrowStreamReader:
     """Reads the Arrow IPC streams of one trusted server's data messages, parsing each
     schema once.
@@ -436,7 +419,7 @@ class ArrowStreamReader:
         a record batch when read with the kept schema, else a table."""
         head = self._head
         if head is not None and rows is not None and bytes(data[:len(head)]) == head:
-            body = _arrow_buffer(data).slice(len(head))
+            body = pa.py_buffer(data).slice(len(head))
             try:
                 batch = pa.ipc.read_record_batch(body, self._schema)
                 if batch.num_rows == rows:

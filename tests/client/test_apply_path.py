@@ -7,8 +7,6 @@ checked is behaviour (rows, offsets, dtypes, what is built when), never timing.
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -296,21 +294,6 @@ def test_the_reader_reads_other_streams_in_full():
     for _ in range(2):
         assert r2.read(encode_arrow(cat, cs), 3).num_rows == 3
     assert not r2.cached and r2.hits == 0
-
-
-def test_pending_batches_keep_no_memoryview_alive():
-    # a kept batch holds the frame's bytes, not a memoryview of them and its managed
-    # buffer: thousands of those per subscription were work for the garbage collector
-    proto, sub = connected()
-    feed(proto, sub, frame("append", 5, 2))
-    gc.collect()
-    before = sum(1 for o in gc.get_objects() if type(o) is memoryview)
-    for k in range(50):
-        feed(proto, sub, frame("append", 7 + 2 * k, 2))
-    gc.collect()
-    assert len(sub.machine._pending) >= 50  # the batches are still held, unfolded
-    assert sum(1 for o in gc.get_objects() if type(o) is memoryview) - before < 5
-    assert sub.df["ts"].tolist() == list(range(107))
 
 
 def merged(offset: int, sizes: list[int], epoch: str = "e1") -> bytes:
