@@ -137,13 +137,34 @@ async def test_keyed_upserts_and_json_frames_are_never_merged():
     await srv.aclose()
 
 
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path_factory.mktemp("tls")
+    cert.private_key_pem.write_to_path(d / "key.pem")
+    cert.cert_chain_pems[0].write_to_path(d / "cert.pem")
+    ca.cert_pem.write_to_path(d / "ca.pem")
+    return d
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_the_python_client_applies_merged_appends(tls, tls_files):
+    options = ({"certfile": str(tls_files / "cert.pem"), "keyfile": str(tls_files / "key.pem")}
+               if tls else {})
+    client = {"ca": str(tls_files / "ca.pem")} if tls else {}
+    _client_applies_merged_appends(options, client)
+
+
 @async_test(timeout=120)
-async def test_the_python_client_applies_merged_appends():
+async def _client_applies_merged_appends(options: dict, client: dict) -> None:
     # the client shares this loop: publishing without yielding fills its socket, and the
     # appends held meanwhile reach it merged once it reads again
-    srv = ls.serve(port=0, send_queue_bytes=128 * 1024 * 1024)
+    srv = ls.serve(port=0, send_queue_bytes=128 * 1024 * 1024, **options)
     srv.publish("trades", trades(10))
-    conn = ls.connect(srv.url, encoding="arrow")
+    conn = ls.connect(srv.url, encoding="arrow", **client)
     sub = conn.subscribe("trades", window=None)
     await sub.wait_async(rows=10)
     total = 10
