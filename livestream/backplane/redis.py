@@ -583,8 +583,9 @@ class RedisBackplane(Backplane):
     async def _read_loop(self) -> None:
         backoff = 0.05
         me = asyncio.current_task()
+        cancelling = getattr(me, "cancelling", None)  # Python 3.11+
         while not self._closing:
-            if me is not None and me.cancelling():
+            if cancelling is not None and cancelling():
                 # redis-py can swallow a cancellation that lands while a blocking read
                 # returns (redis/redis-py#2028); the request is still on the task
                 raise asyncio.CancelledError
