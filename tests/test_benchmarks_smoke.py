@@ -1,7 +1,7 @@
 """The benchmark command runs: every benchmark imports, the quick ones run end to end.
 
 Smoke tests only: ``spine --quick`` (one subscriber, 100-row batches, a fraction of
-a second per case), ``feed --quick``, ``chart_frame --quick`` and ``transports --quick``
+a second per case), ``feed --quick``, ``catchup --quick``, ``chart_frame --quick`` and ``transports --quick``
 (whichever client libraries are installed), each writing its
 summary to a temporary directory; the browser benchmarks (notebook, viewers) are
 checked up to their figures and tables, from recorded inputs. Nothing here asserts
@@ -82,6 +82,19 @@ def test_feed_quick_run_writes_its_summary(tmp_path: Path) -> None:
     doc = _summary(tmp_path, "feed")
     assert {len(doc["figures"]["runs"][k]) for k in ("receive", "bare", "livestream")} == {1}
     assert "livestream feed stream" in doc["tables"]["clients"]
+
+
+@pytest.mark.timeout(300)
+def test_catchup_quick_run_writes_its_summary(tmp_path: Path) -> None:
+    proc = _run("catchup", "--quick", "--summary-dir", str(tmp_path))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    doc = _summary(tmp_path, "catchup")
+    raw = doc["figures"]["raw"]
+    assert set(raw) == {"before", "queue only", "merged"}
+    for name, runs in raw.items():  # every row arrived, on every server
+        assert len(runs) == 1 and runs[0]["messages"] > 0, (name, runs)
+    assert raw["before"][0]["merged"] == raw["queue only"][0]["merged"] == 0
+    assert "| merged |" in doc["tables"]["catchup"]
 
 
 @pytest.mark.timeout(300)
