@@ -129,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="batches published during the pause (default 2000)")
     p.add_argument("--pause", type=float, default=2.0,
                    help="seconds the client does not read (default 2)")
-    p.add_argument("--repeat", type=int, default=5, help="rounds (default 5)")
+    p.add_argument("--repeat", type=int, default=9, help="rounds (default 9)")
     p.add_argument("--quick", action="store_true", help="smoke run (no summary by default)")
     add_summary_options(p)
     a = p.parse_args(argv)
