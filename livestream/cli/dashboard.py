@@ -9,11 +9,13 @@ command of :mod:`livestream.cli`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from tornado.process import task_id
 
 __all__ = ["dashboard", "make_server"]
 
@@ -45,10 +47,36 @@ def make_server(app_path: str, *, host: str = "127.0.0.1", port: int = 5006,
     origins = list(allow_websocket_origin) or default_origins(host, port)
     if not prefix.startswith("/"):
         prefix = "/" + prefix
+    command = os.getpid()
     server = Server({prefix: app}, port=port, address=host, allow_websocket_origin=origins,
                     num_procs=num_procs, **session_options(session_expiry))
+    if num_procs != 1 and task_id() is not None:  # a worker forked by Tornado
+        _stop_with(command, server)
     shown = "localhost" if host in ("", "0.0.0.0", "::") else host
     return server, f"http://{shown}:{port}{prefix}", origins
+
+
+#: how often a worker of ``--num-procs`` looks whether the command is still there (s)
+PARENT_CHECK_INTERVAL = 0.5
+
+
+def _stop_with(command: int, server: Any) -> None:
+    """In a worker forked for ``--num-procs``: stop serving once the command's process
+    (``command``, the one that forked it) is gone. Tornado's parent process does not
+    pass a SIGTERM on to its workers, so without this they went on serving, orphaned."""
+    from tornado.ioloop import PeriodicCallback
+
+    def check() -> None:
+        if os.getppid() != command:
+            with contextlib.suppress(Exception):
+                server.stop()
+            server.io_loop.stop()
+
+    def start() -> None:
+        check()  # the command may be gone already
+        PeriodicCallback(check, PARENT_CHECK_INTERVAL * 1000).start()
+
+    server.io_loop.add_callback(start)
 
 
 @click.command("dashboard")
