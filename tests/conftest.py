@@ -328,3 +328,18 @@ def redis_server(make_redis: Callable[..., RedisServer]) -> RedisServer:
     ``.url`` is ``redis://127.0.0.1:<port>/0``. Skips when redis-server is missing
     (fails under CI). Stopped after the test."""
     return make_redis()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with a test CA (``ca.pem``) and a certificate for 127.0.0.1 and
+    localhost signed by it (``cert.pem``, ``key.pem``), for wss:// and https:// tests."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path_factory.mktemp("tls")
+    cert.private_key_pem.write_to_path(d / "key.pem")
+    cert.cert_chain_pems[0].write_to_path(d / "cert.pem")
+    ca.cert_pem.write_to_path(d / "ca.pem")
+    return d

@@ -6,8 +6,6 @@ import io
 import ssl
 
 import pandas as pd
-import pytest
-import trustme
 from spine_util import RawClient, async_test, trades
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -133,17 +131,6 @@ async def test_origin_allowlist():
     ws = await websocket_connect(HTTPRequest(open_srv.url, headers={"Origin": "https://any.net"}))
     ws.close()
     await open_srv.aclose()
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    d = tmp_path_factory.mktemp("tls")
-    cert.private_key_pem.write_to_path(d / "key.pem")
-    cert.cert_chain_pems[0].write_to_path(d / "cert.pem")
-    ca.cert_pem.write_to_path(d / "ca.pem")
-    return d
 
 
 def test_tls_wss_and_https(tls_files):

@@ -137,19 +137,6 @@ async def test_keyed_upserts_and_json_frames_are_never_merged():
     await srv.aclose()
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    d = tmp_path_factory.mktemp("tls")
-    cert.private_key_pem.write_to_path(d / "key.pem")
-    cert.cert_chain_pems[0].write_to_path(d / "cert.pem")
-    ca.cert_pem.write_to_path(d / "ca.pem")
-    return d
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
 def test_the_python_client_applies_merged_appends(tls, tls_files):
     options = ({"certfile": str(tls_files / "cert.pem"), "keyfile": str(tls_files / "key.pem")}
