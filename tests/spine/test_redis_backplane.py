@@ -548,23 +548,21 @@ async def test_the_reader_stops_when_cancelled_even_if_redis_py_swallows_the_can
     a = await node(redis_server.url)
     bp = a.core.backplane
     real_xread = bp._rx.xread
-    swallowed = asyncio.Event()
 
     async def xread_eating_cancellation(*args, **kwargs):
         try:
             return await real_xread(*args, **kwargs)
         except asyncio.CancelledError:
-            swallowed.set()
             return []  # what redis-py answers when the race goes its way
 
     bp._rx.xread = xread_eating_cancellation
     reader = bp._reader
-    # wait for the reader to be inside xread (a blocking read of up to a second)
+    # cancel the reader while it is inside XREAD (a blocking read of up to a second):
+    # the cancellation is then eaten, by this wrapper or by redis-py itself
     await until(lambda: any(f.f_code.co_name == "xread_eating_cancellation"
                             for f in _frames(reader)), what="the reader inside xread")
     reader.cancel()
     try:
-        await asyncio.wait_for(swallowed.wait(), 10)
         done, _ = await asyncio.wait([reader], timeout=15)
         assert reader in done and reader.cancelled()
     finally:
