@@ -426,7 +426,7 @@ class ArrowStreamReader:
                     self.hits += 1
                     return batch
                 if batch.num_rows < rows:  # several record batches (merged appends)
-                    table = self._batches(body, rows)
+                    table = self._batches(body, batch, rows)
                     if table is not None:
                         self.hits += 1
                         return table
@@ -437,13 +437,15 @@ class ArrowStreamReader:
         self._keep(data, table.schema)
         return table
 
-    def _batches(self, body: pa.Buffer, rows: int) -> pa.Table | None:
-        """The record batches after the kept schema message, read with the kept schema
-        (a merged append: docs/protocol.md §3.3), as one table of ``rows`` rows; None if
-        the stream holds anything else (the caller reads it in full)."""
+    def _batches(self, body: pa.Buffer, first: pa.RecordBatch, rows: int) -> pa.Table | None:
+        """The record batches after the kept schema message (``first``: the first of them,
+        already read), read with the kept schema (a merged append: docs/protocol.md §3.3),
+        as one table of ``rows`` rows; None if the stream holds anything else (the caller
+        reads it in full)."""
         reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(body))
-        batches = []
-        n = 0
+        reader.read_next_message()  # the first batch's message
+        batches = [first]
+        n = first.num_rows
         for message in reader:
             if message.type != "record batch":
                 return None

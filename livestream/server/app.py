@@ -53,7 +53,7 @@ from ..protocol import (
     error_message,
     pack_binary,
 )
-from ..protocol.codec import stream_head, untrusted_arrow_to_frame
+from ..protocol.codec import stream_batches, stream_head, untrusted_arrow_to_frame
 from ..protocol.ipc import Limits
 from . import _tornado_compat
 from .auth import Authenticator, Grant, TokenError
@@ -458,8 +458,10 @@ class LivestreamServer:
         topic = self.backplane.get(update.topic)
         assert topic is not None and topic.schema is not None
         frames: dict[str, bytes] = {}
-        # binary appends may be merged for a client whose socket is busy (its stream head)
+        # binary appends may be merged for a client whose socket is busy: their stream's
+        # schema message and record batches, found once per update (docs/protocol.md §3.3)
         head = stream_head(topic.schema) if update.kind == "append" else None
+        merge: tuple[bytes, memoryview] | None = None
         for h in list(subs):
             enc = h.encoding
             state = h.topics.get(update.topic)
@@ -479,8 +481,11 @@ class LivestreamServer:
             if data is None:
                 data = self.encode(update, topic.schema, enc)
                 frames[enc] = data
+                if enc == "arrow" and head is not None:
+                    body = stream_batches(data, head)
+                    merge = (head, body) if body is not None else None
             if enc == "arrow":
-                h.send_update(update, data, True, head)
+                h.send_update(update, data, True, merge)
             else:
                 h.send_update(update, data, False)
 

@@ -39,7 +39,7 @@ from ..protocol import (
     parse_client_message,
     unpack_binary,
 )
-from ..protocol.codec import STREAM_END, data_header, pack_binary, stream_batches
+from ..protocol.codec import STREAM_END, data_header, pack_binary
 from ._tornado_compat import (
     StrictProtocol,
     closing,
@@ -411,32 +411,30 @@ class ClientHandler(WebSocketHandler):
         return False
 
     def send_update(self, update: Update, frame: bytes, binary: bool,
-                    head: bytes | None = None) -> None:
+                    merge: tuple[bytes, memoryview] | None = None) -> None:
         """Send an already encoded update (the same bytes go to every subscriber).
 
-        ``head``: for a binary ``append`` whose stream starts with it (its schema
-        message, :func:`~livestream.protocol.codec.stream_head`): while the client's
-        socket is busy the append is held, merged with the appends that continue it,
-        and sent as one frame once the socket has taken what was queued before it
-        (``ServerConfig.merge_bytes``; docs/protocol.md §3.3).
+        ``merge``: for a binary ``append``, its stream's schema message
+        (:func:`~livestream.protocol.codec.stream_head`) and record batch messages
+        (:func:`~livestream.protocol.codec.stream_batches`), found once per update: while
+        the client's socket is busy the append is held, merged with the appends that
+        continue it, and sent as one frame once the socket has taken what was queued
+        before it (``ServerConfig.merge_bytes``; docs/protocol.md §3.3).
         """
         if self.stalled:
             self.server.metrics.queue_drops += 1
             return
-        busy = head is not None and (self.held or (
+        busy = merge is not None and (self.held or (
             self.out_stream is not None and unflushed(self.out_stream) > 0))
-        if busy and self._hold(update, frame, head):  # type: ignore[arg-type]
+        if busy and self._hold(update, frame, *merge):  # type: ignore[misc]
             return
         # bytes with binary=False go out as a text frame without re-encoding
         self.send_frame(frame, binary=binary, size=len(frame), rows=update.rows)
 
-    def _hold(self, update: Update, frame: bytes, head: bytes) -> bool:
+    def _hold(self, update: Update, frame: bytes, head: bytes, body: memoryview) -> bool:
         """Hold a binary append for merging; False if it cannot be (send it as it is)."""
         cfg = self.server.config
         if cfg.merge_bytes <= 0:
-            return False
-        body = stream_batches(frame, head)
-        if body is None:
             return False
         conn = self.ws_connection
         if conn is None or conn.is_closing():
