@@ -4,7 +4,10 @@ benchmarks feed``): the same ``connect(url, on_message, on_close, ...)`` and the
 can run on aiohttp unchanged (the benchmark swaps ``livestream.client.feed.ws_connect``).
 
 aiohttp delivers messages by ``await ws.receive()``, so one reader task per connection
-hands each message to ``on_message``. Not part of the package: picows was chosen (see
+hands each message to ``on_message`` or, given ``on_texts``, collects the text messages
+that are ready (aiohttp has decoded them: they are encoded back to UTF-8 bytes, as the
+feed's batch handler takes them) and hands them on as one list once the loop turns, as
+livestream's transport does after a read. Not part of the package: picows was chosen (see
 docs/decisions.md, "Client transport").
 """
 
@@ -20,9 +23,12 @@ class AiohttpWebSocket:
     """The subset of :class:`livestream.client.transport.WebSocket` a feed uses."""
 
     def __init__(self, session: Any, ws: Any, on_message: Callable[[Any], Any],
-                 on_close: Callable[[Any], Any] | None) -> None:
+                 on_close: Callable[[Any], Any] | None,
+                 on_texts: Callable[[list[bytes]], Any] | None = None) -> None:
         self._session, self._ws = session, ws
         self._on_message, self._on_close = on_message, on_close
+        self._on_texts = on_texts
+        self._texts: list[bytes] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.subprotocol = ws.protocol
@@ -34,14 +40,21 @@ class AiohttpWebSocket:
         import aiohttp
 
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
-        ws, on_message = self._ws, self._on_message
+        ws, on_message, texts = self._ws, self._on_message, self._texts
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 msg = await ws.receive()
-                if msg.type is text or msg.type is binary:
+                if msg.type is text and self._on_texts is not None:
+                    if not texts:
+                        loop.call_soon(self._flush)
+                    texts.append(msg.data.encode())
+                elif msg.type is text or msg.type is binary:
+                    self._flush()
                     on_message(msg.data)
                 else:
                     break
+            self._flush()
             self.close_code = ws.close_code
         finally:
             with contextlib.suppress(Exception):
@@ -50,6 +63,12 @@ class AiohttpWebSocket:
                 self._done.set_result(None)
             if self._on_close is not None:
                 self._on_close(self)
+
+    def _flush(self) -> None:
+        if self._texts:
+            texts, self._texts[:] = self._texts[:], []
+            assert self._on_texts is not None
+            self._on_texts(texts)
 
     @property
     def closed(self) -> bool:
@@ -85,6 +104,7 @@ async def connect(url: str, on_message: Callable[[Any], Any],
                   headers: Any = None, subprotocols: Any = None, ssl: Any = None,
                   connect_timeout: float | None = 10.0, ping_interval: float | None = None,
                   ping_timeout: float | None = None, max_message_size: int = 64 << 20,
+                  on_texts: Callable[[list[bytes]], Any] | None = None,
                   **_ignored: Any) -> AiohttpWebSocket:
     """What :func:`livestream.client.transport.connect` does, on aiohttp."""
     import aiohttp
@@ -100,4 +120,4 @@ async def connect(url: str, on_message: Callable[[Any], Any],
     except BaseException:
         await session.close()
         raise
-    return AiohttpWebSocket(session, ws, on_message, on_close)
+    return AiohttpWebSocket(session, ws, on_message, on_close, on_texts)

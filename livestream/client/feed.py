@@ -195,6 +195,8 @@ class FeedConnection:
         # the one stream's struct fast path, taking raw text before any decode (True: taken),
         # when nothing else has to see the decoded message (see _reroute)
         self._fast: Callable[[Any], bool] | None = None
+        # ... and its handler for a list of text messages (see FeedStream._fast_batch)
+        self._fast_batch: Callable[[list[bytes]], Sequence[bytes] | None] | None = None
         self._route_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ws: WebSocket | None = None
@@ -508,9 +510,9 @@ class FeedConnection:
         closed: asyncio.Future = loop.create_future()
         self._closed_fut = closed
         self._set_state(session.attempt())
-        on_message = self._make_callback(gen)
+        on_message, on_texts = self._make_callback(gen)
         ws = await ws_connect(
-            o.request_url, on_message, lambda _ws: on_message(None),
+            o.request_url, on_message, lambda _ws: on_message(None), on_texts=on_texts,
             headers=o.headers, subprotocols=o.subprotocols, ssl=o.ssl,
             connect_timeout=o.connect_timeout, ping_interval=o.ws_ping_interval,
             ping_timeout=o.ws_ping_timeout, max_message_size=o.max_message_size,
@@ -672,10 +674,16 @@ class FeedConnection:
 
     # -- the hot path ---------------------------------------------------------------------
 
-    def _make_callback(self, gen: int) -> Callable[[str | bytes | None], None]:
+    def _make_callback(self, gen: int) -> tuple[Callable[[str | bytes | None], None],
+                                                Callable[[list[bytes]], None]]:
+        """The session's two message handlers: one message at a time (``None``: the
+        socket closed), and a list of text messages (from the transport, whose UTF-8
+        it has checked), which goes to the one stream's struct batch handler when it
+        can take them, else one at a time."""
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         ping_text = self.options.ping_text
+        ping_bytes = None if ping_text is None else ping_text.encode("utf-8")
         ping = self.options.ping
         loop = self.loop
         batch_interval = self.options.batch_interval
@@ -689,6 +697,11 @@ class FeedConnection:
             self._batch_timer = (loop.call_later(batch_interval, self._end_batch)
                                  if batch_interval else loop.call_soon(self._end_batch))
 
+        def next_batch() -> None:
+            if self._batch_timer is not None:
+                self._batch_timer.cancel()
+            self._end_batch()
+
         def on_message(raw: str | bytes | None) -> None:
             if gen != self._gen:
                 return
@@ -699,16 +712,20 @@ class FeedConnection:
             if not self._batch_open:
                 open_batch(count)
             elif count >= self._batch_full_at:  # a full batch: convert it now
-                if self._batch_timer is not None:
-                    self._batch_timer.cancel()
-                self._end_batch()
+                next_batch()
                 open_batch(count)
+            handle(raw)
+
+        def handle(raw: str | bytes) -> None:
             if ping_text is not None and raw == ping_text:
                 self._answer_ping(raw)
                 return
             fast = self._fast
             if fast is not None and fast(raw):
                 return
+            general(raw)
+
+        def general(raw: str | bytes) -> None:
             try:
                 msg = loads(raw)
             except decode_error as exc:
@@ -721,7 +738,33 @@ class FeedConnection:
                 return
             self._dispatch(msg, raw)
 
-        return on_message
+        def on_texts(texts: list[bytes]) -> None:
+            # the same steps as on_message, a batch's share of the list at a time
+            i, n = 0, len(texts)
+            while i < n and gen == self._gen:
+                first = self._count + 1
+                if not self._batch_open:
+                    open_batch(first)
+                elif first >= self._batch_full_at:
+                    next_batch()
+                    if gen != self._gen:  # the batch's callbacks closed the feed
+                        return
+                    open_batch(first)
+                take = min(n - i, self._batch_full_at - first)
+                chunk = texts if take == n else texts[i:i + take]
+                i += take
+                self._count += take
+                fast = self._fast_batch
+                if fast is not None and (ping_bytes is None or ping_bytes not in chunk):
+                    others = fast(chunk)
+                    if others is not None:
+                        for t in others:
+                            general(t.decode("utf-8"))
+                        continue
+                for t in chunk:
+                    handle(t.decode("utf-8"))
+
+        return on_message, on_texts
 
     def _reroute(self) -> None:
         """Recompute where decoded messages go (after a change of streams, callbacks,
@@ -742,9 +785,10 @@ class FeedConnection:
                         self.options.ack_error is not None and st._select is None):
                     fast = None
                 self._fast = fast
+                self._fast_batch = None if fast is None else st._fast_batch
             else:
                 self._dispatch = self._dispatch_all
-                self._fast = None
+                self._fast = self._fast_batch = None
 
     def _one_stream(self, st: FeedStream) -> Callable[[Any, str | bytes], None]:
         """The dispatch to one stream: its handler, which hands what it does not select to

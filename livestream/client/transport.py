@@ -7,6 +7,14 @@ for a text message, ``bytes`` for a binary one) from picows' frame callback, on 
 loop, with nothing awaited per message. ``on_close(ws)`` is called once when the
 connection is gone, whoever ended it.
 
+With ``on_texts``, whole text messages are handed on in lists instead (a consumer
+that does its work per batch, such as a feed stream's decoder, pays no Python call
+per message): every text message that one read from the socket brought,
+``on_texts([payload, ...])`` once the read is done, as ``bytes`` whose UTF-8 has
+been checked for the whole list at once. The order of messages holds across the
+two callbacks: pending texts are handed on before any other message and before the
+close.
+
 picows delivers frames, not messages, and has no subprotocol parameter; this module
 closes those gaps (see docs/decisions.md, "Client transport"):
 
@@ -76,7 +84,8 @@ class WebSocket(picows.WSListener):
 
     def __init__(self, url: str, on_message: Callable[[str | bytes], Any],
                  on_close: Callable[[WebSocket], Any] | None, max_message_size: int,
-                 close_timeout: float) -> None:
+                 close_timeout: float,
+                 on_texts: Callable[[list[bytes]], Any] | None = None) -> None:
         super().__init__()
         self.url = url
         self.subprotocol: str | None = None
@@ -91,6 +100,10 @@ class WebSocket(picows.WSListener):
         self._user_on_message = on_message
         self._on_message: Callable[[str | bytes], Any] = self._held.append
         self._on_close = on_close
+        # on_texts: whole text messages are collected here (None: not batching, or not
+        # yet released) and handed on once the read that brought them is done
+        self._on_texts = on_texts
+        self._texts: list[bytes] | None = None
         self._close_timeout = close_timeout
         self._transport: picows.WSTransport | None = None
         self._connecting = True
@@ -120,6 +133,15 @@ class WebSocket(picows.WSListener):
         # the hot path: a whole message in one frame, handed on at once
         if (kind is _TEXT or kind is _BINARY) and frame.fin and self._parts is None \
                 and not transport.is_close_frame_sent:
+            texts = self._texts
+            if texts is not None:
+                if kind is _TEXT:
+                    if not texts:  # the first of this read: hand them on after it
+                        self._loop.call_soon(self._flush_texts)  # type: ignore[union-attr]
+                    texts.append(frame.get_payload_as_bytes())
+                    return
+                if texts:
+                    self._flush_texts()
             try:
                 data = frame.get_payload_as_utf8_text() if kind is _TEXT \
                     else frame.get_payload_as_bytes()
@@ -136,6 +158,8 @@ class WebSocket(picows.WSListener):
     def _other_frame(self, transport: picows.WSTransport, frame: picows.WSFrame,
                      kind: WSMsgType) -> None:
         """Fragments, close frames, and anything that arrives while closing."""
+        if self._texts:  # what came first is handed on first
+            self._flush_texts()
         if kind is _TEXT or kind is _BINARY:
             if transport.is_close_frame_sent:
                 # closing: nothing more is delivered. This also stops the frame picows
@@ -163,7 +187,10 @@ class WebSocket(picows.WSListener):
                 joined = b"".join(self._parts)
                 text = self._parts_text
                 self._parts = None
-                if text:
+                if text and self._texts is not None:
+                    self._texts.append(joined)
+                    self._flush_texts()
+                elif text:
                     try:
                         self._deliver(joined.decode("utf-8"))
                     except UnicodeDecodeError:
@@ -188,6 +215,8 @@ class WebSocket(picows.WSListener):
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         if not self._connecting:
             self._release()
+            if self._texts:
+                self._flush_texts()
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
@@ -235,6 +264,35 @@ class WebSocket(picows.WSListener):
         held, self._held = self._held, []
         for data in held:
             self._deliver(data)
+        if self._on_texts is not None:
+            self._texts = []
+
+    def _flush_texts(self) -> None:
+        """Hand the collected text messages on (their UTF-8 checked at once); a message
+        that is not UTF-8 ends the connection (1007) after the ones before it."""
+        texts = self._texts
+        if not texts:
+            return
+        self._texts = []
+        # one check for the list: an ASCII separator keeps a broken sequence at the end
+        # of one message from joining a continuation at the start of the next
+        bad = -1
+        joined = b"\n".join(texts)
+        if not joined.isascii():
+            try:
+                joined.decode("utf-8")
+            except UnicodeDecodeError:
+                bad = next(i for i, t in enumerate(texts) if not _is_utf8(t))
+                del texts[bad:]
+        if texts:
+            try:
+                self._on_texts(texts)  # type: ignore[misc]
+            except Exception:
+                self._handler_failed()
+                return
+        if bad >= 0:
+            self._texts = None  # nothing more is handed on
+            self._fail(1007, "invalid UTF-8 in a text message")
 
     def _deliver(self, data: str | bytes) -> None:
         try:
@@ -340,6 +398,14 @@ class WebSocket(picows.WSListener):
             await asyncio.shield(self._done)
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _fetch_exception(transport: picows.WSTransport) -> None:
     """Read (and drop) the failure picows keeps for ``wait_disconnected()``, without a
     task: once disconnected its future is done, so the coroutine finishes in one step."""
@@ -393,6 +459,7 @@ async def connect(
     max_message_size: int = 64 * 1024 * 1024,
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     proxy: str | None = None,
+    on_texts: Callable[[list[bytes]], Any] | None = None,
 ) -> WebSocket:
     """Open a client WebSocket to ``url`` (ws:// or wss://) on the running loop.
 
@@ -402,7 +469,9 @@ async def connect(
     for wss:// (default: the system's CAs). ``connect_timeout`` bounds the TCP
     connect, TLS and upgrade together. ``proxy``: an ``http://[user:pass@]host:port``
     proxy to tunnel through (HTTP CONNECT; picows also takes https://, socks4:// and
-    socks5:// URLs). Raises what the module docstring lists.
+    socks5:// URLs). ``on_texts``: text messages in lists, as the module docstring
+    describes (``on_message`` then gets binary messages, and as ``str`` the text
+    messages that came with the upgrade response). Raises what the module docstring lists.
     """
     extra = dict(headers or {})
     offered = list(subprotocols or ())
@@ -416,7 +485,7 @@ async def connect(
                                  "auto_ping_strategy": picows.WSAutoPingStrategy.PING_WHEN_IDLE}
     else:
         pings = {"enable_auto_ping": False}
-    ws = WebSocket(url, on_message, on_close, max_message_size, close_timeout)
+    ws = WebSocket(url, on_message, on_close, max_message_size, close_timeout, on_texts)
     loop = asyncio.get_running_loop()
     ws._loop = loop
     ws._done = loop.create_future()

@@ -299,6 +299,94 @@ def test_messages_sent_with_the_upgrade_response_arrive_after_connect_returns():
     run(main())
 
 
+# -- text messages in lists (on_texts) ------------------------------------------------------------
+
+
+def test_text_messages_come_in_lists_in_their_order_among_binary_fragments_and_the_close():
+    """With ``on_texts``, the text messages of one read come as one list of UTF-8 bytes;
+    a binary message, a fragmented text and the close each hand on the texts before them
+    first, so the order across the two callbacks is the order on the wire. Texts that came
+    with the 101 are held until connect() returns and arrive one by one, as str."""
+    later = (frame(0x1, b"a") + frame(0x1, "b\u00e9".encode()) + frame(0x2, b"\x00c")
+             + frame(0x1, b"d") + frame(0x1, b"e1", fin=False) + frame(0x0, b"e2")
+             + frame(0x1, b"f") + frame(0x1, b"g") + frame(0x8, struct.pack("!H", 1000)))
+
+    async def main() -> None:
+        raw = await RawServer(script=frame(0x1, b"early")).start()
+        got: list = []
+        closed = asyncio.Event()
+        ws = await connect(raw.url, lambda m: got.append(("one", m)),
+                           lambda _ws: closed.set(), on_texts=lambda ts: got.append(("list", ts)))
+        await until(lambda: raw.writers and got, what="the early message")
+        raw.writers[0].write(later)
+        await asyncio.wait_for(closed.wait(), 10)
+        # (how the texts between two other events split into lists follows the reads)
+        flat = [(kind, m) for kind, ms in got for m in (ms if kind == "list" else [ms])]
+        assert flat == [("one", "early"), ("list", b"a"), ("list", "b\u00e9".encode()),
+                        ("one", b"\x00c"), ("list", b"d"), ("list", b"e1e2"), ("list", b"f"),
+                        ("list", b"g")]
+        assert ws.close_code == 1000
+        await raw.stop()
+
+    run(main())
+
+
+def test_a_burst_of_text_messages_comes_in_few_lists():
+    async def main() -> None:
+        raw = await RawServer().start()
+        lists: list = []
+        ws = await connect(raw.url, print, on_texts=lists.append)
+        await until(lambda: raw.writers, what="the connection")
+        raw.writers[0].write(b"".join(frame(0x1, b"%d" % i) for i in range(500)))
+        await until(lambda: sum(map(len, lists)) == 500, what="500 messages")
+        assert [m for ms in lists for m in ms] == [b"%d" % i for i in range(500)]
+        assert len(lists) < 100  # one list per read from the socket, not per message
+        ws.close()
+        await raw.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("bad", [
+    [b"\xff"],  # not UTF-8 at all
+    [b"x\xc3", b"\xa9y"],  # a sequence broken across two messages: each is invalid
+])
+def test_a_text_that_is_not_utf8_ends_a_list_and_the_connection_with_1007(bad):
+    """The list's UTF-8 is checked at once; the messages before the bad one are handed
+    on, nothing after it, and the connection fails with 1007 as for a single message."""
+    async def main() -> None:
+        raw = await RawServer().start()
+        got: list = []
+        closed = asyncio.Event()
+        await connect(raw.url, got.append, lambda _ws: closed.set(), on_texts=got.append)
+        await until(lambda: raw.writers, what="the connection")
+        raw.writers[0].write(b"".join(frame(0x1, t) for t in [b"ok1", b"ok2", *bad, b"after"]))
+        await asyncio.wait_for(closed.wait(), 10)
+        assert got == [[b"ok1", b"ok2"]]
+        assert raw.close_frames() == [(1007, "invalid UTF-8 in a text message")]
+        await raw.stop()
+
+    run(main())
+
+
+def test_a_failing_list_handler_closes_1011_as_a_failing_message_handler_does():
+    async def main() -> None:
+        raw = await RawServer().start()
+        closed = asyncio.Event()
+
+        def boom(texts: list) -> None:
+            raise RuntimeError("boom")
+
+        await connect(raw.url, print, lambda _ws: closed.set(), on_texts=boom)
+        await until(lambda: raw.writers, what="the connection")
+        raw.writers[0].write(frame(0x1, b"x"))
+        await asyncio.wait_for(closed.wait(), 10)
+        assert raw.close_frames() == [(1011, "message handler failed")]
+        await raw.stop()
+
+    run(main())
+
+
 # -- the size limit ----------------------------------------------------------------------------
 
 
