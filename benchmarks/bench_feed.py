@@ -5,12 +5,15 @@ of one small JSON event each (as an exchange's trade channel does)::
 
     {"type": "trade", "p": "43012.50", "q": 0.0132, "T": 1700000000123, "s": "BTC-USD", "side": "buy"}
 
-Four clients read the same feed in the same run, in turn, ``--repeat`` times:
+These clients read the same feed in the same run, in turn, ``--repeat`` times:
 
 * **receive**: ``tornado.websocket.websocket_connect`` with an
   ``on_message_callback`` that only counts: Tornado's frame reading alone;
 * **bare**: the same plus ``orjson.loads`` of every message — the floor a
   Python client on Tornado (livestream's client before issue 13) pays;
+* **picows-receive**: picows' frame reading alone: a ``WSListener`` whose
+  ``on_ws_frame`` only counts (one Python call per message, nothing decoded) — the
+  floor for any Python consumer on picows;
 * **picows**: the bare loop on picows, the library livestream's client transport
   uses: a ``WSListener`` whose ``on_ws_frame`` ``orjson.loads`` the frame's payload
   (from its memoryview) — the floor for livestream's own transport;
@@ -25,7 +28,10 @@ Four clients read the same feed in the same run, in turn, ``--repeat`` times:
 * **livestream**: ``open_feed(url).stream(select={"type": "trade"}, columns=...)``
   — selection, string → float, epoch ms → ``datetime64[ns, UTC]``, categories,
   columnar append into the Subscription's window, and an ``on_update``
-  callback (which gets a DataFrame per batch);
+  callback (which gets a DataFrame per batch); text messages reach it in lists, one per
+  socket read (``on_texts``), decoded by the stream's struct batch handler;
+* **livestream-per-message**: the same feed stream with text messages handed on one at
+  a time (the transport without ``on_texts``), as before the lists: what they gain;
 * **livestream-general**: the same feed stream on its general path, as it ran before
   the struct fast path: ``orjson.loads`` of each message into a dict, the stream's
   generated dict handler, and batches bounded by ``batch_interval`` only (no
@@ -80,8 +86,8 @@ DESCRIPTION = ("outside-feed ingest: msg/s and CPU µs/msg into a live feed stre
 TARGET_MSGS = 100_000
 TARGET_VS_TORNADO = 2.0
 TARGET_VS_PICOWS = 0.8
-CLIENTS = ("receive", "bare", "picows", "picows-msgspec", "transport", "livestream", "livestream-general",
-           "livestream-aiohttp")
+CLIENTS = ("receive", "bare", "picows-receive", "picows", "picows-msgspec", "transport",
+           "livestream", "livestream-per-message", "livestream-general", "livestream-aiohttp")
 #: the client that needs a library outside the test extras (aiohttp: the bench extra)
 OPTIONAL = {"livestream-aiohttp": "aiohttp"}
 
@@ -187,9 +193,10 @@ async def tornado_client(url: str, n: int, decode: bool) -> dict:
     return res
 
 
-async def picows_client(url: str, n: int, msgspec: bool = False) -> dict:
+async def picows_client(url: str, n: int, msgspec: bool = False, decode: bool = True) -> dict:
     """The bare loop on picows: ``orjson.loads`` of every frame's payload, counting
-    (``msgspec``: the feed stream's Struct decoder instead)."""
+    (``msgspec``: the feed stream's Struct decoder instead; ``decode=False``: counting
+    only)."""
     import picows
 
     done = asyncio.Event()
@@ -208,7 +215,8 @@ async def picows_client(url: str, n: int, msgspec: bool = False) -> dict:
         def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
             nonlocal count
             if frame.msg_type is text:
-                loads(frame.get_payload_as_memoryview())
+                if decode:
+                    loads(frame.get_payload_as_memoryview())
                 count += 1
                 if count == n:
                     done.set()
@@ -265,6 +273,22 @@ async def livestream_stream(url: str, n: int, fast: bool = True) -> dict:
     return res
 
 
+async def livestream_per_message(url: str, n: int) -> dict:
+    """The feed stream with every text message handed on alone (no ``on_texts``)."""
+    from livestream.client import feed
+
+    original = feed.ws_connect
+
+    async def one_at_a_time(*args: Any, on_texts: Any = None, **kw: Any) -> Any:
+        return await original(*args, **kw)
+
+    feed.ws_connect = one_at_a_time  # type: ignore[assignment]
+    try:
+        return await livestream_stream(url, n)
+    finally:
+        feed.ws_connect = original
+
+
 async def livestream_on_aiohttp(url: str, n: int) -> dict:
     """The feed stream with ``livestream.client.feed.ws_connect`` swapped for aiohttp's."""
     from livestream.client import feed
@@ -284,6 +308,10 @@ async def run_client(name: str, url: str, n: int) -> dict:
         return await livestream_stream(url, n)
     if name == "livestream-general":
         return await livestream_stream(url, n, fast=False)
+    if name == "livestream-per-message":
+        return await livestream_per_message(url, n)
+    if name == "picows-receive":
+        return await picows_client(url, n, decode=False)
     if name == "picows":
         return await picows_client(url, n)
     if name == "picows-msgspec":
@@ -322,6 +350,8 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
                                                      strict=True)])
     else:
         out["picows_vs_aiohttp_feed"] = None
+    out["lists_vs_per_message"] = ratios("livestream-per-message", "msgs_per_s")
+    out["lists_vs_per_message_cpu"] = ratios("livestream-per-message", "cpu_us_per_msg")
     out["fast_vs_general"] = ratios("livestream-general", "msgs_per_s")
     out["fast_vs_general_cpu"] = ratios("livestream-general", "cpu_us_per_msg")
     out["transport_vs_picows"] = _spread([t["msgs_per_s"] / b["msgs_per_s"] for t, b in zip(
@@ -336,6 +366,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
         "livestream_over_bare": statistics.median(ls - b for ls, b in zip(
             cpu["livestream"], cpu["bare"], strict=True)),
         "picows_bare": statistics.median(cpu["picows"]),
+        "picows_receive": statistics.median(cpu["picows-receive"]),
         "livestream_over_picows": statistics.median(ls - b for ls, b in zip(
             cpu["livestream"], cpu["picows"], strict=True)),
         "msgspec_minus_orjson": statistics.median(m - b for m, b in zip(
@@ -350,10 +381,13 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
 
 def tables(summary: dict, repeat: int) -> dict[str, str]:
     label = {"receive": "Tornado receive only", "bare": "bare: Tornado receive + `orjson.loads`",
+             "picows-receive": "picows receive only",
              "picows": "bare: picows receive + `orjson.loads`",
              "picows-msgspec": "bare: picows receive + the feed stream's msgspec Struct decode",
              "transport": "bare, through livestream's transport adapter",
              "livestream": "livestream feed stream",
+             "livestream-per-message": "livestream feed stream, text messages handed on one "
+                                       "at a time (as before the lists)",
              "livestream-general": "livestream feed stream, general path (as before the struct "
                                    "fast path)",
              "livestream-aiohttp": "livestream feed stream, transport on aiohttp instead"}
@@ -374,6 +408,7 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
     p, pc = summary["livestream_vs_picows"], summary["livestream_vs_picows_cpu"]
     t = summary["transport_vs_picows"]
     fg, fgc = summary["fast_vs_general"], summary["fast_vs_general_cpu"]
+    lp, lpc = summary["lists_vs_per_message"], summary["lists_vs_per_message_cpu"]
     a = summary["picows_vs_aiohttp_feed"]
     b = summary["cpu_breakdown_us"]
     ls_rate = summary["livestream"]["msgs_per_s"][0]
@@ -394,12 +429,17 @@ def tables(summary: dict, repeat: int) -> dict[str, str]:
         ["CPU µs/msg: Tornado frame reading (receive only)", f"{b['frame_reading']:.2f}", ""],
         ["CPU µs/msg: `orjson.loads` (bare − receive, median over rounds)",
          f"{b['orjson_loads']:.2f}", ""],
+        ["CPU µs/msg: picows frame reading (receive only)", f"{b['picows_receive']:.2f}", ""],
         ["CPU µs/msg: bare picows loop (frame reading + `orjson.loads`)",
          f"{b['picows_bare']:.2f}", ""],
         ["CPU µs/msg: msgspec Struct decode − `orjson.loads` (picows loops, median over rounds)",
          f"{b['msgspec_minus_orjson']:+.2f}", ""],
         ["livestream feed on picows ÷ the same on aiohttp, msg/s (median of per-round pairs)",
          f"{a[0]:.2f}× [{a[1]:.2f}–{a[2]:.2f}]" if a else "aiohttp not installed", ""],
+        ["livestream ÷ the same with text messages one at a time, msg/s (median of "
+         "per-round pairs)", f"{lp[0]:.2f}× [{lp[1]:.2f}–{lp[2]:.2f}]", ""],
+        ["livestream ÷ the same with text messages one at a time, CPU per message",
+         f"{lpc[0]:.2f}× [{lpc[1]:.2f}–{lpc[2]:.2f}]", ""],
         ["livestream ÷ its general path (no struct fast path, no batch bound), msg/s "
          "(median of per-round pairs)",
          f"{fg[0]:.2f}× [{fg[1]:.2f}–{fg[2]:.2f}]", ""],
