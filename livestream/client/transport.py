@@ -130,18 +130,19 @@ class WebSocket(picows.WSListener):
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         kind = frame.msg_type
-        # the hot path: a whole message in one frame, handed on at once
+        texts = self._texts
+        # the hot path with on_texts: a whole text message in one frame, collected
+        if kind is _TEXT and texts is not None and frame.fin and self._parts is None \
+                and not transport.is_close_frame_sent:
+            if not texts:  # the first of this read: hand them on after it
+                self._loop.call_soon(self._flush_texts)  # type: ignore[union-attr]
+            texts.append(frame.get_payload_as_bytes())
+            return
+        # the hot path without: a whole message in one frame, handed on at once
         if (kind is _TEXT or kind is _BINARY) and frame.fin and self._parts is None \
                 and not transport.is_close_frame_sent:
-            texts = self._texts
-            if texts is not None:
-                if kind is _TEXT:
-                    if not texts:  # the first of this read: hand them on after it
-                        self._loop.call_soon(self._flush_texts)  # type: ignore[union-attr]
-                    texts.append(frame.get_payload_as_bytes())
-                    return
-                if texts:
-                    self._flush_texts()
+            if texts:  # a binary message: the texts before it first
+                self._flush_texts()
             try:
                 data = frame.get_payload_as_utf8_text() if kind is _TEXT \
                     else frame.get_payload_as_bytes()
@@ -274,13 +275,12 @@ class WebSocket(picows.WSListener):
         if not texts:
             return
         self._texts = []
-        # one check for the list: an ASCII separator keeps a broken sequence at the end
-        # of one message from joining a continuation at the start of the next
         bad = -1
-        joined = b"\n".join(texts)
-        if not joined.isascii():
+        if not all(map(bytes.isascii, texts)):  # most feeds send ASCII: no decode then
+            # one check for the list: an ASCII separator keeps a broken sequence at the
+            # end of one message from joining a continuation at the start of the next
             try:
-                joined.decode("utf-8")
+                b"\n".join(texts).decode("utf-8")
             except UnicodeDecodeError:
                 bad = next(i for i, t in enumerate(texts) if not _is_utf8(t))
                 del texts[bad:]
