@@ -91,3 +91,59 @@ def test_float_text_bad_values_are_still_dead_lettered_by_row() -> None:
     out = convert.convert_column(["1.5", "x", "2.5", "true"], _col("float64"), bad)
     assert sorted(bad) == [1, 3] and "column 'x'" in bad[1]
     assert out[0] == 1.5 and out[2] == 2.5
+
+
+_label = st.one_of(st.sampled_from(["BTC-USD", "ETH-USD", "SOL-USD", "b", ""]), st.none(),
+                   st.sampled_from([1, 1.0, True, "1", "True"]), st.lists(st.integers(), max_size=1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_label, max_size=12), min_size=1, max_size=6))
+def test_category_batches_as_the_last_labels_match_factorizing_each_batch(batches) -> None:
+    """A category column tries the last batch's labels first; whatever the batches, every
+    batch converts exactly as it does on a column that has seen no batch (factorized)."""
+    col = convert.Col("s", "s", "category", False, None, False)
+    for vals in batches:
+        got_bad: dict[int, str] = {}
+        want_bad: dict[int, str] = {}
+        got = convert.convert_column(list(vals), col, got_bad)
+        fresh = convert.Col("s", "s", "category", False, None, False)
+        want = convert.convert_column(list(vals), fresh, want_bad)
+        assert got_bad == want_bad
+        assert list(got.categories) == list(want.categories)
+        assert list(got.codes) == list(want.codes) and got.dtype == want.dtype
+
+
+def test_a_steady_label_set_takes_the_look_up() -> None:
+    col = convert.Col("s", "s", "category", False, None, False)
+    batch = ["b", "a", "c", "a"] * 10
+    first = convert.convert_column(batch, col, {})
+    assert col.cat_last is not None
+    assert convert._categorical_as_last(batch[::-1], col) is not None
+    second = convert.convert_column(batch, col, {})
+    assert second.dtype is first.dtype and list(second.codes) == list(first.codes)
+    for other in ([*batch, "d"], [*batch[:-1], None], ["a", "b"] * 5, [*batch, 1]):
+        assert convert._categorical_as_last(other, col) is None
+
+
+_any_value = st.one_of(_value, _label, st.integers(min_value=0, max_value=2 * 10**12))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_any_value, max_size=10),
+       st.sampled_from(["float64", "Float64", "category", "string", "datetime64[ns, UTC]",
+                        "Int64", "boolean"]),
+       st.booleans())
+def test_a_column_said_to_hold_no_none_held_none(vals, type_, with_converter) -> None:
+    """The stream skips counting a column's missing values when its conversion showed
+    there were none (``Col.no_nulls``): that must never be said of a batch holding one,
+    whatever the values, the type and a ``convert=`` (which keeps None as None)."""
+    col = convert.Col("c", "c", type_, False, None, False)
+    raw = list(vals)
+    if with_converter:
+        col.convert, col.convert_name = (lambda v: v), "identity"
+    for _ in range(2):  # the second time with what the first batch left on the column
+        bad: dict[int, str] = {}
+        conv = convert.apply_converter(raw, col, bad) if with_converter else raw
+        convert.convert_column(conv, col, bad)
+        assert not (col.no_nulls and None in raw)

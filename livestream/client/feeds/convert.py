@@ -88,6 +88,12 @@ class Col:
     #: category columns: the dtype of each recent set of labels (a batch's labels are
     #: sorted, so a feed with a steady set of symbols builds its dtype once)
     cat_dtypes: dict[tuple, pd.CategoricalDtype] = field(default_factory=dict)
+    #: category columns: the last batch's labels (label → code) and dtype, tried first on
+    #: the next batch (see :func:`_categorical_as_last`)
+    cat_last: tuple[dict[str, int], pd.CategoricalDtype] | None = None
+    #: set by :func:`convert_column` for the batch it converted: True when the conversion
+    #: itself showed that no value was None (so the caller need not count them)
+    no_nulls: bool = False
 
 
 # -- types -------------------------------------------------------------------------------
@@ -244,8 +250,10 @@ def apply_converter(vals: list[Any], c: Col, bad: dict[int, str]) -> list[Any]:
 
 
 def convert_column(vals: Sequence[Any], c: Col, bad: dict[int, str]) -> Any:
-    """Convert one column of a batch; rows that fail are added to ``bad``."""
+    """Convert one column of a batch; rows that fail are added to ``bad``. Sets
+    ``c.no_nulls`` when the conversion showed that no value was None."""
     t = c.type
+    c.no_nulls = False
     if c.required:
         for i, v in enumerate(vals):
             if v is None and i not in bad:
@@ -320,6 +328,7 @@ def _to_float(vals: Sequence[Any], c: Col, bad: dict[int, str]) -> np.ndarray:
     dtype = np.float32 if c.type.lower() == "float32" else np.float64
     arr = _floats_from_text(vals)
     if arr is not None:
+        c.no_nulls = True  # every value was text
         arr = arr.astype(dtype, copy=False)
         return pd.array(arr, dtype=c.type) if c.type[0] == "F" else arr  # type: ignore[return-value]
     try:
@@ -330,6 +339,7 @@ def _to_float(vals: Sequence[Any], c: Col, bad: dict[int, str]) -> np.ndarray:
             raise TypeError("bool")
     except (ValueError, TypeError):
         arr = np.array(_fallback(vals, c, bad, _float_one, math.nan), dtype=np.float64)
+    c.no_nulls = not np.isnan(arr).any()  # a None is NaN here (NaN may also be a value)
     arr = arr.astype(dtype, copy=False)
     if c.type[0] == "F":
         return pd.array(arr, dtype=c.type)  # type: ignore[return-value]
@@ -430,6 +440,9 @@ def _str_one(v: Any) -> str:
 def _to_str(vals: Sequence[Any], c: Col, bad: dict[int, str]) -> Any:
     arr = np.empty(len(vals), dtype=object)
     if c.type == "category":
+        got = _categorical_as_last(vals, c)
+        if got is not None:
+            return got
         # factorize first and check the few distinct values, not every value
         arr[:] = vals
         try:
@@ -455,6 +468,7 @@ def _categorical(arr: np.ndarray, c: Col) -> pd.Categorical:
     codes, uniques = pd.factorize(arr, sort=True)
     if not all(type(u) is str for u in uniques):
         raise TypeError("not text")
+    c.no_nulls = not (codes < 0).any()  # a None has no code
     if len(uniques) > _CAT_CACHE_LABELS:
         return pd.Categorical.from_codes(codes, pd.Index(uniques, dtype=object), validate=False)
     key = tuple(uniques)
@@ -463,6 +477,29 @@ def _categorical(arr: np.ndarray, c: Col) -> pd.Categorical:
         if len(c.cat_dtypes) >= 64:
             c.cat_dtypes.clear()
         dtype = c.cat_dtypes[key] = pd.CategoricalDtype(pd.Index(uniques, dtype=object))
+    if c.convert is None:
+        c.cat_last = ({u: i for i, u in enumerate(uniques)}, dtype)
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+
+
+def _categorical_as_last(vals: Sequence[Any], c: Col) -> pd.Categorical | None:
+    """The batch as a Categorical when it holds exactly the last batch's labels, each
+    value one of them (a feed's steady symbols): codes by one dict look-up per value, in
+    C, and the last dtype; what :func:`_categorical` gives for it, without factorizing.
+    None when that does not hold (a new label, a missing value, a label left out):
+    factorize then. Only for values as decoded (no ``convert``): a JSON value equal to
+    a label is that text."""
+    last = c.cat_last
+    if last is None:
+        return None
+    codes_of, dtype = last
+    try:
+        codes = np.fromiter(map(codes_of.__getitem__, vals), dtype=np.intp, count=len(vals))
+    except (KeyError, TypeError):  # not a label (None, a new label, a number, a list)
+        return None
+    if not np.bincount(codes, minlength=len(codes_of)).all():  # a label left out
+        return None
+    c.no_nulls = True  # every value was a label
     return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
@@ -568,6 +605,7 @@ def _to_datetime(vals: Sequence[Any], c: Col, bad: dict[int, str]) -> Any:
     unit, tz = datetime_parts(c.type)
     ns: np.ndarray | None = None
     kinds = set(map(type, vals))
+    c.no_nulls = kinds <= {int}
     try:
         if kinds <= {int}:
             ns = _ints_to_ns(np.array(vals, dtype=np.int64), c.unit)

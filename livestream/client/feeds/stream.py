@@ -580,23 +580,33 @@ class FeedStream(Subscription):
             self.report_error(msg)
             log.warning("livestream: feed stream %r of %s: %s", self.name, self.feed.url, msg)
 
+    def _count_missing(self, cols: list[list[Any]], converted: bool) -> None:
+        """Add each column's None values to :attr:`missing_counts` (``converted``: skip
+        the columns whose conversion showed there were none)."""
+        missing = self.missing_counts
+        for c, vals in zip(self.parser.all_cols, cols, strict=False):
+            if converted and c.no_nulls:
+                continue
+            k = vals.count(None)
+            if k:
+                missing[c.name] = missing.get(c.name, 0) + k
+
     def _append_rows(self, cols: list[list[Any]], srcs: list[Any]) -> None:
-        if len(self._seen_columns) < len(cols):
+        checked = len(self._seen_columns) < len(cols)
+        if checked:
             self._check_missing(cols, srcs)
-        else:  # every field seen: only the counts
-            missing = self.missing_counts
-            for c, vals in zip(self.parser.all_cols, cols, strict=False):
-                k = vals.count(None)
-                if k:
-                    missing[c.name] = missing.get(c.name, 0) + k
         try:
             data, m, bad = self.parser.columns_to_arrays(cols, len(srcs))
             frame = None if data is None else self.parser.frame(data, m)
         except Exception as exc:  # a bug must not stop the stream
             log.exception("livestream: feed stream %r could not build a batch", self.name)
+            if not checked:
+                self._count_missing(cols, converted=False)
             for src in srcs:
                 self._dead(src, f"internal error building the batch: {exc!r}", "internal")
             return
+        if not checked:  # every field seen: only the counts
+            self._count_missing(cols, converted=True)
         for i, reason in sorted(bad.items()):  # in message order, whatever column failed
             if reason.startswith(("a record must", "cannot infer")):
                 kind = "bad_record"
