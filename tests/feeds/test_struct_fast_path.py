@@ -47,18 +47,22 @@ def _value(rng: random.Random, pool: list) -> object:
     return pool[rng.randrange(len(pool))]
 
 
+def _fields(rng: random.Random, pool: list, odd: float) -> dict:
+    """The usual fields of a trade, each drawn from ``pool`` instead with chance ``odd``."""
+    usual = {"p": f"{43000 + rng.randrange(1000) / 100:.2f}", "q": rng.randrange(100) / 7,
+             "T": 1_700_000_000_000 + rng.randrange(10**6), "s": rng.choice(["BTC", "ETH"]),
+             "side": rng.choice(["buy", "sell"]), "n": rng.randrange(50),
+             "id": f"seq:{rng.randrange(10**6)}", "ok": rng.random() < 0.5}
+    return {k: _value(rng, pool) if rng.random() < odd else v for k, v in usual.items()}
+
+
 def _message(rng: random.Random) -> str:
     if rng.random() < 0.06:
         return ODD_TEXTS[rng.randrange(len(ODD_TEXTS))]
     msg: dict = {}
     fields = {"type": _value(rng, TYPES)}
-    for k in ("p", "q", "T", "s", "side", "n", "id", "ok"):
-        # mostly the usual values, so that most messages take the fast path
-        fields[k] = _value(rng, VALUES) if rng.random() < 0.25 else {
-            "p": f"{43000 + rng.randrange(1000) / 100:.2f}", "q": rng.randrange(100) / 7,
-            "T": 1_700_000_000_000 + rng.randrange(10**6), "s": rng.choice(["BTC", "ETH"]),
-            "side": rng.choice(["buy", "sell"]), "n": rng.randrange(50),
-            "id": f"seq:{rng.randrange(10**6)}", "ok": rng.random() < 0.5}[k]
+    # mostly the usual values, so that most messages take the fast path
+    fields.update(_fields(rng, VALUES, 0.25))
     r = rng.random()
     if r < 0.6:
         fields["d"] = {"p": _value(rng, VALUES) if rng.random() < 0.3 else "1.5",
@@ -82,12 +86,7 @@ CLEAN_VALUES = ["43012.50", 43012.5, 1, 0, -0.0, "nan", "", None, True, False, 2
 
 def _clean_message(rng: random.Random) -> str:
     msg: dict = {"type": _value(rng, ["trade"] * 6 + ["quote", "error", 5, None, OMIT])}
-    for k in ("p", "q", "T", "s", "side", "n", "id", "ok"):
-        msg[k] = _value(rng, CLEAN_VALUES) if rng.random() < 0.3 else {
-            "p": f"{43000 + rng.randrange(1000) / 100:.2f}", "q": rng.randrange(100) / 7,
-            "T": 1_700_000_000_000 + rng.randrange(10**6), "s": rng.choice(["BTC", "ETH"]),
-            "side": rng.choice(["buy", "sell"]), "n": rng.randrange(50),
-            "id": f"seq:{rng.randrange(10**6)}", "ok": rng.random() < 0.5}[k]
+    msg.update(_fields(rng, CLEAN_VALUES, 0.3))
     if rng.random() < 0.8:
         msg["d"] = {"p": _value(rng, CLEAN_VALUES), "v": _value(rng, CLEAN_VALUES),
                     "book": {"bid": _value(rng, CLEAN_VALUES)} if rng.random() < 0.8 else None}
@@ -305,6 +304,19 @@ def test_the_plan_reads_nested_fields_and_the_selector():
             p.decode(bad)
 
 
+async def _fast_and_general(f: FakeExchange, columns: dict) -> tuple:
+    """Two connected feeds on ``f``, each with a stream of ``type == "t"`` messages: one
+    on the fast path, one on the general path."""
+    feeds = [open_feed(f.url) for _ in range(2)]
+    fast, general = (fd.stream({"type": "t"}, columns=columns) for fd in feeds)
+    general.use_fast_path = False
+    general._refresh_feed()
+    for fd in feeds:
+        await fd.opened()
+    await until(lambda: len(f.clients) == 2, "both connected")
+    return feeds, fast, general
+
+
 def test_a_number_beyond_float64_in_a_field_the_stream_does_not_read():
     """The one documented difference: msgspec skips a field the stream does not read
     without parsing its number, so a message whose *unread* field holds a number beyond
@@ -313,13 +325,7 @@ def test_a_number_beyond_float64_in_a_field_the_stream_does_not_read():
     stream reads, both refuse it."""
     async def main():
         f = await FakeExchange().start()
-        feeds = [open_feed(f.url) for _ in range(2)]
-        fast, general = (fd.stream({"type": "t"}, columns={"p": float}) for fd in feeds)
-        general.use_fast_path = False
-        general._refresh_feed()
-        for fd in feeds:
-            await fd.opened()
-        await until(lambda: len(f.clients) == 2, "both connected")
+        feeds, fast, general = await _fast_and_general(f, {"p": float})
         f.send_raw('{"type": "t", "p": "1.5", "unread": 1e400}')
         f.send_raw('{"type": "t", "p": 1e400}')
         f.send_raw('{"type": "t", "p": "2.5"}')
@@ -393,13 +399,7 @@ def test_a_long_dead_letter_keeps_its_first_characters_on_either_path():
 
     async def main():
         f = await FakeExchange().start()
-        feeds = [open_feed(f.url) for _ in range(2)]
-        fast, general = (fd.stream({"type": "t"}, columns={"i": int}) for fd in feeds)
-        general.use_fast_path = False
-        general._refresh_feed()
-        for fd in feeds:
-            await fd.opened()
-        await until(lambda: len(f.clients) == 2, "both connected")
+        feeds, fast, general = await _fast_and_general(f, {"i": int})
         for i in range(20):
             f.send_raw(json.dumps({"type": "t", "i": i}))
         f.send_raw(long_text)
