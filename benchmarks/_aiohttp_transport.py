@@ -66,7 +66,8 @@ class AiohttpWebSocket:
 
     def _flush(self) -> None:
         if self._texts:
-            texts, self._texts[:] = self._texts[:], []
+            texts = self._texts[:]
+            self._texts.clear()  # the reader holds this list: emptied, not replaced
             assert self._on_texts is not None
             self._on_texts(texts)
 
