@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import html
 import inspect
+import itertools
 import logging
 import ssl
 import threading
@@ -61,7 +62,7 @@ from .feeds.options import DEFAULT_BACKOFF, FeedOptions, Message, as_messages, e
 from .feeds.parse import Column, RowParser
 from .feeds.select import Selector
 from .feeds.session import FeedError, FeedSession, FeedStats
-from .feeds.stream import DeadLetter, FeedStream, Relay
+from .feeds.stream import DeadLetter, FastBatch, FeedStream, Relay
 from .state import DEFAULT_WINDOW
 from .transport import WebSocket
 from .transport import connect as ws_connect
@@ -81,6 +82,12 @@ __all__ = [
 ]
 
 log = logging.getLogger("livestream.feeds")
+
+
+#: A run of text messages the struct batch handler took before the Struct refused one
+#: must be this long for the handler to go on after the refused message; shorter runs mean
+#: refusals close together, and the rest of the list goes one message at a time.
+MIN_STRUCT_RUN = 16
 
 
 def _ignore(msg: Any) -> None:
@@ -196,7 +203,7 @@ class FeedConnection:
         # when nothing else has to see the decoded message (see _reroute)
         self._fast: Callable[[Any], bool] | None = None
         # ... and its handler for a list of text messages (see FeedStream._fast_batch)
-        self._fast_batch: Callable[[list[bytes]], Sequence[bytes] | None] | None = None
+        self._fast_batch: FastBatch | None = None
         self._route_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ws: WebSocket | None = None
@@ -755,14 +762,28 @@ class FeedConnection:
                 i += take
                 self._count += take
                 fast = self._fast_batch
+                at = 0
                 if fast is not None and (ping_bytes is None or ping_bytes not in chunk):
-                    others = fast(chunk)
-                    if others is not None:
-                        for t in others:
-                            general(t.decode("utf-8"))
-                        continue
-                for t in chunk:
+                    at = runs(fast, chunk)
+                for t in itertools.islice(chunk, at, None):
                     handle(t.decode("utf-8"))
+
+        def runs(fast: FastBatch, chunk: list[bytes]) -> int:
+            """Runs of ``chunk`` through the struct batch handler, each refused message
+            between them the per-message way; returns where the rest of ``chunk`` goes
+            one at a time (refusals close together: the runs would be too short to pay)."""
+            at, m = 0, len(chunk)
+            while at < m:
+                others, taken = fast(chunk, at)
+                for t in others:
+                    general(t.decode("utf-8"))
+                at += taken
+                if at < m:  # chunk[at] is a message the Struct refused
+                    handle(chunk[at].decode("utf-8"))
+                    at += 1
+                    if taken < MIN_STRUCT_RUN:
+                        break
+            return at
 
         return on_message, on_texts
 

@@ -126,19 +126,21 @@ SPECS = {
 
 
 def _counting_plans(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Count the messages the fast path's decoder sees and takes, and the lists of text
-    messages its batch handler took as a whole."""
-    seen = {"calls": 0, "ok": 0, "lists": 0}
+    """Count the messages the fast path's decoder sees and takes, the lists of text
+    messages its batch handler took to their end, and the runs it took after a message
+    the Struct refused."""
+    seen = {"calls": 0, "ok": 0, "lists": 0, "runs_after_refusal": 0}
     real = fastpath.plan
     real_batch = FeedStream._make_fast_batch
 
     def make_fast_batch(self):
         handler = real_batch(self)
 
-        def counted(texts):
-            out = handler(texts)
-            seen["lists"] += out is not None
-            return out
+        def counted(texts, start):
+            others, taken = handler(texts, start)
+            seen["lists"] += taken > 0 and start + taken == len(texts)
+            seen["runs_after_refusal"] += taken > 0 and start > 0
+            return others, taken
 
         return counted
 
@@ -272,6 +274,32 @@ def test_rows_keep_the_order_of_their_messages_across_the_two_paths():
         await f.stop()
 
     run(main())
+
+
+def test_the_batch_handler_goes_on_after_a_message_the_struct_refuses(monkeypatch):
+    """In a burst, a message the Struct refuses (a nested object sent as text, or an
+    array where a value belongs) is decided the per-message way between two runs of the
+    batch handler; the rows keep their messages' order."""
+    seen = _counting_plans(monkeypatch)
+
+    async def main():
+        f = await FakeExchange().start()
+        feed = open_feed(f.url, batch_interval=0.5)
+        st = feed.stream({"type": "t"}, columns={"i": int, "v": ("d.v", str)})
+        await feed.opened()
+        await until(lambda: len(f.clients) == 1, "connected")
+        odd = {40: "text", 80: {"v": [80]}, 120: "text"}
+        for i in range(160):
+            f.send_raw(json.dumps({"type": "t", "i": i, "d": odd.get(i, {"v": f"x{i}"})}))
+        await until(lambda: len(st) == 160, "160 rows")
+        assert st.df["i"].tolist() == list(range(160))
+        want = [None if i in (40, 120) else "[80]" if i == 80 else f"x{i}" for i in range(160)]
+        assert [None if pd.isna(v) else v for v in st.df["v"]] == want
+        feed.close()
+        await f.stop()
+
+    run(main())
+    assert seen["runs_after_refusal"] >= 1
 
 
 @pytest.mark.parametrize("kw", [

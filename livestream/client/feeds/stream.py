@@ -12,6 +12,7 @@ nothing stops the stream.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -52,6 +53,10 @@ class DeadLetter:
     #: record as JSON (cut to :data:`DEAD_LETTER_TEXT` characters)
     message: str
 
+
+#: A stream's struct batch handler: ``(texts, start) -> (messages not selected, how many
+#: it took from start)`` (see :meth:`FeedStream._make_fast_batch`).
+FastBatch = Callable[[list[bytes], int], tuple[Sequence[bytes], int]]
 
 #: Records after which a column whose field never appeared is warned about (once).
 MISSING_FIELD_WARN_AFTER = 10
@@ -241,10 +246,9 @@ class FeedStream(Subscription):
         self._plan: fastpath.FastPlan | None = None
         #: raw text → True when the struct fast path took the message (None: no fast path)
         self._fast: Callable[[Any], bool] | None = None
-        #: the same for a list of text messages (UTF-8 checked ``bytes``): the messages it
-        #: did not select (for the general path), or None, having done nothing, when one
-        #: of them is not for the struct path (each then goes the per-message way)
-        self._fast_batch: Callable[[list[bytes]], Sequence[bytes] | None] | None = None
+        #: the same for a list of text messages (UTF-8 checked ``bytes``) from a position
+        #: on: see :meth:`_make_fast_batch`
+        self._fast_batch: FastBatch | None = None
         self._selected = 0
         self._flushed_selected = 0  # _selected at the last flush
         self._select = parser.select
@@ -369,12 +373,14 @@ class FeedStream(Subscription):
         return ns["make"](plan.decode, plan.want, self._batch_srcs.append,
                           *(c.append for c in self._batch_cols))
 
-    def _make_fast_batch(self) -> Callable[[list[bytes]], Sequence[bytes] | None]:
-        """The struct fast path for a list of text messages: each decoded as
-        :meth:`_make_fast`'s handler decodes it, but the values read a column at a time
-        (one list comprehension per column, not a Python call per message). Returns the
-        messages the stream does not select, in order, for the general path; or None,
-        having done nothing, when one message cannot be decoded into the Struct."""
+    def _make_fast_batch(self) -> FastBatch:
+        """The struct fast path for a list of text messages: ``fast_batch(texts, start)``
+        decodes ``texts[start:]`` as :meth:`_make_fast`'s handler decodes each message
+        (one ``map`` of the decoder, not a Python call per message) up to the first one
+        the Struct refuses, and takes that run: its values read a column at a time, the
+        messages it does not select returned, in order, for the general path. Returns
+        ``(not selected, how many it took)``; the message after the run, if any, is one
+        the Struct refused (the per-message way decides it)."""
         plan = self._plan
         assert plan is not None
         k = len(plan.reads)
@@ -387,22 +393,28 @@ class FeedStream(Subscription):
                   "            ms = [m for m, y in zip(ms, keep) if y]\n"
                   "            texts = [t for t, y in zip(texts, keep) if y]\n")
         src = (
-            f"def make(_decode, _want, _s, {args}):\n"
-            "    def fast_batch(texts):\n"
-            "        try:\n"
-            "            ms = [_decode(t) for t in texts]\n"
+            f"def make(_decode, _want, _s, _islice, {args}):\n"
+            "    def fast_batch(texts, start):\n"
+            "        ms = []\n"
+            "        try:  # extend keeps what was decoded before a refusal\n"
+            "            ms.extend(map(_decode, _islice(texts, start, None)))\n"
             "        except Exception:\n"
-            "            return None\n"
+            "            pass\n"
+            "        taken = len(ms)\n"
+            "        if not taken:\n"
+            "            return (), 0\n"
+            "        if start or taken < len(texts):\n"
+            "            texts = texts[start:start + taken]\n"
             "        others = ()\n"
             f"{select}"
             f"        {extends}; _s(texts)\n"
-            "        return others\n"
+            "        return others, taken\n"
             "    return fast_batch\n"
         )
         ns: dict[str, Any] = {}
         exec(compile(src, f"<livestream feed stream {self.name!r} (struct batches)>", "exec"),
              ns)
-        return ns["make"](plan.decode, plan.want, self._batch_srcs.extend,
+        return ns["make"](plan.decode, plan.want, self._batch_srcs.extend, itertools.islice,
                           *(c.extend for c in self._batch_cols))
 
     def _on_unselected(self, msg: Any) -> None:
